@@ -1,0 +1,150 @@
+"""Registry of the method's networks and their presets.
+
+``build_component(name, preset)`` returns the module whose ``state_dict()`` has exactly the keys and
+shapes of the official ``<name>.pth`` (preset "official"), or the same classes at small widths
+(preset "tiny", for tests on a CPU). Building under ``torch.device("meta")`` allocates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_strict, read_state_dict
+from ..errors import HPError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+COMPONENTS = ("unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider")
+PRESETS = ("official", "tiny")
+# The release keeps the motion encoders and the refiner in fp32, everything else in fp16.
+DEFAULT_DTYPES = {"unet": torch.float16, "dino": torch.float16, "image_proj": torch.float16,
+                  "pose_guider": torch.float16, "vae": torch.float32, "motion_proj": torch.float32,
+                  "expression": torch.float32, "headpose": torch.float32}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class PresetDims:
+    """Sizes the rest of the pipeline must agree on for a preset."""
+
+    appearance_size: int      # DINO input side (224 official)
+    appearance_tokens: int    # tokens out of the projector (64)
+    motion_tokens: int        # refined motion tokens per frame (64)
+    motion_width: int         # refined width before rotation/zeros are appended (1018)
+    expression_dim: int       # expression feature width (512)
+    identity_dim: int         # ArcFace vector width (512)
+    context_dim: int          # UNet cross-attention width (1024)
+
+
+PRESET_DIMS = {
+    "official": PresetDims(224, 64, 64, 1018, 512, 512, 1024),
+    "tiny": PresetDims(56, 8, 8, 26, 32, 512, 32),
+}
+
+
+def unet_config(preset: str = "official") -> dict:
+    """diffusers config of the UNet (the SVD XT file for official; a small one for tiny)."""
+    cfg = {k: v for k, v in json.loads((CONFIG_DIR / "unet_config.json").read_text()).items()
+           if not k.startswith("_")}
+    if preset == "tiny":
+        cfg.update(block_out_channels=[32, 64], num_attention_heads=[2, 4], layers_per_block=1,
+                   cross_attention_dim=32, addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,
+                   down_block_types=["CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"],
+                   up_block_types=["UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"], sample_size=8)
+    return cfg
+
+
+def vae_config(preset: str = "official") -> dict:
+    """diffusers config of the SVD temporal VAE (the shipped SVD XT file for official)."""
+    cfg = {k: v for k, v in json.loads((CONFIG_DIR / "vae_config.json").read_text()).items()
+           if not k.startswith("_")}
+    if preset == "tiny":
+        cfg.update(block_out_channels=[32, 32, 32, 32], layers_per_block=1, sample_size=64)
+    return cfg
+
+
+def _builders(preset: str) -> dict[str, Callable[[], nn.Module]]:
+    from .appearance import DinoWithIMAdapters, TokenProjector
+    from .motion_encoder import ExpressionEncoder, HeadPoseEncoder
+    from .motion_refiner import MotionRefiner
+    from .pose_guider import PoseGuider
+    from .unet import PortraitUNet
+
+    d = PRESET_DIMS[preset]
+    if preset == "official":
+        return {
+            "unet": lambda: PortraitUNet(**unet_config(preset), num_motion_tokens=d.motion_tokens),
+            "dino": lambda: DinoWithIMAdapters(),
+            "image_proj": lambda: TokenProjector(261, d.appearance_tokens),
+            "motion_proj": lambda: MotionRefiner(),
+            "expression": lambda: ExpressionEncoder(),
+            "headpose": lambda: HeadPoseEncoder(),
+            "pose_guider": lambda: PoseGuider(),
+        }
+    grid = d.appearance_size // 14
+    return {
+        "unet": lambda: PortraitUNet(**unet_config(preset), num_motion_tokens=d.motion_tokens),
+        "dino": lambda: DinoWithIMAdapters(width=32, depth=4, heads=2, pos_grid=5, adapter_blocks=(1, 3),
+                                           adapter_dim=16, adapter_attn_dim=8, adapter_heads=2),
+        "image_proj": lambda: TokenProjector(1 + 4 + grid * grid, d.appearance_tokens),
+        "motion_proj": lambda: MotionRefiner(in_dim=d.expression_dim, width=32, depth=2, heads=2,
+                                             num_latents=d.motion_tokens, out_dim=d.motion_width),
+        "expression": lambda: ExpressionEncoder(widths=(8, 8, 16, 16), depths=(1, 1, 1, 1),
+                                                out_dim=d.expression_dim),
+        "headpose": lambda: HeadPoseEncoder(widths=(8, 8, 16, 16), depths=(1, 1, 1, 1), groups=4),
+        "pose_guider": lambda: PoseGuider(channels=(4, 4, 4, 8), out_channels=32),
+    }
+
+
+def build_component(name: str, preset: str = "official", device=None) -> nn.Module:
+    """A fresh (randomly initialised) network ``name`` of ``preset``, in eval mode."""
+    if preset not in PRESETS:
+        raise HPError(f"Unknown preset {preset!r}.", hint=f"Use one of {', '.join(PRESETS)}.")
+    builders = _builders(preset)
+    if name not in builders:
+        raise HPError(f"Unknown component {name!r}.", hint=f"Use one of {', '.join(COMPONENTS)}.")
+    with torch.device(device) if device is not None else _nullcontext():
+        module = builders[name]()
+    return module.eval().requires_grad_(False)
+
+
+def build_vae(preset: str = "official", device=None) -> nn.Module:
+    """The SVD temporal VAE (diffusers AutoencoderKLTemporalDecoder) from the shipped config."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    with torch.device(device) if device is not None else _nullcontext():
+        vae = AutoencoderKLTemporalDecoder(**vae_config(preset))
+    return vae.eval().requires_grad_(False)
+
+
+def load_component(name: str, weights, preset: str = "official", dtype: torch.dtype | str | None = None,
+                   device="cpu") -> nn.Module:
+    """Build ``name`` and load ``weights`` (a path or a state dict) strictly, then move to device/dtype.
+
+    The module is built on the meta device first, so the full UNet is never allocated twice.
+    """
+    source = str(weights) if not isinstance(weights, dict) else "the given state dict"
+    state = read_state_dict(weights, component=name) if not isinstance(weights, dict) else weights
+    module = build_component(name, preset, device="meta")
+    load_strict(module, state, component=name, source=source)
+    if isinstance(dtype, str):
+        dtype = DTYPES[dtype]
+    dtype = dtype or DEFAULT_DTYPES[name]
+    return module.to(device=device, dtype=dtype).eval()
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+__all__ = ["COMPONENTS", "PRESETS", "PRESET_DIMS", "PresetDims", "DEFAULT_DTYPES", "DTYPES", "build_component",
+           "build_vae", "load_component", "unet_config", "vae_config"]
