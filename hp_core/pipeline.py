@@ -1,0 +1,306 @@
+"""The headless pipeline: conditions from prepared inputs, windowed guided sampling, chunked decoding.
+
+Used by the CLI and by the ComfyUI nodes (each node calls one stage). Official settings reproduce the
+release (reference: OFFICIAL_INFERENCE.md); everything else is an artist's control on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from .errors import HPError
+from .models import (COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, load_component, vae_config)
+from .models.motion_refiner import motion_tokens
+from .sampling.denoiser import Conditions, GuidanceSettings, PortraitDenoiser
+from .sampling.guidance import pad_frames, pad_motion
+from .sampling.samplers import SAMPLERS, sample
+from .sampling.schedules import get_sigmas
+from .sampling.windows import validate_windows
+
+VAE_SCALE = 0.18215
+
+
+@dataclass
+class Settings:
+    """Every knob of a run; the defaults are the release's."""
+
+    steps: int = 25
+    sampler: str = "euler"
+    schedule: str = "karras"
+    sigmas: list[float] | None = None        # overrides schedule/steps when given
+    sigma_min: float = 0.002
+    sigma_max: float = 700.0
+    appearance_cfg: tuple[float, float] = (2.0, 2.0)
+    motion_cfg: tuple[float, float] = (2.0, 2.0)
+    denoise: float = 1.0                     # the release's i2i strength
+    seed: int = 72580
+    window: int = 25
+    overlap: int = 3
+    shift: int = 3
+    pad: int = 15
+    fps_id: float = 12.5
+    motion_bucket_id: float = 0.0
+    noise_aug: float = 0.0
+    motion_scale: float = 1.0
+    decode_chunk: int = 8
+    motion_chunk: int = 25
+    height: int = 512
+    width: int = 512
+
+    def validate(self) -> None:
+        """Raise HPError for impossible settings before any model runs."""
+        if self.steps < 1:
+            raise HPError(f"steps must be at least 1, got {self.steps}.")
+        if not 0.0 < self.denoise <= 1.0:
+            raise HPError(f"denoise must lie in (0, 1], got {self.denoise}.")
+        if self.pad < 0 or self.decode_chunk < 1 or self.motion_chunk < 1:
+            raise HPError("pad must be >= 0 and decode/motion chunks >= 1.")
+        if self.height % 8 or self.width % 8 or self.height <= 0 or self.width <= 0:
+            raise HPError(f"height and width must be positive multiples of 8, got {self.height}x{self.width}.",
+                          hint="The VAE works on 8x8 pixel blocks; 512x512 is what the weights were trained at.")
+        if self.sampler not in SAMPLERS:
+            raise HPError(f"Unknown sampler {self.sampler!r}.", hint=f"Choose one of {', '.join(SAMPLERS)}.")
+        validate_windows(max(self.window, 1), self.window, self.overlap, self.shift)
+
+    def sigma_schedule(self) -> torch.Tensor:
+        """The sigmas actually sampled: the full schedule, cut to the last ``denoise`` fraction."""
+        if self.sigmas:
+            from .sampling.schedules import custom_sigmas
+            return custom_sigmas(self.sigmas).double()
+        full = get_sigmas(self.schedule, self.steps, sigma_min=self.sigma_min, sigma_max=self.sigma_max).double()
+        keep = min(int(self.steps * self.denoise), self.steps)
+        if keep < 1:
+            raise HPError(f"denoise {self.denoise} leaves no step out of {self.steps}.", hint="Raise denoise or steps.")
+        return full[self.steps - keep:]
+
+
+@dataclass
+class PortraitModels:
+    """The loaded networks. ``use(name)`` yields one on the compute device (offloading others if asked)."""
+
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    dino: torch.nn.Module
+    image_proj: torch.nn.Module
+    motion_proj: torch.nn.Module
+    expression: torch.nn.Module
+    headpose: torch.nn.Module
+    pose_guider: torch.nn.Module
+    preset: str = "official"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    offload: bool = False
+
+    @contextlib.contextmanager
+    def use(self, *names: str) -> Iterator[tuple[torch.nn.Module, ...] | torch.nn.Module]:
+        """Put the named modules on the compute device for the block; with offload, back to the CPU after."""
+        mods = tuple(getattr(self, n) for n in names)
+        for m in mods:
+            m.to(self.device)
+        try:
+            yield mods if len(mods) > 1 else mods[0]
+        finally:
+            if self.offload and self.device.type != "cpu":
+                for m in mods:
+                    m.to("cpu")
+                torch.cuda.empty_cache()
+
+    @property
+    def dims(self):
+        return PRESET_DIMS[self.preset]
+
+
+def random_models(preset: str = "tiny", seed: int = 0, device="cpu") -> PortraitModels:
+    """Randomly initialised models of a preset, in the release's precisions on GPU (fp32 on CPU)."""
+    torch.manual_seed(seed)
+    mods = {n: build_component(n, preset) for n in COMPONENTS}
+    return PortraitModels(vae=build_vae(preset), preset=preset, device=torch.device(device), **mods)
+
+
+def load_vae(path: str | Path, preset: str = "official", dtype=torch.float32, device="cpu") -> torch.nn.Module:
+    """The SVD temporal VAE from a diffusers folder, a diffusers/SGM safetensors file or an SVD checkpoint."""
+    from .checkpoint import load_strict, read_state_dict
+    from .weights import vae_state_dict_from_file
+
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "diffusion_pytorch_model.fp16.safetensors", path / "diffusion_pytorch_model.safetensors"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise HPError(f"No VAE weights in {path}.",
+                          hint="Expected diffusion_pytorch_model(.fp16).safetensors from the SVD XT vae/ folder.")
+        path = found
+    state = vae_state_dict_from_file(path) if path.suffix == ".safetensors" else read_state_dict(path, component="vae")
+    vae = build_vae(preset, device="meta")
+    load_strict(vae, state, component="vae", source=str(path))
+    return vae.to(device=device, dtype=dtype).eval()
+
+
+def load_models(paths: dict[str, str | Path], vae_path: str | Path, *, preset: str = "official",
+                device="cuda", dtypes: dict[str, str | torch.dtype] | None = None,
+                offload: bool = False) -> PortraitModels:
+    """Load every component strictly from its file; ``dtypes`` overrides the release's precisions."""
+    dtypes = {k: (DTYPES[v] if isinstance(v, str) else v) for k, v in (dtypes or {}).items()}
+    device = torch.device(device)
+    keep = torch.device("cpu") if offload else device
+    mods = {n: load_component(n, paths[n], preset=preset, dtype=dtypes.get(n), device=keep) for n in COMPONENTS}
+    vae = load_vae(vae_path, preset, dtype=dtypes.get("vae", torch.float32), device=keep)
+    return PortraitModels(vae=vae, preset=preset, device=device, offload=offload, **mods)
+
+
+# ---------------------------------------------------------------------------------------------- conditions
+
+def _dtype_of(module: torch.nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
+@torch.no_grad()
+def encode_appearance(models: PortraitModels, appearance: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+    """Appearance image (1,3,S,S) ImageNet-normalised + identity (512,) -> tokens (1, Na, C) on the CPU."""
+    with models.use("dino", "image_proj") as (dino, proj):
+        dt = _dtype_of(dino)
+        tokens = dino(appearance.to(models.device, dt), identity.reshape(1, -1).to(models.device, dt))
+        return proj(tokens.to(_dtype_of(proj))).float().cpu()
+
+
+@dataclass
+class MotionCondition:
+    """Per-frame motion tokens (F, Nm, C) fp32 on the CPU, with the intensity ids used per chunk."""
+
+    tokens: torch.Tensor
+    ids: list[tuple[int, int]]
+    rotation: torch.Tensor
+
+
+@torch.no_grad()
+def encode_motion(models: PortraitModels, motion_crops: torch.Tensor, pose_images: torch.Tensor,
+                  ids: list[tuple[int, int]], chunk: int = 25, batch: int = 25) -> MotionCondition:
+    """Face crops (F,3,256,256) and head-pose images (F,3,256,256) in [0,1] + (head, exp) ids per chunk
+    of ``chunk`` frames -> motion tokens. Encoders run ``batch`` frames at a time (bounded memory)."""
+    frames = motion_crops.shape[0]
+    if pose_images.shape[0] != frames:
+        raise HPError("Face crops and head-pose images must have the same frame count.")
+    need = -(-frames // chunk)
+    if len(ids) < need:
+        raise HPError(f"{frames} frames need {need} intensity id pairs (one per {chunk} frames), got {len(ids)}.")
+    out, rots = [], []
+    with models.use("expression", "headpose", "motion_proj") as (expr, head, refiner):
+        for start in range(0, frames, chunk):
+            crops = motion_crops[start:start + chunk]
+            poses = pose_images[start:start + chunk]
+            feats = torch.cat([expr(crops[i:i + batch].to(models.device, _dtype_of(expr)))
+                               for i in range(0, crops.shape[0], batch)])
+            rot = torch.cat([head.encode(poses[i:i + batch].to(models.device, _dtype_of(head)))[0]
+                             for i in range(0, poses.shape[0], batch)])
+            head_id, exp_id = ids[start // chunk]
+            refined = refiner(feats.to(_dtype_of(refiner)), int(head_id), int(exp_id))
+            out.append(motion_tokens(refined, rot).float().cpu())
+            rots.append(rot.float().cpu())
+    return MotionCondition(torch.cat(out), [tuple(map(int, i)) for i in ids[:need]], torch.cat(rots))
+
+
+@torch.no_grad()
+def encode_reference(models: PortraitModels, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference image (1,3,H,W) in [-1,1] -> (start latents = mean * 0.18215, conditioning latents = mode),
+    both (1,4,h,w) fp32 on the CPU. The VAE runs in fp32 (SVD's force_upcast)."""
+    with models.use("vae") as vae:
+        dt = _dtype_of(vae)
+        if dt != torch.float32:
+            vae.float()
+        try:
+            dist = vae.encode(reference.to(models.device, torch.float32)).latent_dist
+            mean, mode = dist.mean.cpu(), dist.mode().cpu()
+        finally:
+            if dt != torch.float32:
+                vae.to(dt)
+    return mean * VAE_SCALE, mode
+
+
+def build_conditions(appearance: torch.Tensor, motion: torch.Tensor, cond_latents: torch.Tensor,
+                     pose: torch.Tensor | None, settings: Settings) -> Conditions:
+    """Pad motion (ramps) and pose (copies of frame 0) by ``settings.pad`` on both sides."""
+    pad = settings.pad
+    tokens = pad_motion(motion, pad) if pad else motion
+    pose_p = pad_frames(pose, pad) if (pose is not None and pad) else pose
+    ids = torch.tensor([settings.fps_id, settings.motion_bucket_id, settings.noise_aug], dtype=torch.float32)
+    return Conditions(appearance=appearance, motion=tokens, cond_latents=cond_latents, pose=pose_p,
+                      added_time_ids=ids)
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+ProgressFn = Callable[[int, int], None]
+
+
+def initial_noise(settings: Settings, length: int, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """Seeded standard-normal noise (1, L, 4, h, w), drawn on the CPU so every device sees the same values."""
+    gen = torch.Generator("cpu").manual_seed(int(settings.seed))
+    return torch.randn((1, length, 4, *latent_hw), generator=gen, dtype=torch.float32)
+
+
+@torch.no_grad()
+def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: torch.Tensor,
+                   settings: Settings, *, noise: torch.Tensor | None = None,
+                   progress: ProgressFn | None = None, should_cancel: Callable[[], bool] | None = None,
+                   sampler_fn: Callable | None = None, sigmas: torch.Tensor | None = None) -> torch.Tensor:
+    """Denoise the padded sequence; returns latents (F, 4, h, w) fp32 on the CPU with padding cut.
+
+    ``sampler_fn(denoiser, x, sigmas) -> x`` replaces the built-in sampler (e.g. a ComfyUI SAMPLER);
+    ``sigmas`` replaces the schedule (e.g. a ComfyUI SIGMAS input); ``noise`` replaces the seeded noise.
+    """
+    settings.validate()
+    length = conditions.length
+    hw = tuple(ref_latents.shape[-2:])
+    sig = (torch.as_tensor(sigmas, dtype=torch.float64).flatten() if sigmas is not None
+           else settings.sigma_schedule())
+    if noise is None:
+        noise = initial_noise(settings, length, hw)
+    elif tuple(noise.shape) != (1, length, 4, *hw):
+        raise HPError(f"The given noise has shape {tuple(noise.shape)}, expected {(1, length, 4, *hw)}.")
+    x = ref_latents.float().unsqueeze(1) + float(sig[0]) * noise.float()
+    with models.use("unet", "pose_guider") as (unet, pose_guider):
+        if hasattr(unet, "set_motion_scale"):
+            unet.set_motion_scale(settings.motion_scale)
+        denoiser = PortraitDenoiser(unet, pose_guider, conditions, sig,
+                                    GuidanceSettings(settings.window, settings.overlap, settings.shift,
+                                                     tuple(settings.appearance_cfg), tuple(settings.motion_cfg)),
+                                    device=models.device, should_cancel=should_cancel)
+        total = sig.numel() - 1
+
+        def callback(i, *_):
+            if progress is not None:
+                progress(i + 1, total)
+
+        if sampler_fn is not None:
+            x = sampler_fn(denoiser, x, sig.float())
+        else:
+            gen = torch.Generator("cpu").manual_seed(int(settings.seed) + 1)
+            x = sample(settings.sampler, denoiser, x, sig.float(), generator=gen, callback=callback,
+                       should_cancel=should_cancel)
+    pad = settings.pad
+    return x[0, pad:length - pad] if pad else x[0]
+
+
+@torch.no_grad()
+def decode_latents(models: PortraitModels, latents: torch.Tensor, chunk: int = 8,
+                   progress: ProgressFn | None = None) -> torch.Tensor:
+    """Latents (F,4,h,w) -> frames (F,H,W,3) float in [0,1] on the CPU, ``chunk`` frames per decode."""
+    frames = []
+    with models.use("vae") as vae:
+        dt = _dtype_of(vae)
+        for i in range(0, latents.shape[0], chunk):
+            part = (latents[i:i + chunk] / VAE_SCALE).to(models.device, dt)
+            img = vae.decode(part, num_frames=part.shape[0]).sample.float()
+            frames.append((img * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())
+            if progress is not None:
+                progress(min(i + chunk, latents.shape[0]), latents.shape[0])
+    return torch.cat(frames)
+
+
+__all__ = ["Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_vae",
+           "encode_appearance", "encode_motion", "encode_reference", "build_conditions", "initial_noise",
+           "sample_latents", "decode_latents", "replace"]

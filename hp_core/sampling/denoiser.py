@@ -1,0 +1,146 @@
+"""The windowed three-branch guidance denoiser, in the k-diffusion convention ``D(x, sigma) -> denoised``.
+
+Over the whole padded sequence x (B=1, L, 4, h, w), every call runs the UNet on the context windows of
+the current step with three guidance branches (uncond / appearance / appearance + motion), combines them
+with the two guidance scales of the step, and returns each frame's denoised estimate averaged over the
+windows that cover it. Because an Euler step is affine in the denoised estimate with the same x for every
+window, averaging denoised estimates and then stepping equals the release's stepping of each window and
+averaging the stepped latents; any k-diffusion sampler can drive this denoiser.
+
+Memory: the sequence and all per-frame conditions stay where the caller keeps them (the CPU by default);
+only the active window's tensors are moved to the compute device, and pose features are computed per
+window, so device memory does not grow with video length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..errors import HPError
+from .guidance import combine, guidance_ramp
+from .v_prediction import c_in, c_noise, v_to_denoised
+from .windows import validate_windows, window_indices
+
+
+@dataclass
+class Conditions:
+    """Everything the denoiser needs besides x, for one video (L padded frames).
+
+    appearance: (1, Na, C) projected appearance tokens.
+    motion: (L, Nm, C) motion tokens, padding included (zeros are the unconditional motion).
+    cond_latents: (1, 4, h, w) VAE encoder mode of the reference image, unscaled.
+    pose: (L, 3, H, W) pose images in [0, 1], or None for the release's blank pose.
+    added_time_ids: (3,) [fps, motion_bucket_id, noise_aug_strength].
+    """
+
+    appearance: torch.Tensor
+    motion: torch.Tensor
+    cond_latents: torch.Tensor
+    pose: torch.Tensor | None
+    added_time_ids: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return self.motion.shape[0]
+
+
+@dataclass
+class GuidanceSettings:
+    window: int = 25
+    overlap: int = 3
+    shift: int = 3
+    appearance_cfg: tuple[float, float] = (2.0, 2.0)
+    motion_cfg: tuple[float, float] = (2.0, 2.0)
+
+
+class PortraitDenoiser:
+    """k-diffusion denoiser over the whole sequence; ``sigmas`` is the schedule being sampled (for the
+    per-step window shift and guidance ramp)."""
+
+    def __init__(self, unet: torch.nn.Module, pose_guider: torch.nn.Module, conditions: Conditions,
+                 sigmas: torch.Tensor, settings: GuidanceSettings | None = None, *,
+                 device: torch.device | str | None = None,
+                 should_cancel: Callable[[], bool] | None = None):
+        self.unet, self.pose_guider, self.cond = unet, pose_guider, conditions
+        self.settings = settings or GuidanceSettings()
+        s = self.settings
+        validate_windows(conditions.length, s.window, s.overlap, s.shift)
+        self.sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+        if self.sigmas.numel() < 2:
+            raise HPError("The sigma schedule needs at least one step.", hint="Use steps >= 1.")
+        steps = self.sigmas.numel() - 1
+        self.g1 = guidance_ramp(*s.appearance_cfg, steps)
+        self.g2 = guidance_ramp(*s.motion_cfg, steps)
+        self.device = torch.device(device) if device is not None else next(unet.parameters()).device
+        self.dtype = next(unet.parameters()).dtype
+        self.should_cancel = should_cancel
+        self._blank_pose: torch.Tensor | None = None
+        self.unet_calls = 0
+
+    def step_index(self, sigma: float) -> int:
+        """The schedule step whose sigma is nearest (in log space) to ``sigma``."""
+        levels = self.sigmas[:-1].clamp_min(1e-12).log()
+        return int((levels - math.log(max(sigma, 1e-12))).abs().argmin())
+
+    def _pose_features(self, idx: list[int], h: int, w: int) -> torch.Tensor:
+        pg_dtype = next(self.pose_guider.parameters()).dtype
+        if self.cond.pose is None:
+            # Blank pose: the features are the same for every frame, so compute them once.
+            if self._blank_pose is None or self._blank_pose.shape[-2:] != (h, w):
+                blank = torch.zeros(1, 3, h * 8, w * 8, device=self.device, dtype=pg_dtype)
+                self._blank_pose = self.pose_guider(blank)
+            return self._blank_pose.expand(len(idx), -1, -1, -1)
+        pose = self.cond.pose[idx].to(self.device, pg_dtype)
+        if pose.dtype == torch.uint8:
+            pose = pose.float() / 255
+        return self.pose_guider(pose)
+
+    def window_output(self, x_win: torch.Tensor, sigma: float, idx: list[int], step: int) -> torch.Tensor:
+        """Guided denoised estimate (1, W, 4, h, w) of one window (x_win already on the device)."""
+        wlen, (h, w) = len(idx), x_win.shape[-2:]
+        dt = self.dtype
+        sig = torch.tensor(sigma, dtype=torch.float64)
+        x_in = (x_win * c_in(sig).item()).to(dt).expand(3, -1, -1, -1, -1)
+        lat = self.cond.cond_latents.to(self.device, dt).unsqueeze(1).expand(1, wlen, -1, -1, -1)
+        lat = torch.cat([torch.zeros_like(lat), lat, lat])
+        sample = torch.cat([x_in, lat], dim=2)
+
+        app = self.cond.appearance.to(self.device, dt).unsqueeze(1).expand(1, wlen, -1, -1)
+        motion = self.cond.motion[idx].to(self.device, dt).unsqueeze(0)
+        ctx = torch.cat([
+            torch.cat([torch.zeros_like(app), torch.zeros_like(motion)], dim=-2),
+            torch.cat([app, torch.zeros_like(motion)], dim=-2),
+            torch.cat([app, motion], dim=-2),
+        ])
+        pose = self._pose_features(idx, h, w).unsqueeze(0).expand(3, -1, -1, -1, -1)
+        ids = self.cond.added_time_ids.to(self.device, dt).reshape(1, 3).expand(3, -1)
+        v = self.unet(sample, c_noise(sig).item(), ctx, ids, pose)
+        self.unet_calls += 1
+        den = v_to_denoised(v.float(), x_win.float().expand(3, -1, -1, -1, -1), sig.float())
+        return combine(den[0:1], den[1:2], den[2:3], self.g1[step], self.g2[step])
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, sigma, **_extra) -> torch.Tensor:
+        """x: (1, L, 4, h, w) on any device; sigma: scalar or (1,) tensor -> denoised, like x."""
+        if x.ndim != 5 or x.shape[0] != 1 or x.shape[1] != self.cond.length:
+            raise HPError(f"Expected latents (1, {self.cond.length}, 4, h, w), got {tuple(x.shape)}.")
+        sigma = float(torch.as_tensor(sigma).flatten()[0])
+        step = self.step_index(sigma)
+        s = self.settings
+        windows = window_indices(self.cond.length, s.window, s.overlap, step, s.shift)
+        total = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        count = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
+        for idx in windows:
+            if self.should_cancel is not None and self.should_cancel():
+                from .samplers import Cancelled
+                raise Cancelled(step, self.sigmas.numel() - 1)
+            x_win = x[:, idx].to(self.device, torch.float32)
+            out = self.window_output(x_win, sigma, idx, step).to(x.device)
+            index = torch.tensor(idx, device=x.device)
+            total.index_add_(1, index, out)
+            count.index_add_(0, index, torch.ones(len(idx), device=x.device))
+        return (total / count.view(1, -1, 1, 1, 1)).to(x.dtype)

@@ -1,0 +1,181 @@
+"""Sampling pipeline on the tiny preset: release numerics, determinism, cancellation, bad settings."""
+
+import math
+
+import pytest
+import torch
+
+from hp_core import pipeline as P
+from hp_core.errors import HPError
+from hp_core.sampling.samplers import Cancelled
+
+
+@pytest.fixture(scope="module")
+def models():
+    return P.random_models("tiny", seed=0)
+
+
+def _conditions(models, frames, settings, pose=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = models.dims
+    app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
+                              torch.randn(512, generator=g))
+    chunks = -(-frames // settings.motion_chunk)
+    motion = P.encode_motion(models, torch.rand(frames, 3, 64, 64, generator=g),
+                             torch.rand(frames, 3, 64, 64, generator=g), [(5 + i, 9 + i) for i in range(chunks)],
+                             chunk=settings.motion_chunk)
+    ref, cond = P.encode_reference(models, torch.rand(1, 3, settings.height, settings.width, generator=g) * 2 - 1)
+    pose_img = torch.rand(frames, 3, settings.height, settings.width, generator=g) if pose else None
+    return P.build_conditions(app, motion.tokens, cond, pose_img, settings), ref
+
+
+def _release_reference(models, cond, ref, settings, noise):
+    """The release's loop, written plainly: per-window Euler steps, stepped latents averaged per frame."""
+    sig = settings.sigma_schedule().tolist()
+    steps = len(sig) - 1
+    g1 = torch.linspace(*settings.appearance_cfg, steps).tolist()
+    g2 = torch.linspace(*settings.motion_cfg, steps).tolist()
+    length, win, stride = cond.length, settings.window, settings.window - settings.overlap
+    unet, pg = models.unet, models.pose_guider
+    h, w = ref.shape[-2:]
+    pose = cond.pose if cond.pose is not None else torch.zeros(length, 3, h * 8, w * 8)
+    pose_fea = pg(pose)  # the release runs the guider on the whole video at once
+    lat_all = ref.unsqueeze(1) + sig[0] * noise
+    image_latents = torch.cat([torch.zeros_like(cond.cond_latents), cond.cond_latents, cond.cond_latents])
+    app = cond.appearance
+    shift = 0
+    for i in range(steps):
+        s, s_next = sig[i], sig[i + 1]
+        pred = torch.zeros_like(lat_all)
+        counter = torch.zeros(length)
+        for start in range(0, length, stride):
+            start -= shift
+            idx = [(start + j) % length for j in range(win)]
+            lat = lat_all[:, idx]
+            inp = torch.cat([lat] * 3) / math.sqrt(s * s + 1)
+            inp = torch.cat([inp, image_latents.unsqueeze(1).repeat(1, win, 1, 1, 1)], dim=2)
+            mot = cond.motion[idx]
+            zero_app, zero_mot = torch.zeros(win, *app.shape[1:]), torch.zeros_like(mot)
+            ctx = torch.stack([torch.cat([zero_app, zero_mot], 1),
+                               torch.cat([app.expand(win, -1, -1), zero_mot], 1),
+                               torch.cat([app.expand(win, -1, -1), mot], 1)])
+            ids = cond.added_time_ids.reshape(1, 3).repeat(3, 1)
+            v = unet(inp, 0.25 * math.log(s), ctx, ids, pose_fea[idx].unsqueeze(0).repeat(3, 1, 1, 1, 1))
+            vu, va, vf = v.chunk(3)
+            vg = vu + g1[i] * (va - vu) + g2[i] * (vf - va)
+            den = vg * (-s / math.sqrt(s * s + 1)) + lat / (s * s + 1)
+            lat_next = lat + (lat - den) / s * (s_next - s)
+            for j, p in enumerate(idx):
+                pred[:, p] += lat_next[:, j]
+                counter[p] += 1
+        shift = (shift + settings.shift) % win
+        lat_all = pred / counter.view(1, -1, 1, 1, 1)
+    return lat_all[0, settings.pad:length - settings.pad]
+
+
+@pytest.mark.parametrize("frames,pose", [(30, False), (12, True)])
+def test_official_settings_match_release_loop(models, frames, pose):
+    settings = P.Settings(steps=4, height=64, width=64, appearance_cfg=(1.5, 2.5), motion_cfg=(2.0, 3.0))
+    cond, ref = _conditions(models, frames, settings, pose=pose)
+    noise = P.initial_noise(settings, cond.length, tuple(ref.shape[-2:]))
+    with torch.no_grad():
+        ours = P.sample_latents(models, cond, ref, settings, noise=noise)
+        want = _release_reference(models, cond, ref, settings, noise)
+    assert ours.shape == (frames, 4, 8, 8)
+    torch.testing.assert_close(ours, want, rtol=1e-4, atol=1e-4)
+
+
+def test_same_seed_same_output_and_explicit_noise(models):
+    settings = P.Settings(steps=2, height=64, width=64, window=6, overlap=2, pad=2, seed=11)
+    cond, ref = _conditions(models, 5, settings)
+    a = P.sample_latents(models, cond, ref, settings)
+    b = P.sample_latents(models, cond, ref, settings)
+    c = P.sample_latents(models, cond, ref, P.replace(settings, seed=12))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.allclose(a, c)
+    noise = P.initial_noise(P.replace(settings, seed=12), cond.length, (8, 8))
+    d = P.sample_latents(models, cond, ref, settings, noise=noise)
+    torch.testing.assert_close(d, c, rtol=0, atol=0)
+    with pytest.raises(HPError, match="noise"):
+        P.sample_latents(models, cond, ref, settings, noise=noise[:, :3])
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "lcm"])
+def test_every_sampler_runs_the_pipeline(models, sampler):
+    settings = P.Settings(steps=2, height=64, width=64, window=4, overlap=1, pad=1, sampler=sampler,
+                          schedule="exponential")
+    cond, ref = _conditions(models, 3, settings)
+    out = P.sample_latents(models, cond, ref, settings)
+    assert out.shape == (3, 4, 8, 8) and torch.isfinite(out).all()
+
+
+def test_one_frame_one_step_and_short_videos(models):
+    settings = P.Settings(steps=1, height=64, width=64, pad=0)
+    cond, ref = _conditions(models, 1, settings)
+    out = P.sample_latents(models, cond, ref, settings)
+    assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all()
+    settings = P.Settings(steps=2, height=64, width=64, pad=2)  # 5 frames + padding < window 25: wraps
+    cond, ref = _conditions(models, 5, settings)
+    out = P.sample_latents(models, cond, ref, settings)
+    assert out.shape == (5, 4, 8, 8) and torch.isfinite(out).all()
+
+
+def test_cancel_between_steps_then_next_run_works(models):
+    settings = P.Settings(steps=3, height=64, width=64, window=6, overlap=2, pad=2)
+    cond, ref = _conditions(models, 4, settings)
+    calls = {"n": 0}
+
+    def cancel_after_first_step():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(Cancelled):
+        P.sample_latents(models, cond, ref, settings, should_cancel=cancel_after_first_step)
+    a = P.sample_latents(models, cond, ref, settings)
+    b = P.sample_latents(models, cond, ref, settings)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_progress_reports_every_step(models):
+    settings = P.Settings(steps=3, height=64, width=64, window=6, overlap=2, pad=1)
+    cond, ref = _conditions(models, 2, settings)
+    seen = []
+    P.sample_latents(models, cond, ref, settings, progress=lambda i, n: seen.append((i, n)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"window": 3, "overlap": 3}, "overlap"),
+    ({"overlap": -1}, "negative"),
+    ({"height": 60}, "multiples of 8"),
+    ({"steps": 0}, "steps"),
+    ({"denoise": 0.0}, "denoise"),
+    ({"sampler": "nope"}, "sampler"),
+])
+def test_bad_settings_fail_before_any_model_runs(models, change, match):
+    settings = P.replace(P.Settings(height=64, width=64), **change)
+    cond, ref = _conditions(models, 2, P.Settings(height=64, width=64, pad=settings.pad if settings.pad >= 0 else 0))
+    calls = []
+    handle = models.unet.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(HPError, match=match):
+            P.sample_latents(models, cond, ref, settings)
+    finally:
+        handle.remove()
+    assert not calls
+
+
+def test_denoise_strength_cuts_schedule_and_starts_near_reference(models):
+    full = P.Settings(steps=10).sigma_schedule()
+    half = P.Settings(steps=10, denoise=0.5).sigma_schedule()
+    assert len(half) == 6
+    torch.testing.assert_close(half, full[5:])
+
+
+def test_decode_is_chunked_and_in_range(models):
+    lat = torch.randn(5, 4, 8, 8)
+    seen = []
+    frames = P.decode_latents(models, lat, chunk=2, progress=lambda i, n: seen.append(i))
+    assert frames.shape == (5, 64, 64, 3)
+    assert frames.min() >= 0 and frames.max() <= 1
+    assert seen == [2, 4, 5]
