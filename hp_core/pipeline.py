@@ -94,11 +94,18 @@ class PortraitModels:
     preset: str = "official"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     offload: bool = False
+    # A host (ComfyUI) may take over placement: placer(modules) is a context manager that puts the
+    # modules on self.device for the block (e.g. through its model management) and may offload after.
+    placer: Callable | None = None
 
     @contextlib.contextmanager
     def use(self, *names: str) -> Iterator[tuple[torch.nn.Module, ...] | torch.nn.Module]:
         """Put the named modules on the compute device for the block; with offload, back to the CPU after."""
         mods = tuple(getattr(self, n) for n in names)
+        if self.placer is not None:
+            with self.placer(mods):
+                yield mods if len(mods) > 1 else mods[0]
+            return
         for m in mods:
             m.to(self.device)
         try:
