@@ -218,6 +218,13 @@ def test_noise_depends_only_on_seed_and_shape():
     assert torch.equal(a, torch.randn(2, 3, generator=torch.Generator().manual_seed(9)))
 
 
+def test_noise_is_drawn_on_the_generator_device_and_moved_to_x():
+    # x may live on another device than the generator (CPU generator, accelerator latents); meta stands in.
+    like = torch.empty(2, 3, device="meta", dtype=torch.float16)
+    noise = draw_noise(torch.Generator().manual_seed(1), like)
+    assert noise.device.type == "meta" and noise.dtype == torch.float16 and noise.shape == (2, 3)
+
+
 def test_bad_arguments_raise_before_the_model_runs():
     calls = []
 
