@@ -1,0 +1,101 @@
+"""Turning whatever image a user hands us into one kind of array: uint8 RGB, H x W x 3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import HPError
+
+# Non-uint8 pixels are converted this many rows at a time, so a 16-bit 8K frame never needs a
+# full-size float copy.
+_ROWS_PER_CHUNK = 256
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    mode = image.mode
+    if mode in ("RGB", "L"):
+        return np.asarray(image)
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image).astype(np.uint16, copy=False)
+    if mode in ("I", "F"):
+        return np.asarray(image)
+    if mode == "1":
+        return np.asarray(image.convert("L"))
+    # Palette, RGBA, LA, CMYK, YCbCr, LAB, HSV, ...: PIL knows the colour maths. Alpha is dropped,
+    # as the official release does (Image.convert("RGB")).
+    return np.asarray(image.convert("RGB"))
+
+
+def _to_uint8_range(arr: np.ndarray) -> np.ndarray:
+    """Map one 2-D or 3-D block of any dtype to uint8 (the block is small, see _ROWS_PER_CHUNK)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        raise AssertionError("floats are handled by the caller")
+    wide = arr.astype(np.int64)
+    return ((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _float_block(arr: np.ndarray, scale: float) -> np.ndarray:
+    out = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=255.0 / scale, neginf=0.0)
+    return np.clip(np.rint(out * scale), 0, 255).astype(np.uint8)
+
+
+def _convert_dtype(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        # Floats in [0, 1] (ComfyUI IMAGE, PIL "F" from a normalised source) or in [0, 255].
+        peak = float(np.nanmax(arr)) if arr.size else 0.0
+        scale = 255.0 if peak <= 1.0 + 1e-3 else 1.0
+        convert = lambda block: _float_block(block, scale)  # noqa: E731
+    elif np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize > 1:
+        # 16-bit (and 32-bit "I" images that hold 16-bit data); 8-bit data stored wide stays as is.
+        peak = int(arr.max()) if arr.size else 0
+        if peak <= 255 and arr.dtype != np.uint16:
+            convert = lambda block: np.clip(block, 0, 255).astype(np.uint8)  # noqa: E731
+        else:
+            convert = _to_uint8_range
+    elif np.issubdtype(arr.dtype, np.integer):  # int8
+        convert = lambda block: np.clip(block, 0, 127).astype(np.uint8) * 2  # noqa: E731
+    else:
+        convert = _to_uint8_range
+    out = np.empty(arr.shape, dtype=np.uint8)
+    for start in range(0, arr.shape[0], _ROWS_PER_CHUNK):
+        out[start:start + _ROWS_PER_CHUNK] = convert(arr[start:start + _ROWS_PER_CHUNK])
+    return out
+
+
+def to_rgb_uint8(image: Any) -> np.ndarray:
+    """Any PIL image / numpy array / torch tensor (HW, HWC, 1HWC; any dtype) -> contiguous uint8 RGB H x W x 3."""
+    if isinstance(image, Image.Image):
+        arr = _pil_to_array(image)
+    else:
+        if hasattr(image, "detach") and hasattr(image, "cpu"):  # torch tensor, without importing torch here
+            image = image.detach().cpu()
+            if str(image.dtype) in ("torch.bfloat16", "torch.float16"):
+                image = image.float()
+            image = image.numpy()
+        arr = np.asarray(image)
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
+        raise HPError(f"Expected an image of shape HxW or HxWxC (C = 1, 2, 3 or 4), got {tuple(arr.shape)}.",
+                      hint="Pass one image at a time, channels last.")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise HPError("The image is empty (zero width or height).", hint="Check the image that was loaded.")
+    if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 4:  # alpha dropped, as Image.convert("RGB") does
+        arr = arr[:, :, :3]
+    arr = _convert_dtype(arr)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(arr)

@@ -1,0 +1,201 @@
+"""From a source image and driving frames to every tensor the networks need (the release's preprocess)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as SequenceABC
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import HPError
+from .crop import (CROP_SIZE, POSE_SIZE, Box, appearance_input, crop_resize, motion_face_crop, resize_square,
+                   square_crop_box, to_crop_coords, to_signed_tensor, to_unit_tensor)
+from .faces import Face, FaceDetector, no_face_error, select_face
+from .identity import ArcFaceEmbedder, no_identity
+from .image import to_rgb_uint8
+from .intensity import CHUNK, intensity_ids
+from .pose_align import align_poses, render_poses
+from .track import fill_missing, smooth_track
+
+SMOOTHING_WINDOW = 5
+
+
+@dataclass
+class PreparedInputs:
+    """Everything preprocessing hands to the networks. Frame data is kept as uint8 (exact, 4x smaller);
+    the tensor properties build the float layouts on demand (F C H W)."""
+
+    source_crop_512: np.ndarray           # (512, 512, 3) uint8 RGB, the source portrait crop
+    crop_bbox: Box                        # (x1, y1, x2, y2) of that crop in source pixels (paste-back)
+    source_landmarks: np.ndarray          # (5, 2) landmarks in the 512 crop (from the second detection)
+    appearance_224: torch.Tensor          # (1, 3, 224, 224) ImageNet-normalised
+    vae_reference: torch.Tensor           # (1, 3, 512, 512) in [-1, 1]
+    identity: np.ndarray                  # (512,) float32 ArcFace vector, zeros when disabled
+    driven_crops: np.ndarray              # (F, 512, 512, 3) uint8 driving frames cut at driving_crop_box
+    pose_crops: np.ndarray                # (F, 256, 256, 3) uint8 head-pose encoder input
+    motion_crops: np.ndarray              # (F, 256, 256, 3) uint8 expression encoder input
+    driving_landmarks: np.ndarray         # (F, 5, 2) in driving-frame pixels: what the release feeds to intensity
+    driving_landmarks_crop: np.ndarray    # (F, 5, 2) the same in 512-crop pixels
+    driving_boxes: np.ndarray             # (F, 4) driving face boxes in frame pixels (filled where missing)
+    driving_crop_box: Box                 # (x1, y1, x2, y2) the square cut from every driving frame
+    frames_without_face: int = 0
+    missing_frames: list[int] = field(default_factory=list)
+    pose_images: np.ndarray | None = None  # (F, 512, 512, 3) uint8 skeletons; None = black, as the release
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.driven_crops.shape[0])
+
+    @property
+    def driven_512(self) -> torch.Tensor:
+        """(F, 3, 512, 512) driving crops in [-1, 1]."""
+        return to_signed_tensor(self.driven_crops)
+
+    @property
+    def pose_256(self) -> torch.Tensor:
+        """(F, 3, 256, 256) head-pose encoder input in [0, 1]."""
+        return to_unit_tensor(self.pose_crops)
+
+    @property
+    def motion_crops_256(self) -> torch.Tensor:
+        """(F, 3, 256, 256) expression encoder input in [0, 1]."""
+        return to_unit_tensor(self.motion_crops)
+
+    @property
+    def pose_guider_512(self) -> torch.Tensor:
+        """(F, 3, 512, 512) pose-guider input in [0, 1]: the skeletons, or black frames."""
+        if self.pose_images is None:
+            return torch.zeros(self.num_frames, 3, CROP_SIZE, CROP_SIZE)
+        return to_unit_tensor(self.pose_images)
+
+    def window(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        """Frame tensors of frames [start, stop) only (for chunked processing of long videos)."""
+        sl = slice(start, stop)
+        n = len(range(*sl.indices(self.num_frames)))
+        pose = (torch.zeros(n, 3, CROP_SIZE, CROP_SIZE) if self.pose_images is None
+                else to_unit_tensor(self.pose_images[sl]))
+        return {"driven_512": to_signed_tensor(self.driven_crops[sl]),
+                "pose_256": to_unit_tensor(self.pose_crops[sl]),
+                "motion_crops_256": to_unit_tensor(self.motion_crops[sl]),
+                "pose_guider_512": pose}
+
+    def intensity(self, chunk: int = CHUNK) -> list[tuple[int, int]]:
+        """(head_id, expression_id) per chunk, from the frame-pixel landmarks as the release computes them."""
+        return intensity_ids(self.driving_landmarks, chunk)
+
+
+def _crop_face(detector: FaceDetector, crop: np.ndarray, expected_center: np.ndarray | None,
+               fallback: Face, crop_box: Box, warnings: list[str]) -> np.ndarray:
+    """Landmarks in the 512 crop from a second detection there (as the release), robustly."""
+    faces = detector.detect(crop)
+    if faces:
+        if expected_center is None:
+            return select_face(faces).landmarks
+        return min(faces, key=lambda f: float(np.hypot(*(np.array(f.center) - expected_center)))).landmarks
+    warnings.append("The face was not found again in the 512 crop of the source; using the landmarks of the "
+                    "first detection instead.")
+    return to_crop_coords(fallback.landmarks, crop_box)
+
+
+def _frame_source(frames: Any) -> SequenceABC | np.ndarray:
+    if isinstance(frames, np.ndarray) or hasattr(frames, "shape") and hasattr(frames, "__getitem__"):
+        if len(frames.shape) == 3:  # one frame given as an array
+            return [frames]
+        return frames
+    if isinstance(frames, SequenceABC):
+        return frames
+    return list(frames)  # an iterator: it has to be kept to be read twice
+
+
+def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector, face_index: int | None = None,
+                   max_frames: int | None = None, arcface: ArcFaceEmbedder | None = None,
+                   smoothing: bool | int = False, *, driving_face_index: int | None = None,
+                   edge_mode: str = "clip", pose_estimator: Any = None, cross_reenactment: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> PreparedInputs:
+    """Source image + driving frames (list, (F, H, W, 3) array/tensor, or iterable) -> PreparedInputs.
+
+    Follows the official preprocessing; differs only where it would crash or cannot be steered: frames
+    without a face are filled from their neighbours, faces can be picked by index (left to right),
+    edge_mode="pad" keeps border faces centred (black padding), smoothing (True or a window length)
+    averages landmarks/boxes over time, and pose_estimator (DWPoseEstimator) draws aligned skeletons
+    instead of the black pose images.
+    """
+    if edge_mode not in ("clip", "pad"):
+        raise HPError(f"edge_mode must be 'clip' or 'pad', not {edge_mode!r}.")
+    warnings: list[str] = []
+    source = to_rgb_uint8(source_rgb)
+    h, w = source.shape[:2]
+    face = select_face(detector.detect(source), face_index, where="source image")
+    crop_bbox = square_crop_box(face.box, h, w, clip=edge_mode == "clip")
+    crop512 = crop_resize(source, crop_bbox, CROP_SIZE)
+    expected = None if face_index is None else to_crop_coords(np.array(face.center), crop_bbox)
+    src_landmarks = _crop_face(detector, crop512, expected, face, crop_bbox, warnings)
+    identity = arcface.embed(crop512, src_landmarks) if arcface is not None else no_identity()
+
+    frames = _frame_source(driving_frames)
+    total = len(frames) if max_frames is None else min(len(frames), int(max_frames))
+    if total <= 0:
+        raise HPError("The driving video has no frames.", hint="Check the video loader's frame range and limit.")
+    found_marks: list[np.ndarray | None] = []
+    found_boxes: list[np.ndarray | None] = []
+    frame_hw = None
+    for t in range(total):
+        frame = to_rgb_uint8(frames[t])
+        frame_hw = frame_hw or frame.shape[:2]
+        faces = detector.detect(frame)
+        chosen = None
+        if faces:
+            try:
+                chosen = select_face(faces, driving_face_index, where="driving frame")
+            except HPError:  # that index not present in this frame: treat as no face
+                chosen = None
+        found_marks.append(None if chosen is None else chosen.landmarks)
+        found_boxes.append(None if chosen is None else chosen.box)
+        if progress:
+            progress(t + 1, 2 * total)
+    try:
+        landmarks, missing = fill_missing(found_marks)
+    except HPError:
+        raise no_face_error("driving video (not in any frame)") from None
+    boxes, _ = fill_missing(found_boxes)
+    if missing:
+        warnings.append(f"{len(missing)} of {total} driving frames had no face; their landmarks were "
+                        "interpolated from the nearest frames with a face.")
+    if smoothing:
+        window = SMOOTHING_WINDOW if smoothing is True else int(smoothing)
+        landmarks, boxes = smooth_track(landmarks, window), smooth_track(boxes, window)
+
+    # The first frame's face decides the crop for the whole video, as in the release.
+    first_box = boxes[0]
+    drive_box = square_crop_box(first_box, frame_hw[0], frame_hw[1], clip=edge_mode == "clip")
+    driven = np.empty((total, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    pose = np.empty((total, POSE_SIZE, POSE_SIZE, 3), np.uint8)
+    motion = np.empty((total, POSE_SIZE, POSE_SIZE, 3), np.uint8)
+    for t in range(total):
+        frame = to_rgb_uint8(frames[t])
+        driven[t] = crop_resize(frame, drive_box, CROP_SIZE)
+        pose[t] = resize_square(driven[t], POSE_SIZE)
+        motion[t] = motion_face_crop(frame, landmarks[t], first_box)
+        if progress:
+            progress(total + t + 1, 2 * total)
+
+    prepared = PreparedInputs(
+        source_crop_512=crop512, crop_bbox=crop_bbox, source_landmarks=np.asarray(src_landmarks, np.float64),
+        appearance_224=appearance_input(crop512), vae_reference=to_signed_tensor(crop512)[None],
+        identity=np.asarray(identity, np.float32), driven_crops=driven, pose_crops=pose, motion_crops=motion,
+        driving_landmarks=landmarks, driving_landmarks_crop=to_crop_coords(landmarks, drive_box),
+        driving_boxes=boxes, driving_crop_box=drive_box, frames_without_face=len(missing),
+        missing_frames=list(missing), warnings=warnings)
+    if pose_estimator is not None:
+        prepared.pose_images = skeleton_images(pose_estimator.estimate(crop512),
+                                               [pose_estimator.estimate(c) for c in driven], cross=cross_reenactment)
+    return prepared
+
+
+def skeleton_images(source_body: np.ndarray, driving_bodies: Sequence[np.ndarray] | np.ndarray,
+                    size: int = CROP_SIZE, cross: bool = True) -> np.ndarray:
+    """Source body (18, 3) + driving bodies (F, 18, 3), both in crop pixels -> aligned skeletons uint8 (F, size, size, 3)."""
+    return render_poses(align_poses(source_body, np.asarray(driving_bodies), cross=cross), size, size)
