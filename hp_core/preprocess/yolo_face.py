@@ -8,6 +8,7 @@ is left to us is the input size, confidence, NMS and scaling back to the frame.
 from __future__ import annotations
 
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -104,7 +105,9 @@ def load_yolo_face(path: str | os.PathLike, device: torch.device | str | None = 
         raise HPError(f"The face detector file {path} does not exist.",
                       hint="Download yoloface_v5m.pt (Hugging Face LeonJoe13/Sonic) into the models folder.")
     try:
-        model = torch.jit.load(path, map_location=device)
+        with warnings.catch_warnings():  # the file format is TorchScript; torch's deprecation notice is noise here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(path, map_location=device)
     except Exception as err:  # TorchScript raises RuntimeError or its own C++ errors
         raise HPError(f"The face detector file {path} is not a TorchScript model that can be loaded ({err}).",
                       hint="It should be yoloface_v5m.pt from LeonJoe13/Sonic; download it again.") from err
