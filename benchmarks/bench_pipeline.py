@@ -1,0 +1,153 @@
+"""Memory and speed of the sampling stage, measured side by side in one run.
+
+Prints, for two video lengths, the peak memory the sampling stage adds on the compute device (CUDA: peak
+allocated; CPU: growth of the process's resident high-water mark) for our pipeline and for the release-style
+reference loop (tests/release_reference.py), and the seconds per denoising step of both, as ratios.
+
+    python benchmarks/bench_pipeline.py                     # tiny preset on the CPU
+    python benchmarks/bench_pipeline.py --device cuda --preset official --size 512 --steps 2
+
+Random weights: the figures are about time and memory, not image quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+class _PeakMeter:
+    """Peak memory added during a block, on the compute device."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __enter__(self):
+        import torch
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+            self.base = _rss_kib("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.base
+        else:
+            self.peak = _rss_kib("VmHWM") * 1024 - self.base
+        return False
+
+
+def run_one(args) -> dict:
+    """One measurement (run in its own process so memory figures do not leak between runs)."""
+    import torch
+
+    from hp_core import pipeline as P
+    from release_reference import release_loop
+
+    device = torch.device(args.device)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    models = P.random_models(args.preset, seed=0, device=device)
+    if device.type == "cuda":
+        for name in ("unet", "pose_guider", "dino", "image_proj"):
+            getattr(models, name).to(device, torch.float16)
+        for name in ("vae", "motion_proj", "expression", "headpose"):
+            getattr(models, name).to(device)
+    d = models.dims
+    settings = P.Settings(steps=args.steps, height=args.size, width=args.size)
+    g = torch.Generator().manual_seed(0)
+    frames = args.frames
+    app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
+                              torch.randn(512, generator=g))
+    chunks = -(-frames // 25)
+    motion = P.encode_motion(models, torch.rand(frames, 3, 64, 64, generator=g),
+                             torch.rand(frames, 3, 64, 64, generator=g), [(10, 20)] * chunks)
+    ref, cond_lat = P.encode_reference(models, torch.rand(1, 3, args.size, args.size, generator=g) * 2 - 1)
+    cond = P.build_conditions(app, motion.tokens, cond_lat, None, settings)
+    noise = P.initial_noise(settings, cond.length, tuple(ref.shape[-2:]))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    if args.path == "ours":
+        models.unet.set_context_mode("shared")
+        with _PeakMeter(device) as meter:
+            sync()
+            t0 = time.perf_counter()
+            P.sample_latents(models, cond, ref, settings, noise=noise)
+            sync()
+            seconds = time.perf_counter() - t0
+    else:
+        models.unet.set_context_mode("per_position")
+        with _PeakMeter(device) as meter:
+            on = dict(appearance=cond.appearance.to(device), motion=cond.motion.to(device),
+                      cond_latents=cond.cond_latents.to(device), pose=None,
+                      added_time_ids=cond.added_time_ids.to(device))
+            dev_cond = type(cond)(**on)
+            if device.type == "cuda":
+                dt = torch.float16
+                dev_cond = type(cond)(**{k: (v.to(dt) if torch.is_tensor(v) else v) for k, v in on.items()})
+                sync()
+            t0 = time.perf_counter()
+            release_loop(models, dev_cond, ref.to(device, dev_cond.appearance.dtype), settings,
+                         noise.to(device, dev_cond.appearance.dtype))
+            sync()
+            seconds = time.perf_counter() - t0
+    return {"path": args.path, "frames": frames, "peak_bytes": meter.peak, "sec_per_step": seconds / args.steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "official"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--size", type=int, default=256, help="square output size in pixels (multiple of 8)")
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--lengths", type=int, nargs=2, default=[50, 300], help="two driving-video lengths")
+    ap.add_argument("--frames", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--path", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.path:
+        print(json.dumps(run_one(args)))
+        return
+    results = {}
+    for path in ("ours", "reference"):
+        for frames in args.lengths:
+            cmd = [sys.executable, __file__, "--preset", args.preset, "--device", args.device, "--size",
+                   str(args.size), "--steps", str(args.steps), "--frames", str(frames), "--path", path]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            results[(path, frames)] = json.loads(out)
+    short, long_ = args.lengths
+    mib = 1024 * 1024
+    print(f"preset={args.preset} device={args.device} size={args.size} steps={args.steps}")
+    print(f"{'path':<10}{'frames':>8}{'peak MiB':>12}{'s/step':>10}")
+    for (path, frames), r in results.items():
+        print(f"{path:<10}{frames:>8}{r['peak_bytes'] / mib:>12.1f}{r['sec_per_step']:>10.2f}")
+    ours_ratio = results[("ours", long_)]["peak_bytes"] / max(results[("ours", short)]["peak_bytes"], 1)
+    ref_ratio = results[("reference", long_)]["peak_bytes"] / max(results[("reference", short)]["peak_bytes"], 1)
+    print(f"peak memory {long_}/{short} frames: ours {ours_ratio:.3f}x, reference {ref_ratio:.3f}x "
+          f"(target for ours: within 10%, i.e. <= 1.10x)")
+    for frames in args.lengths:
+        speed = results[("reference", frames)]["sec_per_step"] / results[("ours", frames)]["sec_per_step"]
+        print(f"speed at {frames} frames: ours is {speed:.2f}x the reference (seconds per step)")
+
+
+if __name__ == "__main__":
+    main()
