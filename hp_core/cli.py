@@ -1,0 +1,271 @@
+"""Command line: `python -m hp_core weights|make-random-weights|animate ...`.
+
+Every error a user can cause ends as one `error: ...` message on stderr and a non-zero exit code
+(2 for bad arguments, 1 for everything else), never a traceback.
+
+`animate` calls ``hp_core.pipeline.animate_files(**options)`` with the keyword arguments listed in
+``animate_options``. The pipeline may write the files itself and return None, or return a mapping with
+``frames`` (F, H, W, 3; uint8 or float in [0, 1]) and optionally ``paste_back_frames`` and ``fps``;
+the CLI then writes them with the driving clip's fps and its audio (cut to the video's length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import HPError
+
+# The release's inference settings (config/hunyuan-portrait.yaml).
+DEFAULT_SEED = 72580
+DEFAULT_STEPS = 25
+DEFAULT_WINDOW = 25
+DEFAULT_OVERLAP = 3
+DEFAULT_SHIFT = 3
+DEFAULT_CFG = (2.0, 2.0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments on one line (plus the usage) and exits with 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(2)
+
+
+def _add_models_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-dir", action="append", metavar="DIR",
+                   help="models folder (repeatable; default $HP_MODELS_DIR or ./models/hunyuan_portrait)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of all commands."""
+    parser = _Parser(prog="python -m hp_core", description="HunyuanPortrait without ComfyUI: weights and animation.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    weights = sub.add_parser("weights", help="list, download and verify the model files")
+    wsub = weights.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    st = wsub.add_parser("status", help="which files are present, verified, missing or damaged")
+    _add_models_dir(st)
+    st.add_argument("--required-only", action="store_true", help="hide optional files (DWPose, SCRFD)")
+    dl = wsub.add_parser("download", help="download the missing files from the Hugging Face Hub")
+    _add_models_dir(dl)
+    dl.add_argument("--optional", action="store_true", help="also the optional files (DWPose, SCRFD)")
+    dl.add_argument("--token", help="Hugging Face token for the gated SVD repository (default: $HF_TOKEN)")
+    dl.add_argument("--only", nargs="+", metavar="ID", help="only these manifest ids")
+    dl.add_argument("--vae", metavar="PATH",
+                    help="an SVD VAE you already have (folder, VAE file or SVD checkpoint): skip the gated download")
+    vf = wsub.add_parser("verify", help="check sizes and sha256 of the present files and pin new ones")
+    _add_models_dir(vf)
+    vf.add_argument("--full", action="store_true", help="re-hash files even when size and date match their pin")
+    vf.add_argument("--repin", action="store_true", help="accept files replaced on purpose and pin them afresh")
+    vf.add_argument("--only", nargs="+", metavar="ID", help="only these manifest ids")
+
+    rw = sub.add_parser("make-random-weights",
+                        help="developer: random weights of a preset in the official file layout")
+    rw.add_argument("--preset", choices=("tiny", "official"), required=True)
+    rw.add_argument("--out", required=True, metavar="DIR")
+    rw.add_argument("--seed", type=int, default=0)
+    rw.add_argument("--dtype", choices=("auto", "fp32", "fp16"), default="auto",
+                    help="auto: the release's precisions for official, fp32 for tiny")
+
+    an = sub.add_parser("animate", help="animate a portrait with a driving video")
+    an.add_argument("--image", required=True, metavar="SRC", help="source portrait image")
+    an.add_argument("--video", required=True, metavar="DRIVING", help="driving video")
+    an.add_argument("--out", required=True, metavar="OUT.mp4", help="output video (the 512x512 crop)")
+    an.add_argument("--paste-back", metavar="OUT_FULL.mp4", help="also write the result pasted into the source")
+    an.add_argument("--sampler", default="euler", help="sampler name (default euler, as the release)")
+    an.add_argument("--scheduler", default="karras", help="sigma schedule name (default karras, as the release)")
+    an.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    an.add_argument("--appearance-cfg", type=float, nargs=2, metavar=("MIN", "MAX"), default=DEFAULT_CFG)
+    an.add_argument("--motion-cfg", type=float, nargs=2, metavar=("MIN", "MAX"), default=DEFAULT_CFG)
+    an.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    an.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="frames per denoising window")
+    an.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="frames shared by neighbouring windows")
+    an.add_argument("--shift", type=int, default=DEFAULT_SHIFT, help="window shift added per step")
+    an.add_argument("--max-frames", type=int, help="use only the first N driving frames")
+    an.add_argument("--preset", choices=("official", "tiny"), default="official")
+    an.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto")
+    an.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto",
+                    help="auto: the release's precisions (fp16 networks, fp32 VAE and motion encoders)")
+    an.add_argument("--vae", metavar="PATH", help="an SVD VAE folder, VAE file or SVD checkpoint to use")
+    an.add_argument("--no-audio", action="store_true", help="do not copy the driving clip's audio")
+    _add_models_dir(an)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------ weights
+
+def _print_status(rows, out=print) -> None:
+    width = max(len(r.id) for r in rows)
+    for r in rows:
+        kind = "required" if r.required else "optional"
+        where = str(r.path) if r.path else r.local_path
+        out(f"{r.id:<{width}}  {r.state:<10}  {kind:<8}  {where}" + (f"  [{r.detail}]" if r.detail else ""))
+
+
+def _cmd_weights(args, out=print) -> int:
+    from . import weights as W
+
+    dirs = W.default_search_dirs(args.models_dir)
+    if args.action == "status":
+        rows = W.status(dirs, include_optional=not args.required_only)
+        out("models folders: " + ", ".join(str(d) for d in dirs))
+        _print_status(rows, out)
+        missing = [r.id for r in rows if r.required and r.state in ("missing", "bad")]
+        if missing:
+            out(f"{len(missing)} required file(s) missing or damaged: run `python -m hp_core weights download`.")
+        return 0
+    if args.action == "download":
+        skip = []
+        if args.vae:
+            from .svd_vae import read_vae_state_dict
+            read_vae_state_dict(args.vae)  # proves it is an SVD VAE before skipping the gated download
+            skip = ["svd_vae"]
+            out(f"using the SVD VAE at {args.vae}")
+        written = W.download(dirs, ids=args.only, include_optional=args.optional, token=args.token, skip=skip, log=out)
+        out(f"downloaded {len(written)} file(s) into {dirs[0]}" if written else "nothing to download: all files present")
+        return 0
+    ids = args.only or [e.id for e in W.load_manifest()]
+    bad = 0
+    for entry_id in ids:
+        entry = W.get_entry(entry_id)
+        res = W.verify(entry_id, dirs, full=args.full, repin=args.repin)
+        if res.state == "missing":
+            if entry.required:
+                bad += 1
+            out(f"{entry_id:<20}  missing   {'required' if entry.required else 'optional'}  {entry.local_path}")
+        elif res.ok:
+            out(f"{entry_id:<20}  {res.state:<8}  {res.path}  ({res.message})")
+        else:
+            bad += 1
+            out(f"{entry_id:<20}  BAD       {res.message}")
+    return 1 if bad else 0
+
+
+def _cmd_random(args, out=print) -> int:
+    from .weights import write_random_weights
+
+    written = write_random_weights(args.out, args.preset, seed=args.seed, dtype=args.dtype, log=out)
+    out(f"wrote {len(written)} files of random {args.preset} weights into {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ animate
+
+def _check_animate_args(args) -> None:
+    if args.steps < 1:
+        raise HPError(f"--steps must be at least 1 (got {args.steps}).")
+    if args.window < 2:
+        raise HPError(f"--window must be at least 2 frames (got {args.window}).")
+    if not 0 <= args.overlap < args.window:
+        raise HPError(f"--overlap must be between 0 and window-1 = {args.window - 1} (got {args.overlap}).")
+    if args.shift < 0:
+        raise HPError(f"--shift must not be negative (got {args.shift}).")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
+    for name in ("appearance_cfg", "motion_cfg"):
+        if any(v < 0 for v in getattr(args, name)):
+            raise HPError(f"--{name.replace('_', '-')} values must not be negative.")
+    for flag, value in (("--out", args.out), ("--paste-back", args.paste_back)):
+        if value is not None and Path(value).suffix.lower() != ".mp4":
+            raise HPError(f"{flag} must name an .mp4 file (got {value}).")
+    if args.paste_back and Path(args.paste_back).resolve() == Path(args.out).resolve():
+        raise HPError("--paste-back must differ from --out.")
+
+
+class _Progress:
+    """tqdm bar fed by the pipeline's progress(done, total, stage) calls; a new stage starts a new bar."""
+
+    def __init__(self):
+        self.bar, self.stage = None, None
+
+    def __call__(self, done: int, total: int | None = None, stage: str | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None or (stage is not None and stage != self.stage):
+            self.close()
+            self.bar, self.stage = tqdm(total=total, desc=stage or "animate", unit="step"), stage
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def animate_options(args, progress: Callable | None = None) -> dict:
+    """The keyword arguments handed to hp_core.pipeline.animate_files."""
+    from .weights import default_search_dirs
+
+    return dict(image=Path(args.image), video=Path(args.video), out=Path(args.out),
+                paste_back=Path(args.paste_back) if args.paste_back else None,
+                search_dirs=default_search_dirs(args.models_dir), vae=Path(args.vae) if args.vae else None,
+                preset=args.preset, device=args.device, dtype=args.dtype, sampler=args.sampler,
+                scheduler=args.scheduler, steps=args.steps, appearance_cfg=tuple(args.appearance_cfg),
+                motion_cfg=tuple(args.motion_cfg), seed=args.seed, window=args.window, overlap=args.overlap,
+                shift=args.shift, max_frames=args.max_frames, audio=not args.no_audio, progress=progress)
+
+
+def _cmd_animate(args, out=print) -> int:
+    from . import video as V
+    from . import weights as W
+    from .models import COMPONENTS
+
+    _check_animate_args(args)
+    V.read_image(args.image)  # readable before anything heavy starts
+    info = V.probe_video(args.video)
+    for target in filter(None, (args.out, args.paste_back)):
+        parent = Path(target).expanduser().resolve().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise HPError(f"Cannot create the output folder {parent} ({err.strerror}).") from err
+    dirs = W.default_search_dirs(args.models_dir)
+    W.require(list(COMPONENTS) + ([] if args.vae else ["svd_vae"]), dirs)
+    try:
+        from .pipeline import animate_files
+    except ImportError as err:
+        if getattr(err, "name", None) in ("hp_core.pipeline", f"{__package__}.pipeline"):
+            raise HPError("The animation pipeline is not part of this version of the pack yet.",
+                          hint="Update the node pack.") from err
+        raise
+    progress = _Progress()
+    try:
+        result = animate_files(**animate_options(args, progress))
+    finally:
+        progress.close()
+    audio = Path(args.video) if info.has_audio and not args.no_audio else None
+    if result is not None:
+        fps = float(result.get("fps") or info.fps)
+        V.write_video(args.out, result["frames"], fps, audio=audio)
+        if args.paste_back and result.get("paste_back_frames") is not None:
+            V.write_video(args.paste_back, result["paste_back_frames"], fps, audio=audio)
+    for target in filter(None, (args.out, args.paste_back)):
+        if not Path(target).is_file():
+            raise HPError(f"The pipeline finished without writing {target}.")
+        out(f"wrote {target}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- main
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    commands = {"weights": _cmd_weights, "make-random-weights": _cmd_random, "animate": _cmd_animate}
+    try:
+        return commands[args.command](args)
+    except HPError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130

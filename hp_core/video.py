@@ -1,0 +1,270 @@
+"""Video and image files: read a driving clip (frames, fps, audio), write an mp4 with the clip's audio, read stills.
+
+Everything goes through the ffmpeg binary that the imageio-ffmpeg package ships, so no system ffmpeg
+is needed. Frames are numpy uint8 arrays laid out (F, H, W, 3), RGB.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .errors import HPError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as err:
+        raise HPError("Video input/output needs the imageio-ffmpeg package.",
+                      hint="Install it with `pip install imageio-ffmpeg` (it ships its own ffmpeg).") from err
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as err:
+        raise HPError(f"No ffmpeg binary found ({err}).",
+                      hint="Reinstall imageio-ffmpeg, or set IMAGEIO_FFMPEG_EXE to an ffmpeg binary.") from err
+
+
+@dataclass
+class VideoInfo:
+    """What ffmpeg reports about a file before decoding it."""
+
+    width: int
+    height: int
+    fps: float
+    duration: float | None
+    has_audio: bool
+
+    @property
+    def frames_estimate(self) -> int | None:
+        """Frame count from duration x fps (exact for constant frame rate files, close otherwise)."""
+        return None if self.duration is None else int(round(self.duration * self.fps))
+
+
+@dataclass
+class Clip:
+    """A decoded video: frames (F, H, W, 3) uint8 RGB, frames per second, and its audio as a file."""
+
+    frames: np.ndarray
+    fps: float
+    audio_path: Path | None = None
+    truncated: bool = False
+
+    @property
+    def duration(self) -> float:
+        return len(self.frames) / self.fps
+
+    def audio_bytes(self) -> bytes | None:
+        """The extracted audio file's content (AAC in an .m4a container), or None without audio."""
+        return None if self.audio_path is None else self.audio_path.read_bytes()
+
+    def cleanup(self) -> None:
+        """Delete the temporary audio file."""
+        if self.audio_path is not None:
+            self.audio_path.unlink(missing_ok=True)
+            self.audio_path = None
+
+
+def _check_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise HPError(f"The {what} {path} does not exist.", hint="Check the path.")
+    if not path.is_file():
+        raise HPError(f"The {what} {path} is not a file.", hint="Give the path of a file.")
+
+
+def _run(cmd: list[str], *, input_bytes: bytes | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, input=input_bytes, capture_output=True, timeout=timeout, check=False)
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Size, fps, duration and whether there is audio, from ffmpeg's description of the file."""
+    path = Path(path)
+    _check_file(path, "video file")
+    proc = _run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], timeout=60)
+    text = proc.stderr.decode("utf-8", "replace")
+    video = re.search(r"Stream #\S+.*?: Video: (.*)", text)
+    if video is None:
+        raise HPError(f"{path} could not be read as a video ({_last_line(text)}).",
+                      hint="Use an mp4/mov/webm/mkv/avi file that plays in a media player.")
+    line = video.group(1)
+    size = re.search(r"(?<![0-9a-fx])(\d{2,5})x(\d{2,5})(?![0-9])", line)
+    rate = re.search(r"([\d.]+)(k?) fps", line) or re.search(r"([\d.]+)(k?) tbr", line)
+    if size is None or rate is None:
+        raise HPError(f"{path} has a video stream ffmpeg cannot describe ({line[:120]}).",
+                      hint="Re-encode it, e.g. `ffmpeg -i in -c:v libx264 -pix_fmt yuv420p out.mp4`.")
+    width, height = int(size.group(1)), int(size.group(2))
+    if re.search(r"rotation of -?90|rotation of -?270", text):
+        width, height = height, width  # ffmpeg turns such frames upright when decoding
+    fps = float(rate.group(1)) * (1000 if rate.group(2) else 1)
+    dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
+    duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else None
+    has_audio = re.search(r"Stream #\S+.*?: Audio: ", text) is not None
+    return VideoInfo(width, height, fps, duration, has_audio)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else "no output from ffmpeg"
+
+
+def read_video(path: str | os.PathLike, *, max_frames: int | None = None, frame_limit: int | None = None,
+               with_audio: bool = True, audio_dir: str | os.PathLike | None = None) -> Clip:
+    """Decode a video into frames (F, H, W, 3) uint8, its fps, and (optionally) its audio as a temporary file.
+
+    ``max_frames`` keeps only the first frames. ``frame_limit`` refuses, before decoding, a video
+    longer than that many frames (after ``max_frames``), with a message saying how to shorten it.
+    """
+    import imageio_ffmpeg
+
+    path = Path(path)
+    info = probe_video(path)
+    if max_frames is not None and max_frames < 1:
+        raise HPError(f"max_frames must be at least 1 (got {max_frames}).")
+    wanted = info.frames_estimate
+    if max_frames is not None and wanted is not None:
+        wanted = min(wanted, max_frames)
+    if frame_limit is not None and wanted is not None and wanted > frame_limit:
+        raise HPError(f"The video {path.name} has about {wanted} frames ({info.duration:.1f} s at {info.fps:g} fps), "
+                      f"more than the limit of {frame_limit}.",
+                      hint="Trim it, or read only the start with max_frames (--max-frames).")
+    out_params = ["-frames:v", str(max_frames)] if max_frames is not None else None
+    frames: list[np.ndarray] = []
+    try:
+        gen = imageio_ffmpeg.read_frames(str(path), output_params=out_params)
+        meta = next(gen)
+        width, height = meta["size"]
+        fps = float(meta.get("fps") or info.fps)
+        for raw in gen:
+            frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
+            if frame_limit is not None and len(frames) > frame_limit:
+                gen.close()
+                raise HPError(f"The video {path.name} has more than {frame_limit} frames.",
+                              hint="Trim it, or read only the start with max_frames (--max-frames).")
+    except HPError:
+        raise
+    except (RuntimeError, OSError, StopIteration, KeyError, ValueError) as err:
+        raise HPError(f"{path} could not be decoded ({str(err).strip().splitlines()[-1][:200] if str(err) else type(err).__name__}).",
+                      hint="Check that the file plays, or re-encode it to H.264 mp4.") from err
+    if not frames:
+        raise HPError(f"{path} has no video frames.", hint="Use a video with at least one frame.")
+    audio = None
+    if with_audio and info.has_audio:
+        audio = extract_audio(path, audio_dir=audio_dir)
+    truncated = max_frames is not None and len(frames) == max_frames and (
+        info.frames_estimate is None or info.frames_estimate > max_frames)
+    return Clip(np.stack(frames), fps, audio, truncated)
+
+
+def extract_audio(path: str | os.PathLike, out_path: str | os.PathLike | None = None, *,
+                  audio_dir: str | os.PathLike | None = None) -> Path | None:
+    """Copy the first audio stream to an AAC .m4a file (a temporary one by default); None if there is none."""
+    path = Path(path)
+    _check_file(path, "video file")
+    if out_path is None:
+        fd, name = tempfile.mkstemp(prefix="hp_audio_", suffix=".m4a", dir=audio_dir)
+        os.close(fd)
+        out_path = Path(name)
+    out_path = Path(out_path)
+    proc = _run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(path), "-vn",
+                 "-map", "0:a:0?", "-c:a", "aac", "-b:a", "192k", str(out_path)], timeout=600)
+    if proc.returncode != 0 or not out_path.is_file() or out_path.stat().st_size == 0:
+        out_path.unlink(missing_ok=True)
+        err = proc.stderr.decode("utf-8", "replace")
+        if "does not contain any stream" in err or "Output file is empty" in err or proc.returncode == 0:
+            return None
+        raise HPError(f"The audio of {path} could not be extracted ({_last_line(err)}).",
+                      hint="Re-encode the clip, or run without audio.")
+    return out_path
+
+
+def _to_uint8_frames(frames) -> np.ndarray:
+    if hasattr(frames, "detach"):  # a torch tensor (F, H, W, 3), as ComfyUI IMAGE batches are
+        frames = frames.detach().cpu().float().numpy()
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
+        raise HPError(f"Frames must be laid out (F, H, W, 3); got shape {tuple(frames.shape)}.")
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    frames = frames[..., :3]
+    if frames.dtype != np.uint8:
+        frames = np.clip(np.rint(frames.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return frames
+
+
+def _pad_even(frames: np.ndarray) -> np.ndarray:
+    # yuv420p stores chroma at half resolution, so H.264 needs even sides; padding keeps every pixel.
+    _, h, w, _ = frames.shape
+    if h % 2 == 0 and w % 2 == 0:
+        return frames
+    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def write_video(path: str | os.PathLike, frames, fps: float, *, audio: str | os.PathLike | None = None,
+                crf: int = 18, preset: str = "medium") -> Path:
+    """Write frames (F, H, W, 3; uint8, or float in [0, 1]) as H.264 yuv420p mp4 at ``fps``.
+
+    ``audio`` is any file with an audio stream (the driving clip itself, or an extracted .m4a); its
+    first audio stream is muxed in as AAC and cut at the video's length. Odd sides are padded to even.
+    """
+    path = Path(path)
+    frames = _pad_even(_to_uint8_frames(frames))
+    if len(frames) == 0:
+        raise HPError("There are no frames to write.")
+    if not fps or fps <= 0:
+        raise HPError(f"The frame rate must be positive (got {fps}).")
+    if audio is not None:
+        _check_file(Path(audio), "audio source")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n, h, w, _ = frames.shape
+    rate = Fraction(fps).limit_denominator(1001)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", f"{rate.numerator}/{rate.denominator}",
+           "-i", "-"]
+    if audio is not None:
+        cmd += ["-i", str(audio)]
+    cmd += ["-map", "0:v:0"]
+    if audio is not None:
+        cmd += ["-map", "1:a:0?", "-c:a", "aac", "-b:a", "192k"]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-preset", preset,
+            "-t", f"{n / float(rate):.6f}", "-movflags", "+faststart", str(path)]
+    proc = _run(cmd, input_bytes=np.ascontiguousarray(frames).tobytes(), timeout=None)
+    if proc.returncode != 0 or not path.is_file():
+        raise HPError(f"Writing {path} failed ({_last_line(proc.stderr.decode('utf-8', 'replace'))}).",
+                      hint="Check that the folder is writable and there is free disk space.")
+    return path
+
+
+def read_image(path: str | os.PathLike, *, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """A still image as (H, W, 3) uint8 RGB: EXIF rotation applied, transparency flattened on ``background``."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    _check_file(path, "image file")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                flat = Image.new("RGB", rgba.size, background)
+                flat.paste(rgba, mask=rgba.getchannel("A"))
+                img = flat
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise HPError(f"{path} could not be read as an image ({err}).",
+                      hint=f"Use one of {', '.join(IMAGE_EXTENSIONS)}.") from err
+
+
+__all__ = ["ffmpeg_exe", "VideoInfo", "Clip", "probe_video", "read_video", "extract_audio", "write_video",
+           "read_image", "IMAGE_EXTENSIONS"]
