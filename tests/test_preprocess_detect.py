@@ -55,6 +55,7 @@ def test_network_size_by_hand():
     assert network_size(512, 512) == (416, 416)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_yolo_decoding_nms_and_scale_back(tmp_path):
     rows = torch.tensor([
         _row(100, 120, 40, 60, 0.9, 0.95),    # A: conf .855

@@ -61,12 +61,12 @@ def crop_resize(image: np.ndarray | Image.Image, box: Box, size: int = CROP_SIZE
                 resample: int = Image.BICUBIC) -> np.ndarray:
     """Cut box from an RGB image (outside the image is black) and resize to size x size -> uint8 RGB."""
     pil = image if isinstance(image, Image.Image) else Image.fromarray(np.ascontiguousarray(image))
-    return np.asarray(pil.crop(tuple(int(v) for v in box)).resize((size, size), resample=resample))
+    return np.array(pil.crop(tuple(int(v) for v in box)).resize((size, size), resample=resample))
 
 
 def resize_square(image: np.ndarray, size: int, resample: int = Image.BILINEAR) -> np.ndarray:
     """uint8 RGB square image -> size x size with PIL (bilinear: what torchvision Resize does on PIL images)."""
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), resample=resample))
+    return np.array(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), resample=resample))
 
 
 def motion_face_box(landmarks: np.ndarray, face_box: Sequence[float], margin: float = MOTION_MARGIN) -> np.ndarray:
@@ -110,7 +110,8 @@ def motion_face_crop(image: np.ndarray, landmarks: np.ndarray, face_box: Sequenc
 
 def to_unit_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (H W C) or (F H W C) -> float32 (C H W) or (F C H W) in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(images))
+    arr = np.ascontiguousarray(images)
+    t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     t = t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
     return t.float().div_(255)
 

@@ -18,8 +18,9 @@ def soft_mask(width: int, height: int, border_ratio: float = BORDER_RATIO) -> np
     Same arithmetic as the release: linspace(0, 1, n) on the first n columns/rows, linspace(1, 0, n) on
     the last n, the horizontal and vertical ramps multiplied.
     """
+    # Column ramp stored in float32, rows multiplied in float64 and stored in float32: bit-equal to the release.
     cols = np.ones(width, dtype=np.float32)
-    rows = np.ones(height, dtype=np.float32)
+    rows = np.ones(height, dtype=np.float64)
     bw, bh = int(width * border_ratio), int(height * border_ratio)
     if bw > 0:
         cols[:bw] = np.linspace(0, 1, bw)
@@ -27,7 +28,7 @@ def soft_mask(width: int, height: int, border_ratio: float = BORDER_RATIO) -> np
     if bh > 0:
         rows[:bh] = np.linspace(0, 1, bh)
         rows[-bh:] = np.linspace(1, 0, bh)
-    return rows[:, None] * cols[None, :]
+    return (rows[:, None] * cols[None, :].astype(np.float64)).astype(np.float32)
 
 
 def _as_uint8_frame(frame: np.ndarray) -> np.ndarray:
