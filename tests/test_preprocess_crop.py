@@ -8,8 +8,8 @@ from PIL import Image
 
 from hp_core.errors import HPError
 from hp_core.preprocess.crop import (appearance_input, crop_resize, crop_zero_padded, motion_crop_window,
-                                     motion_face_box, motion_face_crop, square_crop_box, to_crop_coords,
-                                     to_signed_tensor, to_unit_tensor)
+                                     motion_face_box, motion_face_crop, portrait_crop_box, square_crop_box,
+                                     to_crop_coords, to_signed_tensor, to_unit_tensor)
 from hp_core.preprocess.image import to_rgb_uint8
 
 
@@ -44,6 +44,19 @@ def test_square_box_rounds_half_to_even():
 def test_square_box_pad_mode_keeps_face_centred():
     # unclipped expanded box (-100,200,200,500) is already square
     assert square_crop_box((0, 300, 100, 400), 800, 1000, clip=False) == (-100, 200, 200, 500)
+
+
+def test_auto_edge_mode_pads_only_when_the_release_box_cuts_the_face():
+    # tall face at the left edge: release box (0,40,40,220) -> side 40 around y 130 cuts the face (100..160)
+    assert square_crop_box((0, 100, 20, 160), 400, 400) == (0, 110, 40, 150)
+    # auto: unclipped (-20,40,40,220), side 60 centred on the face -> face kept whole, left part padded
+    assert portrait_crop_box((0, 100, 20, 160), 400, 400) == (-20, 100, 40, 160)
+    # an ordinary border face keeps the release box
+    assert portrait_crop_box((0, 300, 100, 400), 800, 1000) == (0, 250, 200, 450)
+    assert portrait_crop_box((0, 300, 100, 400), 800, 1000, "pad") == (-100, 200, 200, 500)
+    assert portrait_crop_box((0, 100, 20, 160), 400, 400, "clip") == (0, 110, 40, 150)
+    with pytest.raises(HPError):
+        portrait_crop_box((0, 0, 1, 1), 10, 10, "stretch")
 
 
 def test_crop_resize_pads_outside_with_black():

@@ -175,3 +175,17 @@ def test_fill_missing_and_smooth_track_by_hand():
     with pytest.raises(HPError):
         fill_missing([None, None])
     np.testing.assert_allclose(smooth_track(np.array([0, 0, 10, 0, 0.0]), 3), [0, 10 / 3, 10 / 3, 10 / 3, 0])
+
+
+def test_arcface_given_as_a_bare_session():
+    class Session:
+        def get_inputs(self):
+            return [type("I", (), {"name": "data"})()]
+
+        def run(self, _outputs, feeds):
+            assert list(feeds) == ["data"] and feeds["data"].shape == (1, 3, 112, 112)
+            return [np.full((1, 512), 3.0, np.float32)]
+
+    prep = prepare_inputs(_image(300, 400, [(150, 100, 200, 160)]), _driving(), RedSquareDetector(),
+                          arcface=Session(), max_frames=1)
+    np.testing.assert_allclose(prep.identity, np.full(512, 1 / np.sqrt(512)), rtol=1e-5)

@@ -57,6 +57,29 @@ def square_crop_box(face_box: Sequence[float], height: int, width: int, ratio: f
     return (_py_round(cx - half), _py_round(cy - half), _py_round(cx + half), _py_round(cy + half))
 
 
+def portrait_crop_box(face_box: Sequence[float], height: int, width: int, edge_mode: str = "auto") -> Box:
+    """The square crop for a face: edge_mode "clip" (release), "pad" (unclipped, black padding), or "auto".
+
+    "auto" keeps the release's box unless it cuts into the face, which happens only for faces at
+    the image border whose box is much taller than wide (or wider than tall); then it pads instead.
+    """
+    if edge_mode not in ("auto", "clip", "pad"):
+        from ..errors import HPError
+        raise HPError(f"edge_mode must be 'auto', 'clip' or 'pad', not {edge_mode!r}.")
+    if edge_mode == "pad":
+        return square_crop_box(face_box, height, width, clip=False)
+    box = square_crop_box(face_box, height, width, clip=True)
+    if edge_mode == "clip":
+        return box
+    fx1, fy1 = max(float(face_box[0]), 0.0), max(float(face_box[1]), 0.0)
+    fx2, fy2 = min(float(face_box[2]), width), min(float(face_box[3]), height)
+    tolerance = 1.0  # rounding of the box corners
+    if (fx1 < box[0] - tolerance or fy1 < box[1] - tolerance or fx2 > box[2] + tolerance
+            or fy2 > box[3] + tolerance):
+        return square_crop_box(face_box, height, width, clip=False)
+    return box
+
+
 def crop_resize(image: np.ndarray | Image.Image, box: Box, size: int = CROP_SIZE,
                 resample: int = Image.BICUBIC) -> np.ndarray:
     """Cut box from an RGB image (outside the image is black) and resize to size x size -> uint8 RGB."""

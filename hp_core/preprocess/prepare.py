@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from ..errors import HPError
-from .crop import (CROP_SIZE, POSE_SIZE, Box, appearance_input, crop_resize, motion_face_crop, resize_square,
-                   square_crop_box, to_crop_coords, to_signed_tensor, to_unit_tensor)
+from .crop import (CROP_SIZE, POSE_SIZE, Box, appearance_input, crop_resize, motion_face_crop, portrait_crop_box,
+                   resize_square, to_crop_coords, to_signed_tensor, to_unit_tensor)
 from .faces import Face, FaceDetector, no_face_error, select_face
 from .identity import ArcFaceEmbedder, no_identity
 from .image import to_rgb_uint8
@@ -111,25 +111,28 @@ def _frame_source(frames: Any) -> SequenceABC | np.ndarray:
 
 
 def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector, face_index: int | None = None,
-                   max_frames: int | None = None, arcface: ArcFaceEmbedder | None = None,
+                   max_frames: int | None = None, arcface: ArcFaceEmbedder | Any | None = None,
                    smoothing: bool | int = False, *, driving_face_index: int | None = None,
-                   edge_mode: str = "clip", pose_estimator: Any = None, cross_reenactment: bool = True,
+                   edge_mode: str = "auto", pose_estimator: Any = None, cross_reenactment: bool = True,
                    progress: Callable[[int, int], None] | None = None) -> PreparedInputs:
     """Source image + driving frames (list, (F, H, W, 3) array/tensor, or iterable) -> PreparedInputs.
 
     Follows the official preprocessing; differs only where it would crash or cannot be steered: frames
     without a face are filled from their neighbours, faces can be picked by index (left to right),
-    edge_mode="pad" keeps border faces centred (black padding), smoothing (True or a window length)
-    averages landmarks/boxes over time, and pose_estimator (DWPoseEstimator) draws aligned skeletons
-    instead of the black pose images.
+    edge_mode ("auto" default, "clip" = release, "pad") decides what happens to faces at the border
+    (see portrait_crop_box), smoothing (True or a window length) averages landmarks/boxes over time,
+    and pose_estimator (DWPoseEstimator) draws aligned skeletons instead of the black pose images.
+    arcface: an ArcFaceEmbedder, an onnxruntime session of the recogniser, or None (zeros).
     """
-    if edge_mode not in ("clip", "pad"):
-        raise HPError(f"edge_mode must be 'clip' or 'pad', not {edge_mode!r}.")
+    if edge_mode not in ("auto", "clip", "pad"):
+        raise HPError(f"edge_mode must be 'auto', 'clip' or 'pad', not {edge_mode!r}.")
+    if arcface is not None and not hasattr(arcface, "embed"):
+        arcface = ArcFaceEmbedder(arcface)
     warnings: list[str] = []
     source = to_rgb_uint8(source_rgb)
     h, w = source.shape[:2]
     face = select_face(detector.detect(source), face_index, where="source image")
-    crop_bbox = square_crop_box(face.box, h, w, clip=edge_mode == "clip")
+    crop_bbox = portrait_crop_box(face.box, h, w, edge_mode)
     crop512 = crop_resize(source, crop_bbox, CROP_SIZE)
     expected = None if face_index is None else to_crop_coords(np.array(face.center), crop_bbox)
     src_landmarks = _crop_face(detector, crop512, expected, face, crop_bbox, warnings)
@@ -170,7 +173,7 @@ def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector,
 
     # The first frame's face decides the crop for the whole video, as in the release.
     first_box = boxes[0]
-    drive_box = square_crop_box(first_box, frame_hw[0], frame_hw[1], clip=edge_mode == "clip")
+    drive_box = portrait_crop_box(first_box, frame_hw[0], frame_hw[1], edge_mode)
     driven = np.empty((total, CROP_SIZE, CROP_SIZE, 3), np.uint8)
     pose = np.empty((total, POSE_SIZE, POSE_SIZE, 3), np.uint8)
     motion = np.empty((total, POSE_SIZE, POSE_SIZE, 3), np.uint8)
