@@ -17,7 +17,8 @@ from hp_core.preprocess.yolo_face import load_yolo_face, network_size
 # ---- YOLOv5-face -----------------------------------------------------------------------------
 
 def _row(cx, cy, w, h, obj, cls, marks=None):
-    marks = marks if marks is not None else [cx - 8, cy - 5, cx + 8, cy - 5, cx, cy + 2, cx - 6, cy + 12, cx + 6, cy + 12]
+    if marks is None:
+        marks = [cx - 8, cy - 5, cx + 8, cy - 5, cx, cy + 2, cx - 6, cy + 12, cx + 6, cy + 12]
     return [cx, cy, w, h, obj, *marks, cls]
 
 

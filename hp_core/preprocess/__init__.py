@@ -1,7 +1,7 @@
 """Preprocessing: images in, network inputs out (faces, crops, identity, intensity, poses, paste-back)."""
 
-from .crop import (appearance_input, crop_resize, motion_face_box, motion_face_crop, square_crop_box,
-                   to_crop_coords, to_signed_tensor, to_unit_tensor)
+from .crop import (appearance_input, crop_resize, motion_face_box, motion_face_crop, portrait_crop_box,
+                   square_crop_box, to_crop_coords, to_signed_tensor, to_unit_tensor)
 from .dwpose import DWPoseEstimator, frame_to_crop, load_dwpose, poses_from_openpose_json
 from .faces import Face, FaceDetector, nms, select_face
 from .identity import ARCFACE_TEMPLATE, ArcFaceEmbedder, align_arcface, load_arcface, no_identity, similarity_transform
@@ -20,7 +20,8 @@ __all__ = [
     "ScrfdDetector", "YoloFaceDetector", "align_arcface", "align_poses", "appearance_input", "chunk_intensity",
     "crop_resize", "fill_missing", "frame_to_crop", "intensity_ids", "iter_paste_back", "load_arcface",
     "load_dwpose", "load_scrfd", "load_yolo_face", "motion_face_box", "motion_face_crop", "nms", "no_identity",
-    "onnx_providers", "open_session", "paste_back", "poses_from_openpose_json", "prepare_inputs", "render_pose",
-    "render_poses", "select_face", "similarity_transform", "skeleton_images", "smooth_track", "soft_mask",
-    "square_crop_box", "to_crop_coords", "to_rgb_uint8", "to_signed_tensor", "to_unit_tensor",
+    "onnx_providers", "open_session", "paste_back", "portrait_crop_box", "poses_from_openpose_json",
+    "prepare_inputs", "render_pose", "render_poses", "select_face", "similarity_transform", "skeleton_images",
+    "smooth_track", "soft_mask", "square_crop_box", "to_crop_coords", "to_rgb_uint8", "to_signed_tensor",
+    "to_unit_tensor",
 ]

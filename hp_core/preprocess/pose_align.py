@@ -95,7 +95,8 @@ def align_poses(source: np.ndarray, driving: Sequence[np.ndarray] | np.ndarray, 
             if not _visible(frame, child):
                 continue
             if placed[parent]:
-                out[f, child, :2] = out[f, parent, :2] + ratios[(parent, child)] * (frame[child, :2] - frame[parent, :2])
+                bone = frame[child, :2] - frame[parent, :2]
+                out[f, child, :2] = out[f, parent, :2] + ratios[(parent, child)] * bone
             else:  # the chain is broken here: keep the point where it is, only moved with the skeleton
                 out[f, child, :2] = frame[child, :2] + offset
             placed[child] = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -200,5 +200,5 @@ def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector,
 
 def skeleton_images(source_body: np.ndarray, driving_bodies: Sequence[np.ndarray] | np.ndarray,
                     size: int = CROP_SIZE, cross: bool = True) -> np.ndarray:
-    """Source body (18, 3) + driving bodies (F, 18, 3), both in crop pixels -> aligned skeletons uint8 (F, size, size, 3)."""
+    """Source body (18, 3) + driving bodies (F, 18, 3) in crop pixels -> aligned skeletons uint8 (F, size, size, 3)."""
     return render_poses(align_poses(source_body, np.asarray(driving_bodies), cross=cross), size, size)
