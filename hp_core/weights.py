@@ -315,11 +315,15 @@ def check_structure(path: str | os.PathLike, fmt: str) -> str | None:
 
 
 def _check_legacy_pickle(path: Path) -> str | None:
+    with path.open("rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            return "the zip archive is cut short (its directory at the end is missing)"
     from .checkpoint import read_state_dict
     try:
         read_state_dict(path)
     except HPError as err:
-        return str(err).split(" Delete it")[0]
+        cause = str(err.__cause__ or "").strip().splitlines()
+        return "torch.load cannot read it" + (f" ({cause[0][:120]})" if cause else "")
     return None
 
 
@@ -604,28 +608,23 @@ def download(search_dirs, *, ids: Sequence[str] | None = None, include_optional:
         log(f"[{i + 1}/{len(todo)}] {entry.repo}@{entry.revision[:12]} {entry.filename} -> {dest / entry.local_path}")
         try:
             path = _fetch(entry, dest, token)
-        except GatedRepoError:
-            gated.append(entry)
-            continue
-        except RepositoryNotFoundError as err:
-            # Without a token some huggingface_hub versions report a gated repository as not found (401).
-            if entry.gated:
+        except Exception as err:  # noqa: BLE001 - sorted below; anything unknown is re-raised
+            if _is_connection_error(err):  # checked first: LocalEntryNotFoundError is an EntryNotFoundError
+                raise HPError(missing_message(todo[i:], dirs, f"No connection to the Hugging Face Hub "
+                                              f"({_short(err)}); these files are still missing")) from err
+            if isinstance(err, GatedRepoError) or (isinstance(err, RepositoryNotFoundError) and entry.gated):
+                # Without a token some huggingface_hub versions report a gated repository as not found (401).
                 gated.append(entry)
-            else:
+            elif isinstance(err, RepositoryNotFoundError):
                 failed.append(f"{entry.local_path}: repository {entry.repo} not found ({_short(err)})")
-            continue
-        except (EntryNotFoundError, RevisionNotFoundError) as err:
-            failed.append(f"{entry.local_path}: {entry.filename}@{entry.revision} is not in {entry.repo} "
-                          f"({_short(err)}); the manifest may be outdated")
-            continue
-        except Exception as err:  # noqa: BLE001 - classified below, re-raised when unknown
-            if _is_connection_error(err):
-                raise HPError(missing_message(todo[i:], dirs, f"No connection to the Hugging Face Hub ({_short(err)}); "
-                                              f"these files are still missing")) from err
-            if isinstance(err, HfHubHTTPError):
+            elif isinstance(err, (EntryNotFoundError, RevisionNotFoundError)):
+                failed.append(f"{entry.local_path}: {entry.filename}@{entry.revision} is not in {entry.repo} "
+                              f"({_short(err)}); the manifest may be outdated")
+            elif isinstance(err, HfHubHTTPError):
                 failed.append(f"{entry.local_path}: the Hub answered with an error ({_short(err)}); try again later")
-                continue
-            raise
+            else:
+                raise
+            continue
         local_dir = dest / entry.local_dir_prefix if entry.local_dir_prefix else dest
         res = verify(entry.id, [dest], etag=_hub_etag(local_dir, entry.filename),
                      origin=f"{entry.repo}@{entry.revision}")

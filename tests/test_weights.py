@@ -1,0 +1,518 @@
+"""Weights: manifest contents, folder resolution, download logic (patched Hub), verification, lock, cache."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hp_core import checkpoint as ckpt_mod
+from hp_core import weights as W
+from hp_core.errors import HPError
+
+OFFICIAL_NAMES = ["unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider"]
+SVD_REPO = "stabilityai/stable-video-diffusion-img2vid-xt"
+ARC2FACE_COMMIT = "da2f1e9aa3954dad093213acfc9ae75a68da6ffd"
+
+
+def raw_manifest() -> dict:
+    return json.loads(W.MANIFEST_PATH.read_text(encoding="utf-8"))
+
+
+def by_id() -> dict[str, dict]:
+    return {e["id"]: e for e in raw_manifest()["files"]}
+
+
+def pth_bytes(seed: int = 0, n: int = 6) -> bytes:
+    g = torch.Generator().manual_seed(seed)
+    buf = io.BytesIO()
+    torch.save({"weight": torch.randn(n, 5, generator=g), "bias": torch.randn(n, generator=g)}, buf)
+    return buf.getvalue()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def put(base: Path, rel: str, data: bytes) -> Path:
+    path = base / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ manifest
+
+def test_manifest_has_the_seven_official_checkpoints():
+    entries = by_id()
+    for name in OFFICIAL_NAMES:
+        e = entries[name]
+        assert e["component"] == name
+        assert e["repo"] == "tencent/HunyuanPortrait"
+        assert e["filename"] == e["local_path"] == f"hyportrait/{name}.pth"
+        assert e["format"] == "pth" and e["required"] is True and e["gated"] is False
+    from hp_core.models import COMPONENTS
+    assert sorted(COMPONENTS) == sorted(OFFICIAL_NAMES)
+
+
+def test_manifest_svd_arcface_detectors():
+    e = by_id()
+    vae = e["svd_vae"]
+    assert vae["repo"] == SVD_REPO and vae["filename"] == "vae/diffusion_pytorch_model.fp16.safetensors"
+    assert vae["gated"] is True and vae["required"] is True
+    for cid, fname, bundled in (("svd_vae_config", "vae/config.json", "vae_config.json"),
+                                ("svd_unet_config", "unet/config.json", "unet_config.json"),
+                                ("svd_scheduler_config", "scheduler/scheduler_config.json", "scheduler_config.json")):
+        assert e[cid]["repo"] == SVD_REPO and e[cid]["filename"] == fname and e[cid]["gated"] is True
+        assert (W.CONFIG_DIR / bundled).is_file() and e[cid]["bundled"] == bundled
+    assert e["arcface"]["repo"] == "FoivosPar/Arc2Face" and e["arcface"]["revision"] == ARC2FACE_COMMIT
+    assert e["arcface"]["filename"] == "arcface.onnx" and e["arcface"]["required"]
+    assert e["yoloface"]["repo"] == "LeonJoe13/Sonic" and e["yoloface"]["filename"] == "yoloface_v5m.pt"
+    assert {e["dwpose_det"]["filename"], e["dwpose_pose"]["filename"]} == {"yolox_l.onnx", "dw-ll_ucoco_384.onnx"}
+    assert e["dwpose_det"]["repo"] == e["dwpose_pose"]["repo"] == "yzd-v/DWPose"
+    assert e["scrfd"]["filename"].endswith("det_10g.onnx")
+    assert [i for i, x in e.items() if not x["required"]] == ["dwpose_det", "dwpose_pose", "scrfd"]
+    # Only the Stability repository is gated.
+    assert {x["repo"] for x in e.values() if x["gated"]} == {SVD_REPO}
+
+
+def test_manifest_schema_fields():
+    files = raw_manifest()["files"]
+    paths = [p for f in files for p in [f["local_path"], *f["alt_local_paths"]]]
+    assert len(paths) == len(set(paths)), "local paths must be unique"
+    assert len({f["id"] for f in files}) == len(files)
+    for f in files:
+        assert f["sha256"] is None or (len(f["sha256"]) == 64 and int(f["sha256"], 16) >= 0)
+        assert f["size"] is None or (isinstance(f["size"], int) and f["size"] > 0)
+        assert f["licence"].strip() and f["revision"].strip()
+        assert f["local_path"] == f["filename"] or f["local_path"].endswith("/" + f["filename"])
+    assert len(W.load_manifest()) == len(files)
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda m: m["files"].append(copy.deepcopy(m["files"][0])), "duplicate"),
+    (lambda m: m["files"][0].update(sha256="abc"), "sha256"),
+    (lambda m: m["files"][0].update(local_path="../unet.pth", filename="unet.pth"), "relative"),
+    (lambda m: m["files"][0].update(local_path="elsewhere/net.pth"), "end with"),
+    (lambda m: m["files"][1].update(local_path=m["files"][0]["local_path"], filename=m["files"][0]["filename"]),
+     "used twice"),
+    (lambda m: m["files"][0].update(gated="no"), "gated"),
+])
+def test_validate_manifest_rejects(mutate, match):
+    data = raw_manifest()
+    mutate(data)
+    with pytest.raises(ValueError, match=match):
+        W.validate_manifest(data)
+
+
+# ---------------------------------------------------------------------------------------- resolution
+
+def test_resolve_in_comfy_folder_list(tmp_path):
+    # As folder_paths.get_folder_paths("hunyuan_portrait") returns: models/ first, extra_model_paths after.
+    first, extra = tmp_path / "ComfyUI" / "models" / "hunyuan_portrait", tmp_path / "shared" / "hunyuan_portrait"
+    dirs = [str(first), str(extra)]
+    assert W.resolve("dino", dirs) is None
+    in_extra = put(extra, "hyportrait/dino.pth", b"x")
+    assert W.resolve("dino", dirs) == in_extra
+    in_first = put(first, "hyportrait/dino.pth", b"y")
+    assert W.resolve("dino", dirs) == in_first
+    alt = put(extra, "vae/diffusion_pytorch_model.safetensors", b"z")
+    assert W.resolve("svd_vae", dirs) == alt
+    assert W.resolve("svd_unet_config", dirs) == W.CONFIG_DIR / "unet_config.json"
+    own = put(extra, "unet/config.json", b"{}")
+    assert W.resolve("svd_unet_config", dirs) == own
+
+
+def test_search_dirs_flag_env_default(tmp_path, monkeypatch):
+    monkeypatch.setenv(W.ENV_MODELS_DIR, os.pathsep.join([str(tmp_path / "e1"), str(tmp_path / "e2")]))
+    assert W.default_search_dirs(str(tmp_path / "flag")) == [tmp_path / "flag"]
+    assert W.default_search_dirs([tmp_path / "a", tmp_path / "b"]) == [tmp_path / "a", tmp_path / "b"]
+    assert W.default_search_dirs(None) == [tmp_path / "e1", tmp_path / "e2"]
+    monkeypatch.delenv(W.ENV_MODELS_DIR)
+    assert W.default_search_dirs(None) == [Path("models") / "hunyuan_portrait"]
+    monkeypatch.chdir(tmp_path)
+    put(tmp_path / "models" / "hunyuan_portrait", "arcface.onnx", b"onnx")
+    assert W.resolve("arcface", W.default_search_dirs()).resolve() == (
+        tmp_path / "models" / "hunyuan_portrait" / "arcface.onnx")
+
+
+def test_require_lists_every_missing_file_and_where(tmp_path):
+    put(tmp_path, "hyportrait/dino.pth", pth_bytes())
+    with pytest.raises(HPError) as err:
+        W.require(["unet", "dino", "yoloface"], [tmp_path])
+    text = str(err.value)
+    assert "hyportrait/unet.pth" in text and "yoloface_v5m.pt" in text and "hyportrait/dino.pth" not in text
+    assert "https://huggingface.co/tencent/HunyuanPortrait/resolve/main/hyportrait/unet.pth" in text
+    assert str(tmp_path) in text
+
+
+def test_status_rows(tmp_path):
+    put(tmp_path, "hyportrait/unet.pth", pth_bytes(1))
+    put(tmp_path, "hyportrait/dino.pth", pth_bytes(2))
+    assert W.verify("dino", [tmp_path]).ok
+    put(tmp_path, "hyportrait/image_proj.pth", b"")
+    rows = {r.id: r for r in W.status([tmp_path])}
+    assert rows["unet"].state == "unverified"
+    assert rows["dino"].state == "ok"
+    assert rows["image_proj"].state == "bad"
+    assert rows["motion_proj"].state == "missing" and rows["motion_proj"].path is None
+    assert rows["svd_scheduler_config"].state == "bundled"
+    assert "scrfd" not in {r.id for r in W.status([tmp_path], include_optional=False)}
+
+
+# -------------------------------------------------------------------------------------- verification
+
+def test_first_verify_pins_then_trusts_size_and_mtime(tmp_path, monkeypatch):
+    data = pth_bytes(3)
+    path = put(tmp_path, "hyportrait/unet.pth", data)
+    res = W.verify("unet", [tmp_path])
+    assert res.ok and res.sha256 == sha(data)
+    pin = W.read_lock(tmp_path)["files"]["hyportrait/unet.pth"]
+    assert pin["sha256"] == sha(data) and pin["size"] == len(data) and pin["mtime_ns"] == path.stat().st_mtime_ns
+
+    calls = []
+    real = W.sha256_file
+    monkeypatch.setattr(W, "sha256_file", lambda p, **k: calls.append(p) or real(p, **k))
+    assert W.verify("unet", [tmp_path]).ok and calls == []
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert W.verify("unet", [tmp_path]).ok and len(calls) == 1
+    assert W.read_lock(tmp_path)["files"]["hyportrait/unet.pth"]["mtime_ns"] == path.stat().st_mtime_ns
+    assert W.verify("unet", [tmp_path], full=True).ok and len(calls) == 2
+
+
+def test_truncated_file_is_rejected_and_never_loaded(tmp_path, monkeypatch):
+    data = pth_bytes(4)
+    path = put(tmp_path, "hyportrait/expression.pth", data)
+    assert W.verify("expression", [tmp_path]).ok
+    path.write_bytes(data[: len(data) // 2])
+    res = W.verify("expression", [tmp_path])
+    assert res.state == "bad" and "truncated" in res.reason and f"{len(data) // 2} of {len(data)}" in res.reason
+
+    def no_load(*a, **k):
+        raise AssertionError("a damaged file must not be unpickled")
+    monkeypatch.setattr(torch, "load", no_load)
+    with pytest.raises(HPError, match="truncated"):
+        W.load_checkpoint("expression", [tmp_path])
+
+
+def test_damaged_file_before_any_pin_is_rejected_and_not_pinned(tmp_path):
+    data = pth_bytes(5)
+    put(tmp_path, "hyportrait/headpose.pth", data[: len(data) - 40])
+    res = W.verify("headpose", [tmp_path])
+    assert res.state == "bad"
+    assert "hyportrait/headpose.pth" not in W.read_lock(tmp_path)["files"]
+    # A zip whose payload is flipped keeps its size but fails its CRC.
+    flipped = bytearray(data)
+    start = data.index(b"PK\x03\x04", 200) - 64  # inside the tensor bytes stored before a later record
+    flipped[start:start + 16] = bytes(b ^ 0xFF for b in flipped[start:start + 16])
+    put(tmp_path, "hyportrait/pose_guider.pth", bytes(flipped))
+    assert W.verify("pose_guider", [tmp_path]).state == "bad"
+
+
+def test_changed_file_after_pin_needs_repin(tmp_path):
+    path = put(tmp_path, "hyportrait/motion_proj.pth", pth_bytes(6))
+    assert W.verify("motion_proj", [tmp_path]).ok
+    new = pth_bytes(7)
+    path.write_bytes(new)
+    res = W.verify("motion_proj", [tmp_path])
+    assert res.state == "bad" and "changed since it was verified" in res.reason and "--repin" in res.reason
+    assert W.verify("motion_proj", [tmp_path], repin=True).ok
+    assert W.read_lock(tmp_path)["files"]["hyportrait/motion_proj.pth"]["sha256"] == sha(new)
+    # repin does not bless a broken file
+    path.write_bytes(new[:-30])
+    assert W.verify("motion_proj", [tmp_path], repin=True).state == "bad"
+
+
+def _manifest_with(monkeypatch, entry_id: str, **changes):
+    entries = [W.WeightEntry(**{**e.__dict__, **(changes if e.id == entry_id else {})}) for e in W.load_manifest()]
+    monkeypatch.setattr(W, "load_manifest", lambda path=None: entries)
+
+
+def test_manifest_size_and_hash_are_enforced_except_for_random_folders(tmp_path, monkeypatch):
+    good, other = pth_bytes(8), pth_bytes(9)
+    assert len(good) == len(other)
+    _manifest_with(monkeypatch, "image_proj", size=len(good), sha256=sha(good))
+    put(tmp_path, "hyportrait/image_proj.pth", other)
+    res = W.verify("image_proj", [tmp_path])
+    assert res.state == "bad" and sha(good)[:12] in res.reason
+    put(tmp_path, "hyportrait/image_proj.pth", good)
+    assert W.verify("image_proj", [tmp_path]).ok
+    put(tmp_path, "hyportrait/image_proj.pth", good + b"x")
+    assert "wrong size" in W.verify("image_proj", [tmp_path]).reason
+    rnd = tmp_path / "random"
+    put(rnd, "hyportrait/image_proj.pth", other)
+    (rnd / W.RANDOM_MARKER).write_text('{"preset": "tiny"}')
+    assert W.verify("image_proj", [rnd]).ok
+
+
+def test_safetensors_header_check(tmp_path):
+    from safetensors.torch import save_file
+    save_file({"a": torch.ones(100)}, str(tmp_path / "ok.safetensors"))
+    data = (tmp_path / "ok.safetensors").read_bytes()
+    assert W.check_structure(tmp_path / "ok.safetensors", "safetensors") is None
+    (tmp_path / "cut.safetensors").write_bytes(data[:-50])
+    assert "bytes" in W.check_structure(tmp_path / "cut.safetensors", "safetensors")
+
+
+# ------------------------------------------------------------------------------------------- caching
+
+def test_safetensors_cache_is_made_once_and_reused(tmp_path, monkeypatch):
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    state = {"weight": base, "view": base[1:], "steps": torch.tensor(5)}  # 'view' shares memory
+    path = tmp_path / "hyportrait" / "image_proj.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+
+    reads = []
+    real = ckpt_mod.read_state_dict
+    monkeypatch.setattr(ckpt_mod, "read_state_dict", lambda p, **k: reads.append(Path(p).suffix) or real(p, **k))
+    first = W.load_checkpoint("image_proj", [tmp_path])
+    assert reads == [".pth"]
+    cached = list((tmp_path / W.CACHE_SUBDIR).glob("hyportrait__image_proj.pth.*.safetensors"))
+    assert len(cached) == 1
+    second = W.load_checkpoint("image_proj", [tmp_path])
+    assert reads == [".pth", ".safetensors"]
+    for out in (first, second):
+        assert set(out) == set(state)
+        for k in state:
+            assert torch.equal(out[k], state[k])
+
+    # A file replaced on purpose (re-pinned) gets a new cache entry; the stale one goes.
+    torch.save({"weight": torch.full((2, 2), 7.0)}, path)
+    assert W.verify("image_proj", [tmp_path], repin=True).ok
+    third = W.load_checkpoint("image_proj", [tmp_path])
+    assert torch.equal(third["weight"], torch.full((2, 2), 7.0))
+    now = list((tmp_path / W.CACHE_SUBDIR).glob("hyportrait__image_proj.pth.*.safetensors"))
+    assert len(now) == 1 and now != cached
+
+
+def test_damaged_cache_is_rebuilt(tmp_path):
+    path = tmp_path / "hyportrait" / "pose_guider.pth"
+    path.parent.mkdir(parents=True)
+    torch.save({"w": torch.ones(3)}, path)
+    W.load_checkpoint("pose_guider", [tmp_path], cache_dir=tmp_path / "c")
+    (cached,) = (tmp_path / "c").glob("*.safetensors")
+    cached.write_bytes(b"garbage")
+    assert torch.equal(W.load_checkpoint("pose_guider", [tmp_path], cache_dir=tmp_path / "c")["w"], torch.ones(3))
+    (again,) = (tmp_path / "c").glob("*.safetensors")
+    assert again.read_bytes() != b"garbage"
+
+
+def test_load_checkpoint_missing_says_where(tmp_path):
+    with pytest.raises(HPError) as err:
+        W.load_checkpoint("dino", [tmp_path])
+    assert "hyportrait/dino.pth" in str(err.value) and "weights download" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------ download
+
+def content_for(entry: W.WeightEntry) -> bytes:
+    if entry.format in ("pth", "torchscript"):
+        return pth_bytes(len(entry.id))
+    if entry.format == "safetensors":
+        from safetensors.torch import save
+        return save({"decoder.conv_in.weight": torch.ones(2, 2)})
+    if entry.format == "json":
+        return b"{}"
+    return b"onnx-bytes-" + entry.id.encode()
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.hf_hub_download: writes <local_dir>/<filename> and its metadata."""
+
+    def __init__(self):
+        self.calls = []
+        self.errors = {}        # repo or filename -> exception to raise
+        self.wrong_etag = set()
+
+    def content(self, filename):
+        entry = next(e for e in W.load_manifest() if e.filename == filename)
+        return content_for(entry)
+
+    def __call__(self, *, repo_id, filename, revision=None, local_dir=None, token=None, **kw):
+        self.calls.append(dict(repo_id=repo_id, filename=filename, revision=revision,
+                               local_dir=Path(local_dir), token=token))
+        err = self.errors.get(repo_id) or self.errors.get(filename)
+        if err is not None:
+            raise err
+        data = self.content(filename)
+        dest = Path(local_dir) / filename
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        self.write_meta(Path(local_dir), filename, sha(b"other" if filename in self.wrong_etag else data))
+        return str(dest)
+
+    @staticmethod
+    def write_meta(local_dir: Path, filename: str, etag: str):
+        meta = local_dir / ".cache" / "huggingface" / "download" / (filename + ".metadata")
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(f"{'0' * 40}\n{etag}\n{time.time()}\n")
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+    fake = FakeHub()
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False, raising=False)
+    return fake
+
+
+def hub_error(cls, text="error"):
+    err = cls.__new__(cls)  # their constructors want an HTTP response; the type is what matters here
+    Exception.__init__(err, text)
+    return err
+
+
+REQUIRED_DOWNLOADS = {"hyportrait/" + n + ".pth" for n in OFFICIAL_NAMES} | {
+    "vae/diffusion_pytorch_model.fp16.safetensors", "arcface.onnx", "yoloface_v5m.pt"}
+
+
+def test_download_fetches_only_what_is_missing(tmp_path, hub):
+    dest = tmp_path / "models"
+    unet = put(dest, "hyportrait/unet.pth", pth_bytes(42))
+    written = W.download([dest], token="hf_secret", log=lambda s: None)
+    assert {c["filename"] for c in hub.calls} == REQUIRED_DOWNLOADS - {"hyportrait/unet.pth"}
+    assert all(c["token"] == "hf_secret" for c in hub.calls)
+    calls = {c["filename"]: c for c in hub.calls}
+    assert calls["arcface.onnx"]["revision"] == ARC2FACE_COMMIT
+    assert calls["hyportrait/dino.pth"]["local_dir"] == dest
+    assert unet.read_bytes() == pth_bytes(42)
+    assert {p.relative_to(dest).as_posix() for p in written} == REQUIRED_DOWNLOADS - {"hyportrait/unet.pth"}
+    lock = W.read_lock(dest)["files"]
+    assert lock["yoloface_v5m.pt"]["sha256"] == sha(hub.content("yoloface_v5m.pt"))
+    assert lock["arcface.onnx"]["origin"] == f"FoivosPar/Arc2Face@{ARC2FACE_COMMIT}"
+
+    hub.calls.clear()
+    assert W.download([dest], log=lambda s: None) == []
+    assert hub.calls == []
+
+    W.download([dest], include_optional=True, log=lambda s: None)
+    calls = {c["filename"]: c for c in hub.calls}
+    assert set(calls) == {"yolox_l.onnx", "dw-ll_ucoco_384.onnx", "models/buffalo_l/det_10g.onnx"}
+    assert calls["yolox_l.onnx"]["local_dir"] == dest / "dwpose"
+    assert calls["models/buffalo_l/det_10g.onnx"]["local_dir"] == dest / "insightface"
+    assert W.resolve("scrfd", [dest]) == dest / "insightface/models/buffalo_l/det_10g.onnx"
+
+
+def test_download_replaces_a_damaged_file(tmp_path, hub):
+    put(tmp_path, "hyportrait/unet.pth", pth_bytes(1)[:100])
+    W.download([tmp_path], ids=["unet"], log=lambda s: None)
+    assert [c["filename"] for c in hub.calls] == ["hyportrait/unet.pth"]
+    assert W.verify("unet", [tmp_path]).ok
+
+
+def test_download_checks_the_hub_etag(tmp_path, hub):
+    hub.wrong_etag.add("hyportrait/dino.pth")
+    with pytest.raises(HPError, match="failed verification"):
+        W.download([tmp_path], ids=["dino", "headpose"], log=lambda s: None)
+    assert not (tmp_path / "hyportrait/dino.pth").exists()
+    assert W.verify("headpose", [tmp_path]).ok
+
+
+def test_download_resumes_an_interrupted_file(tmp_path, monkeypatch, hub):
+    """A dropped connection leaves huggingface_hub's partial file; the next run continues it."""
+    import huggingface_hub
+    full = hub.content("hyportrait/dino.pth")
+    resumed_from = []
+    state = {"drop": True}
+
+    def resumable(*, repo_id, filename, revision=None, local_dir=None, token=None, **kw):
+        if filename != "hyportrait/dino.pth":
+            return hub(repo_id=repo_id, filename=filename, revision=revision, local_dir=local_dir, token=token)
+        hub.calls.append(dict(filename=filename, local_dir=Path(local_dir)))
+        part = Path(local_dir) / ".cache" / "huggingface" / "download" / (filename + ".incomplete")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        if state.pop("drop", False):
+            part.write_bytes(full[: len(full) // 3])
+            raise ConnectionError("connection reset by peer")
+        have = part.stat().st_size if part.exists() else 0
+        resumed_from.append(have)
+        with part.open("ab") as f:
+            f.write(full[have:])
+        dest = Path(local_dir) / filename
+        os.replace(part, dest)
+        hub.write_meta(Path(local_dir), filename, sha(full))
+        return str(dest)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", resumable)
+    with pytest.raises(HPError) as err:
+        W.download([tmp_path], ids=["unet", "dino", "image_proj"], log=lambda s: None)
+    text = str(err.value)
+    assert "No connection" in text and "hyportrait/dino.pth" in text and "hyportrait/image_proj.pth" in text
+    assert "hyportrait/unet.pth" not in text.split("still missing")[-1]
+    assert W.verify("unet", [tmp_path]).ok            # finished before the drop, kept
+    hub.calls.clear()
+    W.download([tmp_path], ids=["unet", "dino", "image_proj"], log=lambda s: None)
+    assert [c["filename"] for c in hub.calls] == ["hyportrait/dino.pth", "hyportrait/image_proj.pth"]
+    assert resumed_from == [len(full) // 3]
+    assert (tmp_path / "hyportrait/dino.pth").read_bytes() == full
+    assert W.read_lock(tmp_path)["files"]["hyportrait/dino.pth"]["sha256"] == sha(full)
+
+
+def test_gated_svd_explains_licence_token_and_alternatives(tmp_path, hub):
+    from huggingface_hub.errors import GatedRepoError
+    hub.errors[SVD_REPO] = hub_error(GatedRepoError, "403 Client Error: Cannot access gated repo")
+    with pytest.raises(HPError) as err:
+        W.download([tmp_path], log=lambda s: None)
+    text = str(err.value)
+    assert f"https://huggingface.co/{SVD_REPO}" in text and "accept the licence" in text
+    assert "HF_TOKEN" in text and "--token" in text and "--vae" in text and "svd_xt.safetensors" in text
+    assert "vae/diffusion_pytorch_model.fp16.safetensors" in text
+    # everything else still arrived
+    assert all(W.resolve(n, [tmp_path]) for n in OFFICIAL_NAMES + ["arcface", "yoloface"])
+
+
+def test_gated_reported_as_not_found_without_token(tmp_path, hub):
+    from huggingface_hub.errors import RepositoryNotFoundError
+    hub.errors[SVD_REPO] = hub_error(RepositoryNotFoundError, "401 Client Error")
+    with pytest.raises(HPError, match="is gated"):
+        W.download([tmp_path], ids=["svd_vae"], log=lambda s: None)
+
+
+def test_skip_uses_an_existing_vae_instead(tmp_path, hub):
+    W.download([tmp_path], skip=["svd_vae"], log=lambda s: None)
+    assert SVD_REPO not in {c["repo_id"] for c in hub.calls}
+
+
+def test_offline_mode_lists_missing_files_without_network(tmp_path, hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    put(tmp_path, "hyportrait/unet.pth", pth_bytes())
+    with pytest.raises(HPError) as err:
+        W.download([tmp_path], log=lambda s: None)
+    text = str(err.value)
+    assert hub.calls == []
+    assert "Offline" in text and str(tmp_path) in text
+    for rel in REQUIRED_DOWNLOADS - {"hyportrait/unet.pth"}:
+        assert rel in text
+    assert "hyportrait/unet.pth " not in text
+    assert f"https://huggingface.co/FoivosPar/Arc2Face/resolve/{ARC2FACE_COMMIT}/arcface.onnx" in text
+
+
+@pytest.mark.parametrize("make_error", [
+    lambda: ConnectionError("Name or service not known"),
+    lambda: type("ConnectError", (Exception,), {"__module__": "httpx"})("[Errno -3] Temporary failure"),
+    lambda: __import__("huggingface_hub.errors", fromlist=["x"]).LocalEntryNotFoundError("cannot reach the Hub"),
+])
+def test_connection_errors_become_a_missing_files_message(tmp_path, hub, make_error):
+    hub.errors["hyportrait/unet.pth"] = make_error()
+    with pytest.raises(HPError) as err:
+        W.download([tmp_path], ids=["unet", "dino"], log=lambda s: None)
+    text = str(err.value)
+    assert "No connection" in text and "hyportrait/unet.pth" in text and "hyportrait/dino.pth" in text
+    assert len(hub.calls) == 1  # no point trying the rest without a connection
+
+
+def test_unknown_errors_are_not_swallowed(tmp_path, hub):
+    hub.errors["hyportrait/unet.pth"] = KeyError("bug")
+    with pytest.raises(KeyError):
+        W.download([tmp_path], ids=["unet"], log=lambda s: None)
