@@ -216,10 +216,9 @@ def animate_options(args, progress: Callable | None = None) -> dict:
 def _cmd_animate(args, out=print) -> int:
     from . import video as V
     from . import weights as W
-    from .models import COMPONENTS
 
     _check_animate_args(args)
-    V.read_image(args.image)  # readable before anything heavy starts
+    V.read_image(args.image)  # readable before anything heavy (torch, models) starts
     info = V.probe_video(args.video)
     for target in filter(None, (args.out, args.paste_back)):
         parent = Path(target).expanduser().resolve().parent
@@ -227,6 +226,8 @@ def _cmd_animate(args, out=print) -> int:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise HPError(f"Cannot create the output folder {parent} ({err.strerror}).") from err
+    from .models import COMPONENTS
+
     dirs = W.default_search_dirs(args.models_dir)
     W.require(list(COMPONENTS) + ([] if args.vae else ["svd_vae"]), dirs)
     try:

@@ -97,7 +97,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise HPError(f"{path} could not be read as a video ({_last_line(text)}).",
                       hint="Use an mp4/mov/webm/mkv/avi file that plays in a media player.")
     line = video.group(1)
-    size = re.search(r"(?<![0-9a-fx])(\d{2,5})x(\d{2,5})(?![0-9])", line)
+    size = re.search(r"(?<![0-9A-Za-z])(\d{1,5})x(\d{1,5})(?![0-9A-Za-z])", line)
     rate = re.search(r"([\d.]+)(k?) fps", line) or re.search(r"([\d.]+)(k?) tbr", line)
     if size is None or rate is None:
         raise HPError(f"{path} has a video stream ffmpeg cannot describe ({line[:120]}).",

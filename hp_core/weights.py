@@ -785,6 +785,8 @@ def write_random_weights(out: str | os.PathLike, preset: str = "tiny", *, seed: 
         {"preset": preset, "seed": seed, "dtype": dtype,
          "note": "random weights for tests and benchmarks; not the released HunyuanPortrait model"}, indent=1),
         encoding="utf-8")
+    for entry_id in (*COMPONENTS, "svd_vae", "svd_vae_config"):
+        verify(entry_id, [out], origin=f"random {preset} seed {seed}")  # pinned now, so status reads "ok"
     return written
 
 
