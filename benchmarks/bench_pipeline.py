@@ -1,8 +1,11 @@
 """Memory and speed of the sampling stage, measured side by side in one run.
 
-Prints, for two video lengths, the peak memory the sampling stage adds on the compute device (CUDA: peak
-allocated; CPU: growth of the process's resident high-water mark) for our pipeline and for the release-style
-reference loop (tests/release_reference.py), and the seconds per denoising step of both, as ratios.
+Prints, for two video lengths, the peak memory of the compute device during sampling (CUDA: peak
+allocated, weights included; CPU: the process's resident high-water mark, weights included) and how much
+of it the sampling stage added, for our pipeline and for the release-style reference loop
+(tests/release_reference.py), and the seconds per denoising step of both, as ratios. On the CPU the
+measuring processes run with glibc's mmap threshold lowered, so freed tensors leave the resident set at
+once and the high-water mark follows live memory rather than allocator caching.
 
     python benchmarks/bench_pipeline.py                     # tiny preset on the CPU
     python benchmarks/bench_pipeline.py --device cuda --preset official --size 512 --steps 2
@@ -52,9 +55,10 @@ class _PeakMeter:
         import torch
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() - self.base
+            self.total = torch.cuda.max_memory_allocated()
         else:
-            self.peak = _rss_kib("VmHWM") * 1024 - self.base
+            self.total = _rss_kib("VmHWM") * 1024
+        self.added = self.total - self.base
         return False
 
 
@@ -111,7 +115,8 @@ def run_one(args) -> dict:
                          noise.to(device, dev_cond.appearance.dtype))
             sync()
             seconds = time.perf_counter() - t0
-    return {"path": args.path, "frames": frames, "peak_bytes": meter.peak, "sec_per_step": seconds / args.steps}
+    return {"path": args.path, "frames": frames, "peak_bytes": meter.total, "added_bytes": meter.added,
+            "sec_per_step": seconds / args.steps}
 
 
 def main() -> None:
@@ -120,6 +125,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--size", type=int, default=256, help="square output size in pixels (multiple of 8)")
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each measurement; the fastest is kept")
     ap.add_argument("--lengths", type=int, nargs=2, default=[50, 300], help="two driving-video lengths")
     ap.add_argument("--frames", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--path", choices=["ours", "reference"], help=argparse.SUPPRESS)
@@ -128,18 +134,26 @@ def main() -> None:
         print(json.dumps(run_one(args)))
         return
     results = {}
-    for path in ("ours", "reference"):
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    # Interleave the two paths and keep the best of the repeats, so load from other processes on a shared
+    # machine hits both alike.
+    for rep in range(args.repeats):
         for frames in args.lengths:
-            cmd = [sys.executable, __file__, "--preset", args.preset, "--device", args.device, "--size",
-                   str(args.size), "--steps", str(args.steps), "--frames", str(frames), "--path", path]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            results[(path, frames)] = json.loads(out)
+            for path in ("ours", "reference"):
+                cmd = [sys.executable, __file__, "--preset", args.preset, "--device", args.device, "--size",
+                       str(args.size), "--steps", str(args.steps), "--frames", str(frames), "--path", path]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                best = results.get((path, frames))
+                if best is None or r["sec_per_step"] < best["sec_per_step"]:
+                    results[(path, frames)] = r
     short, long_ = args.lengths
     mib = 1024 * 1024
     print(f"preset={args.preset} device={args.device} size={args.size} steps={args.steps}")
-    print(f"{'path':<10}{'frames':>8}{'peak MiB':>12}{'s/step':>10}")
-    for (path, frames), r in results.items():
-        print(f"{path:<10}{frames:>8}{r['peak_bytes'] / mib:>12.1f}{r['sec_per_step']:>10.2f}")
+    print(f"{'path':<10}{'frames':>8}{'peak MiB':>12}{'added MiB':>12}{'s/step':>10}")
+    for (path, frames), r in sorted(results.items()):
+        print(f"{path:<10}{frames:>8}{r['peak_bytes'] / mib:>12.1f}{r['added_bytes'] / mib:>12.1f}"
+              f"{r['sec_per_step']:>10.2f}")
     ours_ratio = results[("ours", long_)]["peak_bytes"] / max(results[("ours", short)]["peak_bytes"], 1)
     ref_ratio = results[("reference", long_)]["peak_bytes"] / max(results[("reference", short)]["peak_bytes"], 1)
     print(f"peak memory {long_}/{short} frames: ours {ours_ratio:.3f}x, reference {ref_ratio:.3f}x "
