@@ -62,6 +62,7 @@ class Clip:
 
     @property
     def duration(self) -> float:
+        """Seconds of video."""
         return len(self.frames) / self.fps
 
     def audio_bytes(self) -> bytes | None:
@@ -138,31 +139,42 @@ def read_video(path: str | os.PathLike, *, max_frames: int | None = None, frame_
                       f"more than the limit of {frame_limit}.",
                       hint="Trim it, or read only the start with max_frames (--max-frames).")
     out_params = ["-frames:v", str(max_frames)] if max_frames is not None else None
-    frames: list[np.ndarray] = []
+    frames: np.ndarray | None = None
+    count = 0
     try:
         gen = imageio_ffmpeg.read_frames(str(path), output_params=out_params)
         meta = next(gen)
         width, height = meta["size"]
         fps = float(meta.get("fps") or info.fps)
+        frame_bytes = width * height * 3
+        # Filled in place (grown when the estimate was short), so the clip is never held twice.
+        frames = np.empty(((wanted or 16) + 1, height, width, 3), np.uint8)
         for raw in gen:
-            frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
-            if frame_limit is not None and len(frames) > frame_limit:
+            if len(raw) != frame_bytes:
+                break
+            if count == len(frames):
+                frames = np.concatenate([frames, np.empty_like(frames)])
+            frames[count] = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+            count += 1
+            if frame_limit is not None and count > frame_limit:
                 gen.close()
                 raise HPError(f"The video {path.name} has more than {frame_limit} frames.",
                               hint="Trim it, or read only the start with max_frames (--max-frames).")
     except HPError:
         raise
     except (RuntimeError, OSError, StopIteration, KeyError, ValueError) as err:
-        raise HPError(f"{path} could not be decoded ({str(err).strip().splitlines()[-1][:200] if str(err) else type(err).__name__}).",
+        text = str(err).strip().splitlines()
+        raise HPError(f"{path} could not be decoded ({text[-1][:200] if text else type(err).__name__}).",
                       hint="Check that the file plays, or re-encode it to H.264 mp4.") from err
-    if not frames:
+    if not count:
         raise HPError(f"{path} has no video frames.", hint="Use a video with at least one frame.")
+    frames = frames[:count] if count > 0.75 * len(frames) else frames[:count].copy()
     audio = None
     if with_audio and info.has_audio:
         audio = extract_audio(path, audio_dir=audio_dir)
-    truncated = max_frames is not None and len(frames) == max_frames and (
+    truncated = max_frames is not None and count == max_frames and (
         info.frames_estimate is None or info.frames_estimate > max_frames)
-    return Clip(np.stack(frames), fps, audio, truncated)
+    return Clip(frames, fps, audio, truncated)
 
 
 def extract_audio(path: str | os.PathLike, out_path: str | os.PathLike | None = None, *,
@@ -212,22 +224,26 @@ def _pad_even(frames: np.ndarray) -> np.ndarray:
 
 
 def write_video(path: str | os.PathLike, frames, fps: float, *, audio: str | os.PathLike | None = None,
-                crf: int = 18, preset: str = "medium") -> Path:
-    """Write frames (F, H, W, 3; uint8, or float in [0, 1]) as H.264 yuv420p mp4 at ``fps``.
+                crf: int = 18, preset: str = "medium", chunk: int = 16) -> Path:
+    """Write frames (F, H, W, 3; uint8, or float in [0, 1]; numpy or torch) as H.264 yuv420p mp4 at ``fps``.
 
     ``audio`` is any file with an audio stream (the driving clip itself, or an extracted .m4a); its
     first audio stream is muxed in as AAC and cut at the video's length. Odd sides are padded to even.
+    Frames are converted and piped ``chunk`` at a time, so a long video is never copied whole.
     """
     path = Path(path)
-    frames = _pad_even(_to_uint8_frames(frames))
-    if len(frames) == 0:
+    if hasattr(frames, "ndim") and frames.ndim == 3:
+        frames = frames[None]
+    n = len(frames)
+    if n == 0:
         raise HPError("There are no frames to write.")
     if not fps or fps <= 0:
         raise HPError(f"The frame rate must be positive (got {fps}).")
     if audio is not None:
         _check_file(Path(audio), "audio source")
+    first = _pad_even(_to_uint8_frames(frames[:chunk]))
+    _, h, w, _ = first.shape
     path.parent.mkdir(parents=True, exist_ok=True)
-    n, h, w, _ = frames.shape
     rate = Fraction(fps).limit_denominator(1001)
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", f"{rate.numerator}/{rate.denominator}",
@@ -239,9 +255,28 @@ def write_video(path: str | os.PathLike, frames, fps: float, *, audio: str | os.
         cmd += ["-map", "1:a:0?", "-c:a", "aac", "-b:a", "192k"]
     cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-preset", preset,
             "-t", f"{n / float(rate):.6f}", "-movflags", "+faststart", str(path)]
-    proc = _run(cmd, input_bytes=np.ascontiguousarray(frames).tobytes(), timeout=None)
-    if proc.returncode != 0 or not path.is_file():
-        raise HPError(f"Writing {path} failed ({_last_line(proc.stderr.decode('utf-8', 'replace'))}).",
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg can never block on a full stderr
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            for start in range(0, n, chunk):
+                block = first if start == 0 else _pad_even(_to_uint8_frames(frames[start:start + chunk]))
+                if block.shape[1:3] != (h, w):
+                    raise HPError(f"All frames must have the same size; frame {start} is "
+                                  f"{block.shape[2]}x{block.shape[1]}, the first {w}x{h}.")
+                proc.stdin.write(np.ascontiguousarray(block).tobytes())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # ffmpeg stopped early; its log says why
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            path.unlink(missing_ok=True)
+            raise
+        code = proc.wait()
+        log.seek(0)
+        text = log.read().decode("utf-8", "replace")
+    if code != 0 or not path.is_file():
+        raise HPError(f"Writing {path} failed ({_last_line(text)}).",
                       hint="Check that the folder is writable and there is free disk space.")
     return path
 

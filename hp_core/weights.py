@@ -341,6 +341,7 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
+        """True when the file can be used."""
         return self.state in ("ok", "bundled")
 
 
@@ -375,11 +376,18 @@ def _bad(entry: WeightEntry, base: Path, path: Path, why: str) -> VerifyResult:
     return VerifyResult(entry.id, "bad", path, base, None, msg, why)
 
 
+# Files verified in this process, keyed by path with their size and mtime_ns: a read-only models folder
+# keeps no pins, and a multi-GB file should be read once per process, not once per load. Bounded by the
+# number of manifest files (times the folders searched).
+_HASHED: dict[str, tuple[int, int, str]] = {}
+
+
 def verify(entry_id: str, search_dirs, *, full: bool = False, repin: bool = False,
            etag: str | None = None, origin: str | None = None, progress: bool = True) -> VerifyResult:
     """Check the first copy of ``entry_id`` found: size, then sha256 (manifest or lock), pinning it when new.
 
-    Without ``full`` a file whose size and mtime equal its pin is trusted without re-hashing.
+    Without ``full`` a file whose size and mtime equal its pin is trusted without re-hashing (like make
+    or rsync, a same-size rewrite within the filesystem's clock resolution needs ``full`` to be seen).
     ``repin`` forgets the old pin (a file replaced on purpose); the manifest's size/hash still apply.
     ``etag`` is the Hub's etag of a fresh download; for large (LFS) files it is their sha256.
     """
@@ -403,7 +411,9 @@ def verify(entry_id: str, search_dirs, *, full: bool = False, repin: bool = Fals
     if (not full and pin and sha and pin.get("sha256") == sha and pin.get("size") == st.st_size
             and pin.get("mtime_ns") == st.st_mtime_ns):
         return VerifyResult(entry.id, "ok", path, base, sha, "matches its pin")
-    digest = sha256_file(path, progress=progress)
+    memo = _HASHED.get(str(path))
+    trusted = not full and memo is not None and memo[:2] == (st.st_size, st.st_mtime_ns)
+    digest = memo[2] if trusted else sha256_file(path, progress=progress)
     if etag and re.fullmatch(r"[0-9a-f]{64}", etag) and digest != etag:
         return _bad(entry, base, path, f"its sha256 {digest[:12]}... differs from the Hub's {etag[:12]}...")
     if sha and digest != sha:
@@ -412,10 +422,11 @@ def verify(entry_id: str, search_dirs, *, full: bool = False, repin: bool = Fals
             return _bad(entry, base, path, f"its content changed since it was verified ({when}); if you "
                         f"replaced it on purpose, run `python -m hp_core weights verify --repin`")
         return _bad(entry, base, path, f"its sha256 {digest[:12]}... differs from the expected {m_sha[:12]}...")
-    if not sha:
+    if not sha and not trusted:
         why = check_structure(path, entry.format)
         if why:
             return _bad(entry, base, path, why)
+    _HASHED[str(path)] = (st.st_size, st.st_mtime_ns, digest)
     _pin(base, rel, path, digest, origin or (pin or {}).get("origin"))
     return VerifyResult(entry.id, "ok", path, base, digest, "verified" if sha else "verified and pinned")
 
@@ -607,7 +618,7 @@ def download(search_dirs, *, ids: Sequence[str] | None = None, include_optional:
     for i, entry in enumerate(todo):
         log(f"[{i + 1}/{len(todo)}] {entry.repo}@{entry.revision[:12]} {entry.filename} -> {dest / entry.local_path}")
         try:
-            path = _fetch(entry, dest, token)
+            path = _fetch(entry, dest, token or None)
         except Exception as err:  # noqa: BLE001 - sorted below; anything unknown is re-raised
             if _is_connection_error(err):  # checked first: LocalEntryNotFoundError is an EntryNotFoundError
                 raise HPError(missing_message(todo[i:], dirs, f"No connection to the Hugging Face Hub "

@@ -37,6 +37,12 @@ def pth_bytes(seed: int = 0, n: int = 6) -> bytes:
     return buf.getvalue()
 
 
+def bump_mtime(path: Path) -> None:
+    """Same-size rewrites are told apart by mtime; coarse filesystem clocks could hide one in a fast test."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2 * 10**9))
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -187,6 +193,21 @@ def test_first_verify_pins_then_trusts_size_and_mtime(tmp_path, monkeypatch):
     assert W.verify("unet", [tmp_path], full=True).ok and len(calls) == 2
 
 
+def test_read_only_folder_is_hashed_once_per_process(tmp_path, monkeypatch):
+    path = put(tmp_path, "hyportrait/dino.pth", pth_bytes(11))
+    monkeypatch.setattr(W, "_write_lock", lambda base, data: False)
+    calls = []
+    real = W.sha256_file
+    monkeypatch.setattr(W, "sha256_file", lambda p, **k: calls.append(p) or real(p, **k))
+    structure = []
+    real_structure = W.check_structure
+    monkeypatch.setattr(W, "check_structure", lambda p, f: structure.append(p) or real_structure(p, f))
+    assert W.verify("dino", [tmp_path]).ok and W.verify("dino", [tmp_path]).ok
+    assert len(calls) == 1 and len(structure) == 1 and W.read_lock(tmp_path)["files"] == {}
+    bump_mtime(path)
+    assert W.verify("dino", [tmp_path]).ok and len(calls) == 2
+
+
 def test_truncated_file_is_rejected_and_never_loaded(tmp_path, monkeypatch):
     data = pth_bytes(4)
     path = put(tmp_path, "hyportrait/expression.pth", data)
@@ -221,6 +242,7 @@ def test_changed_file_after_pin_needs_repin(tmp_path):
     assert W.verify("motion_proj", [tmp_path]).ok
     new = pth_bytes(7)
     path.write_bytes(new)
+    bump_mtime(path)
     res = W.verify("motion_proj", [tmp_path])
     assert res.state == "bad" and "changed since it was verified" in res.reason and "--repin" in res.reason
     assert W.verify("motion_proj", [tmp_path], repin=True).ok
