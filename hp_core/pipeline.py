@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import torch
 
 from .errors import HPError
-from .models import (COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, load_component, vae_config)
+from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, load_component
 from .models.motion_refiner import motion_tokens
 from .sampling.denoiser import Conditions, GuidanceSettings, PortraitDenoiser
 from .sampling.guidance import pad_frames, pad_motion
@@ -128,35 +128,31 @@ def random_models(preset: str = "tiny", seed: int = 0, device="cpu") -> Portrait
     return PortraitModels(vae=build_vae(preset), preset=preset, device=torch.device(device), **mods)
 
 
-def load_vae(path: str | Path, preset: str = "official", dtype=torch.float32, device="cpu") -> torch.nn.Module:
-    """The SVD temporal VAE from a diffusers folder, a diffusers/SGM safetensors file or an SVD checkpoint."""
-    from .checkpoint import load_strict, read_state_dict
-    from .weights import vae_state_dict_from_file
+def load_models(paths: dict[str, str | Path | dict], vae: str | Path | None, *, preset: str = "official",
+                device="cuda", dtypes: dict[str, str | torch.dtype] | None = None, offload: bool = False,
+                search_dirs=()) -> PortraitModels:
+    """Load every component strictly (``paths[name]``: a file or a state dict) and the SVD VAE (a folder
+    or file; None finds the manifest's one in ``search_dirs``). ``dtypes`` overrides the release's
+    precisions; with ``offload`` the weights wait on the CPU until a stage needs them."""
+    from .svd_vae import load_vae
 
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / "diffusion_pytorch_model.fp16.safetensors", path / "diffusion_pytorch_model.safetensors"]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise HPError(f"No VAE weights in {path}.",
-                          hint="Expected diffusion_pytorch_model(.fp16).safetensors from the SVD XT vae/ folder.")
-        path = found
-    state = vae_state_dict_from_file(path) if path.suffix == ".safetensors" else read_state_dict(path, component="vae")
-    vae = build_vae(preset, device="meta")
-    load_strict(vae, state, component="vae", source=str(path))
-    return vae.to(device=device, dtype=dtype).eval()
-
-
-def load_models(paths: dict[str, str | Path], vae_path: str | Path, *, preset: str = "official",
-                device="cuda", dtypes: dict[str, str | torch.dtype] | None = None,
-                offload: bool = False) -> PortraitModels:
-    """Load every component strictly from its file; ``dtypes`` overrides the release's precisions."""
     dtypes = {k: (DTYPES[v] if isinstance(v, str) else v) for k, v in (dtypes or {}).items()}
     device = torch.device(device)
     keep = torch.device("cpu") if offload else device
     mods = {n: load_component(n, paths[n], preset=preset, dtype=dtypes.get(n), device=keep) for n in COMPONENTS}
-    vae = load_vae(vae_path, preset, dtype=dtypes.get("vae", torch.float32), device=keep)
-    return PortraitModels(vae=vae, preset=preset, device=device, offload=offload, **mods)
+    vae_model = load_vae(search_dirs, vae, device=keep, dtype=dtypes.get("vae", torch.float32))
+    return PortraitModels(vae=vae_model, preset=preset, device=device, offload=offload, **mods)
+
+
+def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda", dtypes=None,
+                          vae: str | Path | None = None, offload: bool = False) -> PortraitModels:
+    """Load the manifest's files from the model folders, verified (size/hash) and via the safetensors cache."""
+    from . import weights as W
+
+    W.require(list(COMPONENTS) + ([] if vae else ["svd_vae"]), search_dirs)
+    states = {n: W.load_checkpoint(n, search_dirs) for n in COMPONENTS}
+    return load_models(states, vae, preset=preset, device=device, dtypes=dtypes, offload=offload,
+                       search_dirs=search_dirs)
 
 
 # ---------------------------------------------------------------------------------------------- conditions
@@ -308,6 +304,129 @@ def decode_latents(models: PortraitModels, latents: torch.Tensor, chunk: int = 8
     return torch.cat(frames)
 
 
-__all__ = ["Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_vae",
+# ---------------------------------------------------------------------------------------------- whole run
+
+StageProgress = Callable[..., None]  # progress(done, total, stage)
+
+
+def _resize(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, antialiased resize of (N,C,H,W) float images; a no-op at the same size."""
+    if tuple(images.shape[-2:]) == tuple(hw):
+        return images
+    return torch.nn.functional.interpolate(images.float(), size=hw, mode="bilinear", antialias=True,
+                                           align_corners=False)
+
+
+def pose_condition(pose_images, hw: tuple[int, int], batch: int = 32) -> torch.Tensor | None:
+    """(F,H,W,3) uint8 skeleton images (or None for the blank pose) -> (F,3,h,w) uint8 at the output size."""
+    if pose_images is None:
+        return None
+    out = []
+    for i in range(0, len(pose_images), batch):
+        part = torch.as_tensor(pose_images[i:i + batch]).permute(0, 3, 1, 2)
+        out.append(_resize(part.float(), hw).round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+def conditions_from_prepared(models: PortraitModels, prepared, settings: Settings, *,
+                             intensity: tuple[int, int] | None = None,
+                             progress: StageProgress | None = None):
+    """PreparedInputs -> (Conditions, reference latents, MotionCondition), at the settings' output size.
+
+    ``intensity`` = (head_id, expression_id) overrides the ids measured from the driving landmarks.
+    """
+    settings.validate()
+    hw = (settings.height, settings.width)
+    size = models.dims.appearance_size
+    app_img = _resize(prepared.appearance_224, (size, size))
+    identity = torch.as_tensor(prepared.identity, dtype=torch.float32)
+    if progress:
+        progress(0, 3, "conditions")
+    appearance = encode_appearance(models, app_img, identity)
+    ids = prepared.intensity(settings.motion_chunk)
+    if intensity is not None:
+        ids = [tuple(int(v) for v in intensity)] * len(ids)
+    if progress:
+        progress(1, 3, "conditions")
+    motion = encode_motion(models, prepared.motion_crops_256, prepared.pose_256, ids, chunk=settings.motion_chunk)
+    if progress:
+        progress(2, 3, "conditions")
+    ref, cond = encode_reference(models, _resize(prepared.vae_reference, hw))
+    pose = pose_condition(prepared.pose_images, hw)
+    if progress:
+        progress(3, 3, "conditions")
+    return build_conditions(appearance, motion.tokens, cond, pose, settings), ref, motion
+
+
+@dataclass
+class Animation:
+    """Output frames (F,H,W,3) float in [0,1] with what paste-back and inspection need."""
+
+    frames: torch.Tensor
+    latents: torch.Tensor
+    crop_bbox: tuple[int, int, int, int]
+    motion: MotionCondition
+    prepared: object
+
+
+def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torch.Tensor | None = None,
+            progress: StageProgress | None = None, should_cancel: Callable[[], bool] | None = None,
+            sampler_fn: Callable | None = None, sigmas: torch.Tensor | None = None,
+            intensity: tuple[int, int] | None = None) -> Animation:
+    """The whole run from preprocessed inputs (hp_core.preprocess.prepare_inputs) to frames."""
+    cond, ref, motion = conditions_from_prepared(models, prepared, settings, intensity=intensity, progress=progress)
+    step_progress = (lambda i, n: progress(i, n, "denoise")) if progress else None
+    latents = sample_latents(models, cond, ref, settings, noise=noise, progress=step_progress,
+                             should_cancel=should_cancel, sampler_fn=sampler_fn, sigmas=sigmas)
+    decode_progress = (lambda i, n: progress(i, n, "decode")) if progress else None
+    frames = decode_latents(models, latents, settings.decode_chunk, progress=decode_progress)
+    return Animation(frames, latents, tuple(int(v) for v in prepared.crop_bbox), motion, prepared)
+
+
+def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=None, preset="official",
+                  device=None, dtype="auto", sampler="euler", scheduler="karras", steps=25,
+                  appearance_cfg=(2.0, 2.0), motion_cfg=(2.0, 2.0), seed=72580, window=25, overlap=3, shift=3,
+                  max_frames=None, audio=True, progress: StageProgress | None = None, detector_path=None,
+                  arcface_path=None, use_arcface: bool = True, frame_limit: int | None = None,
+                  height: int = 512, width: int = 512, pad: int = 15, decode_chunk: int = 8) -> dict:
+    """File paths in, frames out, for the CLI: returns {"frames": (F,H,W,3) uint8, "fps",
+    "paste_back_frames": (F,H,W,3) uint8 or None, "frames_without_face"}. Writing is the caller's."""
+    import numpy as np
+
+    from . import video as V
+    from . import weights as W
+    from .preprocess import iter_paste_back, load_arcface, load_yolo_face, prepare_inputs
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    settings = Settings(steps=steps, sampler=sampler, schedule=scheduler, appearance_cfg=tuple(appearance_cfg),
+                        motion_cfg=tuple(motion_cfg), seed=seed, window=window, overlap=overlap, shift=shift,
+                        height=height, width=width, pad=pad, decode_chunk=decode_chunk)
+    settings.validate()
+    source = V.read_image(image)
+    clip = V.read_video(video, max_frames=max_frames, frame_limit=frame_limit, with_audio=False)
+    detector = load_yolo_face(detector_path or W.ensure_verified("yoloface", search_dirs).path, device=device)
+    arcface = None
+    if use_arcface:
+        arcface = load_arcface(arcface_path or W.ensure_verified("arcface", search_dirs).path)
+    prepared = prepare_inputs(source, clip.frames, detector, arcface=arcface,
+                              progress=(lambda i, n: progress(i, n, "faces")) if progress else None)
+    del clip.frames
+    if device.type == "cpu" and dtype == "auto":
+        dtype = "fp32"  # fp16 convolutions are slow or missing on CPUs
+    dtypes = None if dtype == "auto" else {n: dtype for n in (*COMPONENTS, "vae")}
+    if dtypes is not None:
+        for n in ("motion_proj", "expression", "headpose"):
+            dtypes[n] = torch.float32  # the release keeps the motion path in fp32
+    models = load_models_from_dirs(search_dirs, preset=preset, device=device, dtypes=dtypes, vae=vae)
+    result = animate(models, prepared, settings, progress=progress)
+    frames = (result.frames.numpy() * 255).round().astype(np.uint8)
+    pasted = None
+    if paste_back:
+        pasted = np.stack(list(iter_paste_back(source, frames, result.crop_bbox)))
+    return {"frames": frames, "fps": clip.fps, "paste_back_frames": pasted,
+            "frames_without_face": prepared.frames_without_face}
+
+
+__all__ = ["Animation", "animate", "animate_files", "conditions_from_prepared", "pose_condition", "Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_models_from_dirs",
            "encode_appearance", "encode_motion", "encode_reference", "build_conditions", "initial_noise",
            "sample_latents", "decode_latents", "replace"]
