@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto")
     an.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto",
                     help="auto: the release's precisions (fp16 networks, fp32 VAE and motion encoders)")
+    an.add_argument("--size", type=int, default=512,
+                    help="side of the square result in pixels (the release: 512; small sizes for quick tests)")
     an.add_argument("--vae", metavar="PATH", help="an SVD VAE folder, VAE file or SVD checkpoint to use")
     an.add_argument("--no-audio", action="store_true", help="do not copy the driving clip's audio")
     _add_models_dir(an)
@@ -165,6 +167,8 @@ def _check_animate_args(args) -> None:
         raise HPError(f"--overlap must be between 0 and window-1 = {args.window - 1} (got {args.overlap}).")
     if args.shift < 0:
         raise HPError(f"--shift must not be negative (got {args.shift}).")
+    if args.size < 64 or args.size % 64:
+        raise HPError(f"--size must be a multiple of 64, at least 64 (got {args.size}).")
     if args.max_frames is not None and args.max_frames < 1:
         raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
     for name in ("appearance_cfg", "motion_cfg"):
@@ -207,7 +211,8 @@ def animate_options(args, progress: Callable | None = None) -> dict:
     return dict(image=Path(args.image), video=Path(args.video), out=Path(args.out),
                 paste_back=Path(args.paste_back) if args.paste_back else None,
                 search_dirs=default_search_dirs(args.models_dir), vae=Path(args.vae) if args.vae else None,
-                preset=args.preset, device=args.device, dtype=args.dtype, sampler=args.sampler,
+                preset=args.preset, device=None if args.device == "auto" else args.device, dtype=args.dtype,
+                height=args.size, width=args.size, sampler=args.sampler,
                 scheduler=args.scheduler, steps=args.steps, appearance_cfg=tuple(args.appearance_cfg),
                 motion_cfg=tuple(args.motion_cfg), seed=args.seed, window=args.window, overlap=args.overlap,
                 shift=args.shift, max_frames=args.max_frames, audio=not args.no_audio, progress=progress)

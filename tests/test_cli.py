@@ -1,7 +1,7 @@
 """Command line: weights commands, random weights in the official layout, animate's checks and call site.
 
-The end-to-end `animate` test against the real hp_core.pipeline.animate_files is still to be added once
-that function exists; here the call site is exercised with a stand-in pipeline module.
+The call site is exercised with a stand-in pipeline module (exact options, writing, audio), and once end
+to end with the real pipeline on tiny random weights and the stand-in detector/recogniser of fakes.py.
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ def test_bad_arguments_exit_nonzero_without_traceback(inputs, tmp_path):
     (["--out-suffix"], None),
     (["--max-frames", "0"], "--max-frames"),
     (["--appearance-cfg", "-1", "2"], "appearance-cfg"),
+    (["--size", "100"], "--size"),
 ])
 def test_value_checks(inputs, tmp_path, capsys, extra, match):
     args = ["animate", "--image", str(inputs / "face.png"), "--video", str(inputs / "drive.mp4"),
@@ -201,6 +202,7 @@ def test_animate_call_site_writes_with_driving_fps_and_audio(inputs, tmp_path, m
     assert seen["appearance_cfg"] == (1.5, 2.5) and seen["motion_cfg"] == (2.0, 3.0)
     assert (seen["steps"], seen["seed"], seen["window"], seen["overlap"], seen["shift"]) == (7, 11, 16, 4, 2)
     assert (seen["max_frames"], seen["preset"], seen["device"], seen["dtype"]) == (40, "tiny", "cpu", "fp32")
+    assert (seen["height"], seen["width"]) == (512, 512)
     assert (seen["sampler"], seen["scheduler"]) == ("dpmpp_2m", "exponential")
     assert seen["image"] == inputs / "face.png" and seen["video"] == inputs / "drive.mp4"
     assert seen["out"] == out and seen["paste_back"] == full and seen["audio"] is True
@@ -237,3 +239,30 @@ def test_pipeline_errors_and_absence_are_reported(inputs, tmp_path, monkeypatch,
     fake_pipeline(monkeypatch, lambda **o: None)  # claims to have written the files itself, but did not
     assert cli.main(args) == 1
     assert "without writing" in capsys.readouterr().err
+
+
+def test_animate_end_to_end_on_tiny_random_weights(tmp_path, capsys):
+    from PIL import Image
+
+    from fakes import driving_frames, portrait, write_fake_arcface, write_fake_yolo
+
+    models = tmp_path / "models"
+    W.write_random_weights(models, "tiny", log=lambda s: None)
+    write_fake_yolo(models / "yoloface_v5m.pt")
+    write_fake_arcface(models / "arcface.onnx")
+    Image.fromarray(portrait()).save(tmp_path / "face.png")
+    frames = driving_frames(6)
+    drive = tmp_path / "drive.mp4"
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "200x200",
+                    "-framerate", "10", "-i", "-", "-f", "lavfi", "-i", "sine=frequency=500:sample_rate=16000",
+                    "-t", "1.0", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-crf", "8", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", str(drive)], input=frames.tobytes(), check=True)
+    out, full = tmp_path / "crop.mp4", tmp_path / "full.mp4"
+    code = cli.main(["animate", "--image", str(tmp_path / "face.png"), "--video", str(drive), "--out", str(out),
+                     "--paste-back", str(full), "--models-dir", str(models), "--preset", "tiny", "--size", "64",
+                     "--steps", "2", "--window", "8", "--overlap", "2", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    for path, size in ((out, "64x64"), (full, "320x240")):
+        text = ffprobe_text(path)
+        assert decoded_frames(path) == 6 and size in text
+        assert re.search(r"Video: .*? 10 fps", text) and "Audio:" in text
