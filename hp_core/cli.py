@@ -129,7 +129,8 @@ def _cmd_weights(args, out=print) -> int:
             skip = ["svd_vae"]
             out(f"using the SVD VAE at {args.vae}")
         written = W.download(dirs, ids=args.only, include_optional=args.optional, token=args.token, skip=skip, log=out)
-        out(f"downloaded {len(written)} file(s) into {dirs[0]}" if written else "nothing to download: all files present")
+        out(f"downloaded {len(written)} file(s) into {dirs[0]}" if written
+            else "nothing to download: all files present")
         return 0
     ids = args.only or [e.id for e in W.load_manifest()]
     bad = 0
@@ -179,6 +180,24 @@ def _check_animate_args(args) -> None:
             raise HPError(f"{flag} must name an .mp4 file (got {value}).")
     if args.paste_back and Path(args.paste_back).resolve() == Path(args.out).resolve():
         raise HPError("--paste-back must differ from --out.")
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise HPError(f"--device {name!r} is not a device name.", hint="Use auto, cuda, cuda:N, mps or cpu.") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HPError("--device cuda was asked for, but this PyTorch sees no CUDA GPU.",
+                      hint="Use --device cpu (slow), or install a CUDA build of PyTorch.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise HPError(f"There is no GPU {device.index} (this machine has {torch.cuda.device_count()}).")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise HPError("--device mps was asked for, but MPS is not available here.", hint="Use --device cpu.")
 
 
 class _Progress:
@@ -231,6 +250,7 @@ def _cmd_animate(args, out=print) -> int:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise HPError(f"Cannot create the output folder {parent} ({err.strerror}).") from err
+    _check_device(args.device)
     from .models import COMPONENTS
 
     dirs = W.default_search_dirs(args.models_dir)
@@ -275,3 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
+    except MemoryError:
+        sys.stderr.write("error: out of memory. Try fewer frames (--max-frames) or a smaller --size.\n")
+        return 1
+    except RuntimeError as err:
+        if type(err).__name__ != "OutOfMemoryError" and "out of memory" not in str(err):
+            raise
+        sys.stderr.write("error: the GPU ran out of memory. Try fewer frames (--max-frames), a smaller --size, "
+                         "or close other programs using the GPU.\n")
+        return 1

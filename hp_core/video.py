@@ -83,7 +83,8 @@ def _check_file(path: Path, what: str) -> None:
         raise HPError(f"The {what} {path} is not a file.", hint="Give the path of a file.")
 
 
-def _run(cmd: list[str], *, input_bytes: bytes | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], *, input_bytes: bytes | None = None,
+         timeout: float | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, input=input_bytes, capture_output=True, timeout=timeout, check=False)
 
 
@@ -246,8 +247,8 @@ def write_video(path: str | os.PathLike, frames, fps: float, *, audio: str | os.
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", f"{rate.numerator}/{rate.denominator}",
-           "-i", "-"]
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+           "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-"]
     if audio is not None:
         cmd += ["-i", str(audio)]
     cmd += ["-map", "0:v:0"]

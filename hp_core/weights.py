@@ -38,7 +38,7 @@ import re
 import struct
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -165,7 +165,7 @@ def get_entry(entry_id: str) -> WeightEntry:
 # ---------------------------------------------------------------------------------------- locations
 
 def default_search_dirs(models_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> list[Path]:
-    """Model folders outside ComfyUI: --models-dir, else $HP_MODELS_DIR (os.pathsep list), else ./models/hunyuan_portrait."""
+    """Model folders outside ComfyUI: --models-dir, else $HP_MODELS_DIR (os.pathsep-separated), else the default."""
     if models_dir:
         dirs = [models_dir] if isinstance(models_dir, (str, os.PathLike)) else list(models_dir)
     elif os.environ.get(ENV_MODELS_DIR):

@@ -143,6 +143,7 @@ def test_bad_arguments_exit_nonzero_without_traceback(inputs, tmp_path):
     (["--max-frames", "0"], "--max-frames"),
     (["--appearance-cfg", "-1", "2"], "appearance-cfg"),
     (["--size", "100"], "--size"),
+    (["--device", "gpu0"], "--device"),
 ])
 def test_value_checks(inputs, tmp_path, capsys, extra, match):
     args = ["animate", "--image", str(inputs / "face.png"), "--video", str(inputs / "drive.mp4"),
@@ -266,3 +267,19 @@ def test_animate_end_to_end_on_tiny_random_weights(tmp_path, capsys):
         text = ffprobe_text(path)
         assert decoded_frames(path) == 6 and size in text
         assert re.search(r"Video: .*? 10 fps", text) and "Audio:" in text
+
+
+def test_gpu_out_of_memory_is_one_message(inputs, tmp_path, monkeypatch, capsys):
+    def oom(**o):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    fake_pipeline(monkeypatch, oom)
+    assert cli.main(["animate", "--image", str(inputs / "face.png"), "--video", str(inputs / "drive.mp4"),
+                     "--out", str(tmp_path / "o.mp4"), "--models-dir", str(inputs / "models")]) == 1
+    assert capsys.readouterr().err.startswith("error: the GPU ran out of memory")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_requested_without_cuda(inputs, tmp_path, capsys):
+    assert cli.main(["animate", "--image", str(inputs / "face.png"), "--video", str(inputs / "drive.mp4"),
+                     "--out", str(tmp_path / "o.mp4"), "--models-dir", str(inputs / "models"), "--device", "cuda"]) == 1
+    assert "no CUDA GPU" in capsys.readouterr().err
