@@ -179,13 +179,25 @@ class MotionCondition:
     rotation: torch.Tensor
 
 
+def _unit_frames(frames, sl: slice) -> torch.Tensor:
+    """Frames [sl] as float (N,3,H,W) in [0,1], from a float tensor or a uint8 (F,H,W,3) array."""
+    part = frames[sl]
+    if isinstance(part, torch.Tensor) and part.dtype.is_floating_point:
+        return part
+    from .preprocess import to_unit_tensor
+    return to_unit_tensor(part.numpy() if isinstance(part, torch.Tensor) else part)
+
+
 @torch.no_grad()
-def encode_motion(models: PortraitModels, motion_crops: torch.Tensor, pose_images: torch.Tensor,
-                  ids: list[tuple[int, int]], chunk: int = 25, batch: int = 25) -> MotionCondition:
-    """Face crops (F,3,256,256) and head-pose images (F,3,256,256) in [0,1] + (head, exp) ids per chunk
-    of ``chunk`` frames -> motion tokens. Encoders run ``batch`` frames at a time (bounded memory)."""
-    frames = motion_crops.shape[0]
-    if pose_images.shape[0] != frames:
+def encode_motion(models: PortraitModels, motion_crops, pose_images, ids: list[tuple[int, int]],
+                  chunk: int = 25, batch: int = 25) -> MotionCondition:
+    """Face crops and head-pose images -> motion tokens, with one (head, exp) id pair per ``chunk`` frames.
+
+    Images are float (F,3,256,256) tensors in [0,1] or uint8 (F,256,256,3) arrays; uint8 input is converted
+    a chunk at a time, and the encoders run ``batch`` frames at a time, so memory stays bounded.
+    """
+    frames = len(motion_crops)
+    if len(pose_images) != frames:
         raise HPError("Face crops and head-pose images must have the same frame count.")
     need = -(-frames // chunk)
     if len(ids) < need:
@@ -193,8 +205,8 @@ def encode_motion(models: PortraitModels, motion_crops: torch.Tensor, pose_image
     out, rots = [], []
     with models.use("expression", "headpose", "motion_proj") as (expr, head, refiner):
         for start in range(0, frames, chunk):
-            crops = motion_crops[start:start + chunk]
-            poses = pose_images[start:start + chunk]
+            crops = _unit_frames(motion_crops, slice(start, start + chunk))
+            poses = _unit_frames(pose_images, slice(start, start + chunk))
             feats = torch.cat([expr(crops[i:i + batch].to(models.device, _dtype_of(expr)))
                                for i in range(0, crops.shape[0], batch)])
             rot = torch.cat([head.encode(poses[i:i + batch].to(models.device, _dtype_of(head)))[0]
@@ -348,7 +360,7 @@ def conditions_from_prepared(models: PortraitModels, prepared, settings: Setting
         ids = [tuple(int(v) for v in intensity)] * len(ids)
     if progress:
         progress(1, 3, "conditions")
-    motion = encode_motion(models, prepared.motion_crops_256, prepared.pose_256, ids, chunk=settings.motion_chunk)
+    motion = encode_motion(models, prepared.motion_crops, prepared.pose_crops, ids, chunk=settings.motion_chunk)
     if progress:
         progress(2, 3, "conditions")
     ref, cond = encode_reference(models, _resize(prepared.vae_reference, hw))

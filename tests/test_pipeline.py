@@ -137,3 +137,17 @@ def test_decode_is_chunked_and_in_range(models):
     assert frames.shape == (5, 64, 64, 3)
     assert frames.min() >= 0 and frames.max() <= 1
     assert seen == [2, 4, 5]
+
+
+def test_encode_motion_takes_uint8_frames_chunk_by_chunk(models):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
+    poses = rng.integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
+    as_float = [torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255 for a in (crops, poses)]
+    a = P.encode_motion(models, crops, poses, [(1, 2), (3, 4)], chunk=4)
+    b = P.encode_motion(models, *as_float, [(1, 2), (3, 4)], chunk=4)
+    torch.testing.assert_close(a.tokens, b.tokens)
+    assert a.ids == [(1, 2), (3, 4)] and a.tokens.shape[0] == 7
+    with pytest.raises(HPError, match="intensity id pairs"):
+        P.encode_motion(models, crops, poses, [(1, 2)], chunk=4)
