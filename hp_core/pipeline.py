@@ -395,6 +395,15 @@ def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torc
     return Animation(frames, latents, tuple(int(v) for v in prepared.crop_bbox), motion, prepared)
 
 
+DECODED_VIDEO_BUDGET = 8 * 1024 ** 3  # bytes of decoded driving frames held in memory at once
+
+
+def decoded_frame_budget(info, budget: int = DECODED_VIDEO_BUDGET) -> int:
+    """How many frames of this video fit the decoded-frame budget (a too-long video is refused up front
+    with a hint to trim it or use --max-frames, instead of exhausting memory half-way)."""
+    return max(1, budget // max(1, info.width * info.height * 3))
+
+
 def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=None, preset="official",
                   device=None, dtype="auto", sampler="euler", scheduler="karras", steps=25,
                   appearance_cfg=(2.0, 2.0), motion_cfg=(2.0, 2.0), seed=72580, window=25, overlap=3, shift=3,
@@ -415,6 +424,8 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
                         height=height, width=width, pad=pad, decode_chunk=decode_chunk)
     settings.validate()
     source = V.read_image(image)
+    if frame_limit is None:
+        frame_limit = decoded_frame_budget(V.probe_video(video))
     clip = V.read_video(video, max_frames=max_frames, frame_limit=frame_limit, with_audio=False)
     detector = load_yolo_face(detector_path or W.ensure_verified("yoloface", search_dirs).path, device=device)
     arcface = None
