@@ -1,0 +1,288 @@
+"""The one place that talks to ComfyUI's services: model folders, devices, model management, progress,
+interrupts and out-of-memory handling. Without ComfyUI (tests, scripts) every function falls back to
+plain PyTorch behaviour, so the node classes run anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from hp_core.errors import HPError
+from hp_core.weights import CACHE_SUBDIR, FOLDER_NAME, default_search_dirs
+
+try:  # ComfyUI puts these top-level modules on sys.path; anywhere else they are absent.
+    import comfy.model_management as _mm
+    import comfy.utils as _cu
+    import folder_paths as _fp
+    COMFY = True
+except ImportError:
+    _mm = _cu = _fp = None
+    COMFY = False
+
+# What the pack's model folder lists: checkpoints, the VAE, detector and recogniser files.
+MODEL_EXTENSIONS = {".pth", ".pt", ".safetensors", ".bin", ".ckpt", ".onnx", ".json"}
+WEIGHT_EXTENSIONS = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
+COMFY_VAE_PREFIX = "[models/vae] "
+
+
+# ------------------------------------------------------------------------------------------ folders
+
+def register_model_folder() -> None:
+    """Make models/hunyuan_portrait a ComfyUI model folder, keeping paths extra_model_paths.yaml added."""
+    if not COMFY:
+        return
+    default = os.path.join(_fp.models_dir, FOLDER_NAME)
+    # add_model_folder_path appends to an entry the yaml already created (yaml paths stay first).
+    _fp.add_model_folder_path(FOLDER_NAME, default)
+    paths, exts = _fp.folder_names_and_paths[FOLDER_NAME]
+    if isinstance(exts, set):
+        exts.update(MODEL_EXTENSIONS)
+    else:
+        _fp.folder_names_and_paths[FOLDER_NAME] = (paths, set(exts) | MODEL_EXTENSIONS)
+
+
+def search_dirs() -> list[Path]:
+    """The pack's model folders, in search order (ComfyUI's list, else $HP_MODELS_DIR / ./models/...)."""
+    if COMFY:
+        try:
+            return [Path(p) for p in _fp.get_folder_paths(FOLDER_NAME)]
+        except KeyError:
+            register_model_folder()
+            return [Path(p) for p in _fp.get_folder_paths(FOLDER_NAME)]
+    return default_search_dirs()
+
+
+def _walk(base: Path) -> list[str]:
+    out = []
+    if not base.is_dir():
+        return out
+    for root, dirs, files in os.walk(base, followlinks=True):
+        dirs[:] = [d for d in dirs if d not in (".git", CACHE_SUBDIR, ".cache")]
+        for f in files:
+            if os.path.splitext(f)[1].lower() in MODEL_EXTENSIONS:
+                out.append(Path(root, f).relative_to(base).as_posix())
+    return out
+
+
+def model_files() -> list[str]:
+    """Every file in the pack's model folders, as paths relative to the folder (the dropdown values)."""
+    if COMFY:
+        try:
+            names = _fp.get_filename_list(FOLDER_NAME)
+        except KeyError:
+            register_model_folder()
+            names = _fp.get_filename_list(FOLDER_NAME)
+    else:
+        names = [n for d in search_dirs() for n in _walk(d)]
+    # The safetensors cache that hp_core.weights writes beside the models is not a choice.
+    return sorted({n.replace("\\", "/") for n in names
+                   if not n.replace("\\", "/").startswith((CACHE_SUBDIR + "/", ".cache/"))})
+
+
+def model_file_path(name: str) -> Path | None:
+    """Full path of a file listed by model_files(), or None when no folder has it."""
+    for base in search_dirs():
+        path = base / name
+        if path.is_file():
+            return path
+    return None
+
+
+def comfy_vae_files() -> list[str]:
+    """ComfyUI's models/vae files, prefixed so they can share a dropdown with the pack's own files."""
+    if not COMFY:
+        return []
+    try:
+        return [COMFY_VAE_PREFIX + n for n in _fp.get_filename_list("vae")]
+    except KeyError:
+        return []
+
+
+def comfy_vae_path(choice: str) -> Path | None:
+    """The file behind a choice from comfy_vae_files()."""
+    if not COMFY or not choice.startswith(COMFY_VAE_PREFIX):
+        return None
+    found = _fp.get_full_path("vae", choice[len(COMFY_VAE_PREFIX):])
+    return Path(found) if found else None
+
+
+# ------------------------------------------------------------------------------------------ devices
+
+def torch_device() -> torch.device:
+    """Where the networks run: ComfyUI's device (honours --cpu), else CUDA when present, else the CPU."""
+    if COMFY:
+        return _mm.get_torch_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def offload_device() -> torch.device:
+    """Where idle networks wait: ComfyUI's UNet offload device (the GPU itself with --highvram), else the CPU."""
+    if COMFY:
+        return _mm.unet_offload_device()
+    return torch.device("cpu")
+
+
+def low_vram() -> bool:
+    """True when ComfyUI was started with --lowvram or --novram: nothing may stay on the GPU after use."""
+    if not COMFY:
+        return False
+    return _mm.vram_state in (_mm.VRAMState.LOW_VRAM, _mm.VRAMState.NO_VRAM)
+
+
+def half_precision_ok(device: torch.device) -> torch.dtype:
+    """The reduced precision this device runs well: fp16, else bf16, else fp32."""
+    if device.type == "cpu":
+        return torch.float32
+    if COMFY:
+        if _mm.should_use_fp16(device):
+            return torch.float16
+        if _mm.should_use_bf16(device):
+            return torch.bfloat16
+        return torch.float32
+    return torch.float16
+
+
+def empty_cache() -> None:
+    """Give cached, unused GPU memory back."""
+    if COMFY:
+        _mm.soft_empty_cache()
+    elif torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class _Holder(torch.nn.Module):
+    """A plain container, because ComfyUI's ModelPatcher sets ``.device`` on what it wraps (diffusers
+    models make that attribute read-only)."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.inner = module
+
+
+class Placer:
+    """``PortraitModels.placer``: puts networks on the compute device for a block and decides what stays.
+
+    Inside ComfyUI the networks are wrapped in ModelPatchers and loaded with load_models_gpu, so ComfyUI
+    can free room for them (and evict them later when another model needs the memory). ``keep(module)``
+    says whether a network may stay on the device after its block; with --lowvram/--novram nothing does.
+    """
+
+    def __init__(self, device: torch.device, keep: Callable[[torch.nn.Module], bool]):
+        self.device = torch.device(device)
+        self.keep = keep
+        self._patchers: dict[int, object] = {}  # one per network of this model set (bounded)
+
+    def _patcher(self, module: torch.nn.Module):
+        import comfy.model_patcher
+        key = id(module)
+        if key not in self._patchers:
+            self._patchers[key] = comfy.model_patcher.ModelPatcher(_Holder(module), load_device=self.device,
+                                                                   offload_device=offload_device())
+        return self._patchers[key]
+
+    def _unload(self, module: torch.nn.Module) -> None:
+        patcher = self._patchers.get(id(module))
+        if COMFY and patcher is not None:
+            for i, loaded in enumerate(list(_mm.current_loaded_models)):
+                if loaded.model is patcher:
+                    if loaded.model_unload():
+                        _mm.current_loaded_models.pop(i)
+                    break
+        module.to(offload_device())
+
+    @contextlib.contextmanager
+    def __call__(self, modules: Sequence[torch.nn.Module]) -> Iterator[None]:
+        comfy_managed = COMFY and self.device.type != "cpu" and _mm.vram_state != _mm.VRAMState.NO_VRAM
+        if comfy_managed:
+            # force_full_load: our layers are plain torch layers, which ComfyUI cannot stream partially.
+            _mm.load_models_gpu([self._patcher(m) for m in modules], force_full_load=True)
+        else:
+            if COMFY and self.device.type != "cpu":
+                _mm.free_memory(sum(_mm.module_size(m) for m in modules) * 1.2, self.device)
+            for m in modules:
+                m.to(self.device)
+        try:
+            yield
+        finally:
+            if self.device.type != "cpu":
+                dropped = [m for m in modules if low_vram() or not self.keep(m)]
+                for m in dropped:
+                    self._unload(m)
+                if dropped:
+                    empty_cache()
+
+
+# ----------------------------------------------------------------------------- progress / interrupts
+
+class Progress:
+    """A progress bar on the running node (ComfyUI's), or nothing outside ComfyUI."""
+
+    def __init__(self, total: int):
+        self.total = max(int(total), 1)
+        self._bar = _cu.ProgressBar(self.total) if COMFY else None
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if total:
+            self.total = int(total)
+        if self._bar is not None:
+            self._bar.update_absolute(min(int(done), self.total), self.total)
+
+
+def interrupted() -> bool:
+    """True once the user pressed Cancel in ComfyUI (checked between sampling steps and frames)."""
+    return bool(COMFY and _mm.processing_interrupted())
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception when Cancel was pressed (clears the flag for the next run)."""
+    if COMFY:
+        _mm.throw_exception_if_processing_interrupted()
+
+
+# ------------------------------------------------------------------------------------ out of memory
+
+OOM_TYPES: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if t)
+
+
+def is_oom(err: BaseException) -> bool:
+    """A device allocation failure (CUDA OOM, or the RuntimeError other backends raise)."""
+    if OOM_TYPES and isinstance(err, OOM_TYPES):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+@contextlib.contextmanager
+def readable_errors(stage: str, lower: str) -> Iterator[None]:
+    """Turn out-of-memory into one HPError that names the settings to lower; a Cancel becomes ComfyUI's
+    interrupt. ``lower`` lists the settings that help at this stage."""
+    from hp_core.sampling.samplers import Cancelled
+
+    failure: str | None = None
+    try:
+        yield
+    except Cancelled:
+        check_interrupt()  # ComfyUI shows "interrupted" rather than an error
+        raise
+    except Exception as err:  # noqa: BLE001 - only OOM is translated, everything else goes up unchanged
+        if not is_oom(err):
+            raise
+        failure = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    if failure is None:
+        return
+    # Raised outside the except block, so the failed allocation's frames (and tensors) are released first.
+    empty_cache()
+    raise HPError(f"Out of memory during {stage} ({failure}).",
+                  hint=f"Lower {lower}; or set keep_on_gpu to 'none' in the loader, or start ComfyUI with "
+                       f"--lowvram.")
+
+
+__all__ = ["COMFY", "COMFY_VAE_PREFIX", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",
+           "comfy_vae_files", "comfy_vae_path", "empty_cache", "half_precision_ok", "interrupted", "is_oom",
+           "low_vram", "model_file_path", "model_files", "offload_device", "readable_errors",
+           "register_model_folder", "search_dirs", "torch_device"]

@@ -1,0 +1,110 @@
+"""Letting a ComfyUI SAMPLER (e.g. from KSamplerSelect) drive the portrait denoiser.
+
+ComfyUI's KSAMPLER objects carry ``sampler_function(model, x, sigmas, extra_args, callback, disable,
+**extra_options)`` in the k-diffusion convention, which is also ours. Some of those functions look
+through the model for its noise parametrisation (``model.inner_model.inner_model.model_sampling`` or
+``model.inner_model.model_patcher.get_model_object("model_sampling")``); the wrapper below answers
+those with SVD's: continuous EDM sigmas (0.002 .. 700) with v-prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Callable
+
+import torch
+
+from hp_core.errors import HPError
+
+SIGMA_MIN = 0.002
+SIGMA_MAX = 700.0
+
+
+class _PlainEDMSampling:
+    """Stand-in for ComfyUI's model_sampling object when ComfyUI is not importable (tests, scripts)."""
+
+    sigma_min = SIGMA_MIN
+    sigma_max = SIGMA_MAX
+    sigma_data = 1.0
+
+    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+        return latent_image + noise * sigma
+
+    def inverse_noise_scaling(self, sigma, latent):
+        return latent
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        lo = math.log(self.sigma_min)
+        return math.exp((math.log(self.sigma_max) - lo) * (1.0 - percent) + lo)
+
+
+def model_sampling():
+    """SVD's noise parametrisation as ComfyUI's samplers expect to find it."""
+    try:
+        import comfy.model_sampling as ms
+    except ImportError:
+        return _PlainEDMSampling()
+
+    class PortraitSampling(ms.ModelSamplingContinuousEDM, ms.V_PREDICTION):
+        pass
+
+    config = SimpleNamespace(sampling_settings={"sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "sigma_data": 1.0})
+    return PortraitSampling(config)
+
+
+class _Patcher:
+    def __init__(self, sampling):
+        self._sampling = sampling
+
+    def get_model_object(self, name: str):
+        if name == "model_sampling":
+            return self._sampling
+        raise AttributeError(name)
+
+
+class ComfyDenoiser:
+    """Our windowed guidance denoiser with the attributes ComfyUI's sampler functions look up."""
+
+    def __init__(self, denoiser: Callable[..., torch.Tensor], sampling=None):
+        self.denoiser = denoiser
+        sampling = sampling if sampling is not None else model_sampling()
+        self.inner_model = SimpleNamespace(inner_model=SimpleNamespace(model_sampling=sampling),
+                                           model_patcher=_Patcher(sampling), model_sampling=sampling)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra) -> torch.Tensor:
+        options = extra.get("model_options") or {}
+        if options.get("sampler_post_cfg_function") or options.get("sampler_cfg_function"):
+            # CFG++ style samplers read ComfyUI's own cond/uncond split, which this three-branch
+            # guidance does not produce.
+            raise HPError("This ComfyUI sampler (a CFG++ variant) needs ComfyUI's own CFG and cannot drive "
+                          "HunyuanPortrait's appearance/motion guidance.",
+                          hint="Pick a sampler without _cfg_pp in its name.")
+        return self.denoiser(x, sigma)
+
+
+def sampler_function(sampler, seed: int, progress: Callable[[int, int], None] | None = None):
+    """A ``sampler_fn(denoiser, x, sigmas)`` for hp_core.pipeline.sample_latents from a ComfyUI SAMPLER."""
+    if not hasattr(sampler, "sampler_function"):
+        raise HPError(f"The SAMPLER input ({type(sampler).__name__}) is not a k-diffusion style ComfyUI sampler.",
+                      hint="Connect KSamplerSelect or another node that outputs a KSAMPLER.")
+    options = dict(getattr(sampler, "extra_options", {}) or {})
+
+    def run(denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+        total = len(sigmas) - 1
+
+        def callback(info):
+            if progress is not None:
+                progress(int(info["i"]) + 1, total)
+
+        return sampler.sampler_function(ComfyDenoiser(denoiser), x, sigmas, extra_args={"seed": int(seed)},
+                                        callback=callback, disable=True, **options)
+
+    return run
+
+
+__all__ = ["ComfyDenoiser", "model_sampling", "sampler_function"]

@@ -1,0 +1,155 @@
+"""Load models: the seven HunyuanPortrait networks + the SVD VAE from the hunyuan_portrait model folder."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from hp_core.models import COMPONENTS, PRESETS
+from hp_core.pipeline import PortraitModels
+
+from . import bridge, core
+from .sockets import MODELS
+
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+KEEP_ON_GPU = ("all", "unet", "none")
+CATEGORY = "HunyuanPortrait"
+
+_WHAT = {
+    "unet": "SVD UNet with the motion adapters (hyportrait/unet.pth)",
+    "dino": "DINOv2 + IMAdapter appearance encoder (hyportrait/dino.pth)",
+    "image_proj": "appearance token projector (hyportrait/image_proj.pth)",
+    "motion_proj": "intensity-aware motion refiner (hyportrait/motion_proj.pth)",
+    "expression": "expression encoder (hyportrait/expression.pth)",
+    "headpose": "head-pose encoder (hyportrait/headpose.pth)",
+    "pose_guider": "pose guider (hyportrait/pose_guider.pth)",
+}
+# The networks the release runs in reduced precision; the motion encoders and refiner stay fp32.
+_REDUCED = ("unet", "dino", "image_proj", "pose_guider")
+
+_LOADED: OrderedDict[tuple, PortraitModels] = OrderedDict()  # last loaded set only (bounded: 1)
+
+
+def precision_dtypes(precision: str, device: torch.device) -> dict[str, torch.dtype]:
+    """dtype of every network for a precision choice on a device ('auto' = the release's, fp32 on CPU)."""
+    if precision not in PRECISIONS:
+        from hp_core.errors import HPError
+        raise HPError(f"Unknown precision {precision!r}.", hint=f"Choose one of {', '.join(PRECISIONS)}.")
+    names = (*COMPONENTS, "vae")
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
+        return {n: torch.float32 for n in names}
+    half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision) or bridge.half_precision_ok(device)
+    out = {n: (half if n in _REDUCED else torch.float32) for n in names}
+    # The VAE runs fp32 unless a reduced precision is asked for explicitly (it decodes every frame).
+    out["vae"] = torch.float32 if precision == "auto" else half
+    return out
+
+
+def _weight_choices(default: str, files: list[str]) -> list[str]:
+    weights = [f for f in files if f.lower().endswith(bridge.WEIGHT_EXTENSIONS)]
+    return [default] + sorted(set(weights) - {default})
+
+
+def _vae_choices(files: list[str]) -> list[str]:
+    entry_default = core.manifest_path("svd_vae")
+    ours = [f for f in files if "vae" in f.lower() and f.lower().endswith(bridge.WEIGHT_EXTENSIONS)]
+    return [entry_default] + sorted(set(ours) - {entry_default}) + bridge.comfy_vae_files()
+
+
+class HunyuanPortraitModelLoader:
+    """Node: every network of the method, loaded strictly from the official files."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = bridge.model_files()
+        required = {}
+        for name in COMPONENTS:
+            default = core.manifest_path(name)
+            required[name] = (_weight_choices(default, files), {
+                "default": default,
+                "tooltip": f"Weights of the {_WHAT[name]}, from models/hunyuan_portrait (or a folder set for "
+                           f"hunyuan_portrait in extra_model_paths.yaml). Get the official files with "
+                           f"`python -m hp_core weights download`."})
+        required["vae"] = (_vae_choices(files), {
+            "default": core.manifest_path("svd_vae"),
+            "tooltip": "The Stable Video Diffusion XT temporal VAE: the diffusers vae/ files in the pack's model "
+                       "folder, or a file from ComfyUI's models/vae (SVD VAE or a single-file SVD checkpoint)."})
+        required["preset"] = (list(PRESETS), {
+            "default": "official",
+            "tooltip": "Network sizes: 'official' for the released weights; 'tiny' only for small random test "
+                       "weights (python -m hp_core make-random-weights)."})
+        required["precision"] = (list(PRECISIONS), {
+            "default": "auto",
+            "tooltip": "auto: the release's precisions (fp16 UNet/DINO/pose guider, fp32 motion encoders and "
+                       "VAE; bf16 where fp16 is not supported; fp32 on the CPU). fp16/bf16 also apply to the "
+                       "VAE; fp32 needs about twice the memory."})
+        required["keep_on_gpu"] = (list(KEEP_ON_GPU), {
+            "default": "all",
+            "tooltip": "What stays on the GPU after it ran. all: fastest re-runs (ComfyUI still frees it when "
+                       "another model needs room). unet: only the UNet and pose guider stay; the encoders and "
+                       "VAE go back to the CPU after use. none: everything goes back (least VRAM). "
+                       "--lowvram/--novram behave like none."})
+        return {"required": required}
+
+    RETURN_TYPES = (MODELS,)
+    RETURN_NAMES = ("models",)
+    OUTPUT_TOOLTIPS = ("The loaded HunyuanPortrait networks with their device and precision settings.",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Loads the HunyuanPortrait networks (UNet with motion adapters, DINOv2 + IMAdapters, "
+                   "projectors, motion encoders, pose guider) and the SVD VAE. Files are checked strictly: a "
+                   "wrong or damaged file gives a message naming it. Loaded models are reused while the "
+                   "settings and files stay the same.")
+
+    def load(self, unet, dino, image_proj, motion_proj, expression, headpose, pose_guider, vae, preset,
+             precision, keep_on_gpu):
+        from hp_core.errors import HPError
+
+        if keep_on_gpu not in KEEP_ON_GPU:
+            raise HPError(f"Unknown keep_on_gpu value {keep_on_gpu!r}.", hint=f"Choose one of {', '.join(KEEP_ON_GPU)}.")
+        choices = dict(unet=unet, dino=dino, image_proj=image_proj, motion_proj=motion_proj, expression=expression,
+                       headpose=headpose, pose_guider=pose_guider)
+        paths = {n: core.resolve_choice(n, c, _WHAT[n]) for n, c in choices.items()}
+        vae_path = bridge.comfy_vae_path(vae) or core.resolve_choice("svd_vae", vae, "SVD VAE")
+        device = bridge.torch_device()
+        dtypes = precision_dtypes(precision, device)
+        key = (tuple(core.file_key(paths[n]) for n in COMPONENTS), core.file_key(vae_path), preset,
+               tuple(str(dtypes[n]) for n in sorted(dtypes)), str(device), keep_on_gpu)
+        if key in _LOADED:
+            return (_LOADED[key],)
+        _LOADED.clear()  # drop the previous set before loading the next: never two full sets in memory
+        bridge.empty_cache()
+
+        progress = bridge.Progress(len(COMPONENTS) + 1)
+        with bridge.readable_errors("model loading", "precision (fp16)"):
+            mods = {}
+            for i, name in enumerate(COMPONENTS):
+                bridge.check_interrupt()
+                mods[name] = core.load_network(name, paths[name], preset, dtypes[name])
+                progress(i + 1)
+            vae_module = core.load_vae(vae_path, dtypes["vae"])
+            progress(len(COMPONENTS) + 1)
+        models = PortraitModels(vae=vae_module, preset=preset, device=device, offload=keep_on_gpu != "all",
+                                placer=bridge.Placer(device, keep_rule(keep_on_gpu, mods)), **mods)
+        _LOADED[key] = models
+        return (models,)
+
+
+def keep_rule(policy: str, mods: dict[str, torch.nn.Module]):
+    """keep(module) -> may it stay on the GPU after its block, for a keep_on_gpu choice."""
+    if policy == "all":
+        return lambda module: True
+    if policy == "unet":
+        kept = {id(mods["unet"]), id(mods["pose_guider"])}
+        return lambda module: id(module) in kept
+    return lambda module: False
+
+
+def clear_cache() -> None:
+    """Drop the remembered model set (tests)."""
+    _LOADED.clear()
+
+
+NODE_CLASS_MAPPINGS = {"HunyuanPortraitModelLoader": HunyuanPortraitModelLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"HunyuanPortraitModelLoader": "HunyuanPortrait Load Models"}

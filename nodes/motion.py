@@ -1,0 +1,152 @@
+"""Face-crop motion encoder (driving frames -> crops, landmarks, intensity) and the intensity-aware motion
+extractor (crops -> motion tokens)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from hp_core.errors import HPError
+from hp_core.pipeline import MotionCondition, encode_motion
+from hp_core.preprocess.intensity import CHUNK, MAX_ID
+
+from . import bridge, core
+from .sockets import MODELS, MOTION, MOTION_FEATURES
+
+CATEGORY = "HunyuanPortrait"
+LOG = logging.getLogger("HunyuanPortrait")
+# Chunks of 25 frames encoded per pass: bounded memory for long videos, few passes for short ones.
+CHUNKS_PER_PASS = 4
+
+
+def uint8_to_image(frames: np.ndarray) -> torch.Tensor:
+    """(F, H, W, 3) uint8 -> ComfyUI IMAGE (F, H, W, 3) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255)
+
+
+def _optional_index(value: int) -> int | None:
+    return None if int(value) < 0 else int(value)
+
+
+class HunyuanPortraitFaceCropMotionEncoder:
+    """Node: face detection on the source and every driving frame, the release's crops and landmarks."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "source_image": ("IMAGE", {"tooltip": "The portrait to animate (the first image of a batch is used)."}),
+            "driving_frames": ("IMAGE", {"tooltip": "The driving video as an image batch: Get Video Components' "
+                                                    "images, or a VideoHelperSuite loader's IMAGE output."}),
+            "detector": (list(core.DETECTORS), {"default": "yolo", "tooltip":
+                         "Face detector: yolo = the release's YOLOv5m-face (yoloface_v5m.pt); scrfd = insightface "
+                         "SCRFD (insightface/models/buffalo_l/det_10g.onnx), better for small or turned faces."}),
+            "face_index": ("INT", {"default": -1, "min": -1, "max": 63, "tooltip":
+                           "Which face of the source to animate: -1 = the largest (the release), 0, 1, ... = "
+                           "counted from the left."}),
+            "frame_limit": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip":
+                            "Use at most this many driving frames from the start (0 = all of them)."}),
+            "driving_face_index": ("INT", {"default": -1, "min": -1, "max": 63, "tooltip":
+                                   "Which face drives the motion when the video shows several: -1 = the largest "
+                                   "in each frame, 0, 1, ... = counted from the left."}),
+            "smoothing": ("INT", {"default": 0, "min": 0, "max": 31, "tooltip":
+                          "Average the face track over this many frames to calm detector jitter (0 or 1 = off, "
+                          "the release)."}),
+            "edge_mode": (["auto", "clip", "pad"], {"default": "auto", "tooltip":
+                          "Faces near the border: clip = the release's crop (may cut the face), pad = keep the "
+                          "face centred with black padding, auto = the release's crop unless it would cut the "
+                          "face."}),
+        }}
+
+    RETURN_TYPES = (MOTION_FEATURES, "IMAGE", "IMAGE")
+    RETURN_NAMES = ("motion_features", "driving_crops", "face_crops")
+    OUTPUT_TOOLTIPS = (
+        "Everything the motion and appearance extractors need: driving crops, head-pose inputs, expression "
+        "face crops, landmarks, intensity, crop boxes and the source portrait crop.",
+        "Preview: each driving frame cut at the first frame's face box (256x256).",
+        "Preview: the expression encoder's face crop of each driving frame (256x256).",
+    )
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Finds the face in the source image and in every driving frame and cuts the crops the "
+                   "HunyuanPortrait encoders read, exactly as the release does. Frames without a face are "
+                   "filled from their neighbours instead of stopping the run.")
+
+    def encode(self, source_image, driving_frames, detector, face_index, frame_limit, driving_face_index,
+               smoothing, edge_mode):
+        if driving_frames is None or driving_frames.shape[0] == 0:
+            raise HPError("The driving video has no frames.", hint="Check the video loader.")
+        det = core.face_detector(detector)
+        limit = int(frame_limit) if frame_limit and frame_limit > 0 else None
+        total = min(driving_frames.shape[0], limit or driving_frames.shape[0])
+        progress = bridge.Progress(2 * total)
+
+        def step(done, _total):
+            bridge.check_interrupt()
+            progress(done, _total)
+
+        prepared = core.prepare(source_image[0], driving_frames, det, face_index=_optional_index(face_index),
+                                max_frames=limit, smoothing=int(smoothing),
+                                driving_face_index=_optional_index(driving_face_index), edge_mode=edge_mode,
+                                progress=step)
+        for text in prepared.warnings:
+            LOG.warning("HunyuanPortrait: %s", text)
+        return (prepared, uint8_to_image(prepared.pose_crops), uint8_to_image(prepared.motion_crops))
+
+
+class HunyuanPortraitMotionExtractor:
+    """Node: expression + head-pose encoders and the intensity-aware refiner -> motion tokens."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "models": (MODELS, {"tooltip": "From HunyuanPortrait Load Models."}),
+            "motion_features": (MOTION_FEATURES, {"tooltip": "From the Face-Crop Motion Encoder."}),
+            "head_intensity": ("INT", {"default": -1, "min": -1, "max": MAX_ID, "tooltip":
+                               "Head-motion intensity id for the refiner: -1 = measured from the driving "
+                               "landmarks per 25 frames (the release); 0-127 = fixed, higher = stronger head "
+                               "motion."}),
+            "expression_intensity": ("INT", {"default": -1, "min": -1, "max": MAX_ID, "tooltip":
+                                     "Expression intensity id: -1 = measured per 25 frames (the release); 0-127 "
+                                     "= fixed, higher = stronger expressions."}),
+        }}
+
+    RETURN_TYPES = (MOTION,)
+    RETURN_NAMES = ("motion",)
+    OUTPUT_TOOLTIPS = ("Motion tokens per driving frame (refined expression features + head rotation).",)
+    FUNCTION = "extract"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Encodes each driving frame's expression and head pose and refines them with the "
+                   "intensity-aware motion extractor (memory bank + intensity embeddings) into the motion "
+                   "tokens the UNet's motion adapters attend to.")
+
+    def extract(self, models, motion_features, head_intensity, expression_intensity):
+        prepared = motion_features
+        frames = prepared.num_frames
+        ids = [(int(h), int(e)) for h, e in prepared.intensity(CHUNK)]
+        ids = [(h if head_intensity < 0 else int(head_intensity), e if expression_intensity < 0
+                else int(expression_intensity)) for h, e in ids]
+        step = CHUNK * CHUNKS_PER_PASS
+        progress = bridge.Progress(frames)
+        tokens, rotation = [], []
+        with bridge.readable_errors("motion encoding", "the precision or keep_on_gpu"):
+            for start in range(0, frames, step):
+                bridge.check_interrupt()
+                part = prepared.window(start, start + step)
+                cond = encode_motion(models, part["motion_crops_256"], part["pose_256"],
+                                     ids[start // CHUNK:], chunk=CHUNK)
+                tokens.append(cond.tokens)
+                rotation.append(cond.rotation)
+                progress(min(start + step, frames))
+        return (MotionCondition(torch.cat(tokens), ids, torch.cat(rotation)),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "HunyuanPortraitFaceCropMotionEncoder": HunyuanPortraitFaceCropMotionEncoder,
+    "HunyuanPortraitMotionExtractor": HunyuanPortraitMotionExtractor,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "HunyuanPortraitFaceCropMotionEncoder": "HunyuanPortrait Face-Crop Motion Encoder",
+    "HunyuanPortraitMotionExtractor": "HunyuanPortrait Intensity-Aware Motion Extractor",
+}

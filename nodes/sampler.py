@@ -1,0 +1,128 @@
+"""SVD sampler with adapter attention injection: windowed three-branch guidance over the whole video."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hp_core.errors import HPError
+from hp_core.pipeline import Settings, build_conditions, sample_latents
+from hp_core.preprocess import to_unit_tensor
+from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas
+
+from . import bridge, comfy_sampler
+from .sockets import APPEARANCE, MODELS, MOTION, POSE
+
+CATEGORY = "HunyuanPortrait"
+RELEASE = Settings()
+SEED_MAX = 2**63 - 1  # torch generators take 64-bit seeds; the sampler also uses seed + 1
+
+
+def _cfg(default: float, what: str) -> tuple:
+    return ("FLOAT", {"default": default, "min": 0.0, "max": 20.0, "step": 0.05, "round": 0.01, "tooltip": what})
+
+
+def pose_frames(pose, frames: int, resolution: int) -> torch.Tensor | None:
+    """HP_POSE -> (F, 3, R, R) in [0, 1] for the pose guider, cut to the motion's frame count."""
+    if pose is None:
+        return None
+    if pose.num_frames < frames:
+        raise HPError(f"The pose input has {pose.num_frames} frames but the motion has {frames}.",
+                      hint="Feed the DWPose node from the same Face-Crop Motion Encoder as the motion extractor.")
+    images = to_unit_tensor(pose.images[:frames])
+    if images.shape[-1] != resolution:
+        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                               antialias=True)
+    return images
+
+
+class HunyuanPortraitSampler:
+    """Node: denoise the whole video with the appearance and motion conditions injected through attention."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "models": (MODELS, {"tooltip": "From HunyuanPortrait Load Models."}),
+                "appearance": (APPEARANCE, {"tooltip": "From the IMAdapter Appearance Extractor."}),
+                "motion": (MOTION, {"tooltip": "From the Intensity-Aware Motion Extractor."}),
+                "sampler_name": (list(SAMPLERS), {"default": RELEASE.sampler, "tooltip":
+                                 "Built-in sampler. euler = the release. dpmpp_2m or lcm reach good results in "
+                                 "fewer steps. Ignored when a SAMPLER is connected."}),
+                "scheduler": (list(SCHEDULES), {"default": RELEASE.schedule, "tooltip":
+                              "Noise levels: karras (700 -> 0.002, rho 7) = the release; ays_svd = Align Your "
+                              "Steps for SVD, good at 8-12 steps; exponential. Ignored when SIGMAS is connected."}),
+                "steps": ("INT", {"default": RELEASE.steps, "min": 1, "max": 200, "tooltip":
+                          "Denoising steps (the release: 25). Ignored when SIGMAS is connected."}),
+                "appearance_cfg_min": _cfg(RELEASE.appearance_cfg[0], "Appearance guidance at the first step: "
+                                           "how strongly the result follows the source portrait (release: 2)."),
+                "appearance_cfg_max": _cfg(RELEASE.appearance_cfg[1], "Appearance guidance at the last step "
+                                           "(ramped linearly from min; release: 2)."),
+                "motion_cfg_min": _cfg(RELEASE.motion_cfg[0], "Motion guidance at the first step: how strongly "
+                                       "the result follows the driving expressions and head pose (release: 2)."),
+                "motion_cfg_max": _cfg(RELEASE.motion_cfg[1], "Motion guidance at the last step (release: 2)."),
+                "seed": ("INT", {"default": RELEASE.seed, "min": 0, "max": SEED_MAX, "control_after_generate": True,
+                         "tooltip": "Seed of the starting noise (and of the noise stochastic samplers add)."}),
+                "denoise": ("FLOAT", {"default": RELEASE.denoise, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip":
+                            "Fraction of the schedule run, starting from the source latents (1.0 = the release)."}),
+                "context_window": ("INT", {"default": RELEASE.window, "min": 1, "max": 128, "tooltip":
+                                   "Frames the UNet sees at once (release: 25). Lower it if you run out of "
+                                   "memory; long videos are covered by overlapping windows."}),
+                "context_overlap": ("INT", {"default": RELEASE.overlap, "min": 0, "max": 127, "tooltip":
+                                    "Frames shared by neighbouring windows (release: 3). More overlap = smoother "
+                                    "transitions, slower. Must be smaller than the window."}),
+                "shift": ("INT", {"default": RELEASE.shift, "min": 0, "max": 128, "tooltip":
+                          "How far the windows move each step (release: 3), so window seams never stay put."}),
+                "padding": ("INT", {"default": RELEASE.pad, "min": 0, "max": 64, "tooltip":
+                            "Frames added before and after the video (motion ramping in and out of the source "
+                            "pose, release: 15); cut from the result."}),
+                "motion_scale": ("FLOAT", {"default": RELEASE.motion_scale, "min": 0.0, "max": 3.0, "step": 0.05,
+                                 "tooltip": "Strength of the motion adapters' attention (1.0 = the release). "
+                                            "Below 1 calms the motion, above 1 exaggerates it."}),
+            },
+            "optional": {
+                "pose": (POSE, {"tooltip": "Aligned skeletons from DWPose Alignment. Not connected: the release's "
+                                           "blank pose images."}),
+                "sampler": ("SAMPLER", {"tooltip": "Any ComfyUI sampler (e.g. KSamplerSelect); replaces "
+                                                   "sampler_name."}),
+                "sigmas": ("SIGMAS", {"tooltip": "Any ComfyUI noise schedule (e.g. AlignYourStepsScheduler with "
+                                                 "model_type SVD); replaces scheduler, steps and denoise."}),
+            },
+        }
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The denoised latents of every driving frame (F, 4, R/8, R/8), padding removed.",)
+    FUNCTION = "sample"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Samples the video with the SVD UNet whose cross-attention carries the appearance tokens and, "
+                   "through the motion adapters, the motion tokens. Three-branch guidance (uncond, appearance, "
+                   "appearance + motion) with separate appearance and motion CFG, context windows for long "
+                   "videos. Shows a progress bar per step; Cancel stops between steps.")
+
+    def sample(self, models, appearance, motion, sampler_name, scheduler, steps, appearance_cfg_min,
+               appearance_cfg_max, motion_cfg_min, motion_cfg_max, seed, denoise, context_window, context_overlap,
+               shift, padding, motion_scale, pose=None, sampler=None, sigmas=None):
+        frames = int(motion.tokens.shape[0])
+        resolution = appearance.resolution
+        settings = Settings(steps=int(steps), sampler=sampler_name, schedule=scheduler,
+                            appearance_cfg=(float(appearance_cfg_min), float(appearance_cfg_max)),
+                            motion_cfg=(float(motion_cfg_min), float(motion_cfg_max)), denoise=float(denoise),
+                            seed=int(seed), window=int(context_window), overlap=int(context_overlap),
+                            shift=int(shift), pad=int(padding), motion_scale=float(motion_scale),
+                            height=resolution, width=resolution)
+        settings.validate()
+        schedule = custom_sigmas(sigmas) if sigmas is not None else None
+        total = (len(schedule) if schedule is not None else len(settings.sigma_schedule())) - 1
+        progress = bridge.Progress(total)
+        conditions = build_conditions(appearance.tokens, motion.tokens, appearance.cond_latents,
+                                      pose_frames(pose, frames, resolution), settings)
+        run = comfy_sampler.sampler_function(sampler, seed, progress) if sampler is not None else None
+        with bridge.readable_errors("sampling", "context_window (e.g. 16), the resolution or the precision"):
+            latents = sample_latents(models, conditions, appearance.ref_latents, settings, progress=progress,
+                                     should_cancel=bridge.interrupted, sampler_fn=run, sigmas=schedule)
+        return ({"samples": latents},)
+
+
+NODE_CLASS_MAPPINGS = {"HunyuanPortraitSampler": HunyuanPortraitSampler}
+NODE_DISPLAY_NAME_MAPPINGS = {"HunyuanPortraitSampler": "HunyuanPortrait Sampler (SVD + Adapter Attention)"}

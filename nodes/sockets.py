@@ -1,0 +1,60 @@
+"""The pack's socket types and the objects that travel on them.
+
+HP_MODELS            hp_core.pipeline.PortraitModels (networks + device + placement policy)
+HP_MOTION_FEATURES   hp_core.preprocess.PreparedInputs (crops, landmarks, crop boxes, source crop)
+HP_MOTION            hp_core.pipeline.MotionCondition (motion tokens per driving frame)
+HP_APPEARANCE        PortraitAppearance below
+HP_POSE              PortraitPose below
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MODELS = "HP_MODELS"
+MOTION_FEATURES = "HP_MOTION_FEATURES"
+MOTION = "HP_MOTION"
+APPEARANCE = "HP_APPEARANCE"
+POSE = "HP_POSE"
+
+
+@dataclass(frozen=True)
+class PortraitAppearance:
+    """What the sampler and paste-back need from the source portrait (all on the CPU).
+
+    tokens: (1, Na, C) projected appearance tokens, fp32.
+    identity: (512,) ArcFace vector (zeros when ArcFace is off).
+    ref_latents: (1, 4, h, w) VAE encoder mean x 0.18215 (start latents).
+    cond_latents: (1, 4, h, w) VAE encoder mode, unscaled (concatenated to the UNet input).
+    crop_box: (x1, y1, x2, y2) of the portrait crop in source pixels (paste-back).
+    source_hw: (height, width) of the source image the crop box refers to.
+    """
+
+    tokens: torch.Tensor
+    identity: np.ndarray
+    ref_latents: torch.Tensor
+    cond_latents: torch.Tensor
+    crop_box: tuple[int, int, int, int]
+    source_hw: tuple[int, int]
+
+    @property
+    def resolution(self) -> int:
+        """Side in pixels of the generated square frames."""
+        return int(self.ref_latents.shape[-1]) * 8
+
+
+@dataclass(frozen=True)
+class PortraitPose:
+    """Aligned skeleton images for the pose guider: (F, 512, 512, 3) uint8 RGB, one per driving frame."""
+
+    images: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.images.shape[0])
+
+
+__all__ = ["APPEARANCE", "MODELS", "MOTION", "MOTION_FEATURES", "POSE", "PortraitAppearance", "PortraitPose"]

@@ -1,0 +1,210 @@
+"""Integration: a real ComfyUI server loads the pack, lists every node, and runs the basic API workflow on
+tiny random weights (CPU). Needs a ComfyUI checkout in $COMFYUI_PATH (and its requirements installed for
+$COMFYUI_PYTHON, default: this interpreter); skipped otherwise.
+
+The pack is linked into a temporary --base-directory's custom_nodes, and the weights live in a folder that
+only an extra_model_paths.yaml names, so the test also shows that folder is honoured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.comfyui]
+
+COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+ROOT = Path(__file__).resolve().parent.parent
+FRAMES = 6
+USED_FRAMES = 4
+
+if not COMFYUI_PATH:
+    pytest.skip("COMFYUI_PATH is not set (path of a ComfyUI checkout)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path):
+        self.url, self.proc, self.log = url, proc, log
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, data: dict):
+        req = urllib.request.Request(self.url + path, data=json.dumps(data).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                body = r.read()
+                return json.loads(body) if body else {}
+        except urllib.error.HTTPError as err:
+            raise AssertionError(f"POST {path} -> {err.code}: {err.read().decode()[:2000]}") from None
+
+    def run(self, prompt: dict, timeout: float = 300) -> dict:
+        """Queue a prompt and wait for its history entry."""
+        pid = self.post("/prompt", {"prompt": prompt, "client_id": "hp-test"})["prompt_id"]
+        return self.wait(pid, timeout)
+
+    def wait(self, pid: str, timeout: float = 300) -> dict:
+        end = time.time() + timeout
+        while time.time() < end:
+            hist = self.get(f"/history/{pid}")
+            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+                if hist[pid]["status"].get("status_str") in ("success", "error"):
+                    return hist[pid]
+            if self.proc.poll() is not None:
+                raise AssertionError("ComfyUI exited:\n" + self.log.read_text()[-4000:])
+            time.sleep(0.5)
+        raise AssertionError(f"prompt {pid} did not finish in {timeout} s:\n" + self.log.read_text()[-4000:])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from nodes_env import make_models_dir
+    from fakes import driving_frames, portrait
+    from hp_core.video import write_video
+    from PIL import Image
+
+    tmp = tmp_path_factory.mktemp("comfy")
+    base = tmp / "base"
+    for sub in ("models", "custom_nodes", "input", "output", "temp", "user"):
+        (base / sub).mkdir(parents=True)
+    (base / "custom_nodes" / "ComfyUI-HunyuanPortrait").symlink_to(ROOT, target_is_directory=True)
+    make_models_dir(tmp / "elsewhere" / "hp")
+    yaml = tmp / "extra_model_paths.yaml"
+    yaml.write_text(f"hp_test:\n  base_path: {tmp / 'elsewhere'}\n  hunyuan_portrait: hp\n", encoding="utf-8")
+    Image.fromarray(portrait()).save(base / "input" / "portrait.png")
+    write_video(base / "input" / "driving.mp4", driving_frames(FRAMES), 25.0)
+
+    port = _free_port()
+    log = tmp / "comfyui.log"
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    cmd = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+           "--extra-model-paths-config", str(yaml), "--disable-auto-launch", "--database-url", f"sqlite:///{tmp / 'comfyui.db'}"]
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, cwd=COMFYUI_PATH, stdout=f, stderr=subprocess.STDOUT)
+    srv = Server(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        end = time.time() + 240
+        while True:
+            try:
+                srv.get("/system_stats")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if proc.poll() is not None or time.time() > end:
+                    raise AssertionError("ComfyUI did not start:\n" + log.read_text()[-4000:])
+                time.sleep(1)
+        srv.base = base
+        yield srv
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _tiny_prompt(**sampler) -> dict:
+    prompt = json.loads((ROOT / "workflows" / "api" / "hunyuan_portrait_basic.json").read_text())
+    for node in prompt.values():
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "LoadImage":
+            inputs["image"] = "portrait.png"
+        elif kind == "LoadVideo":
+            inputs["file"] = "driving.mp4"
+        elif kind == "HunyuanPortraitModelLoader":
+            inputs["preset"] = "tiny"
+        elif kind == "HunyuanPortraitFaceCropMotionEncoder":
+            inputs["frame_limit"] = USED_FRAMES
+        elif kind == "HunyuanPortraitAppearanceExtractor":
+            inputs["resolution"] = 64
+        elif kind == "HunyuanPortraitSampler":
+            inputs.update({"steps": 2, "padding": 2, "context_window": 8, "context_overlap": 2, **sampler})
+    return prompt
+
+
+def test_object_info_lists_every_node_as_declared(server):
+    import nodes
+
+    info = server.get("/object_info")
+    for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
+        assert name in info, f"{name} missing from /object_info"
+        declared = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            assert list(info[name]["input"].get(section, {})) == list(declared.get(section, {}))
+        assert info[name]["output"] == list(cls.RETURN_TYPES)
+        assert info[name]["category"] == "HunyuanPortrait"
+    # The weights folder is known only through extra_model_paths.yaml: its files fill the dropdowns.
+    vae_choices = info["HunyuanPortraitModelLoader"]["input"]["required"]["vae"][0]
+    assert "vae/diffusion_pytorch_model.safetensors" in vae_choices
+
+
+def test_basic_workflow_runs_and_second_run_is_cached(server):
+    from hp_core.video import read_video
+
+    result = server.run(_tiny_prompt())
+    assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:3000]
+    videos = sorted((server.base / "output" / "HunyuanPortrait").glob("*.mp4"))
+    assert len(videos) == 2
+    sizes = {}
+    for v in videos:
+        clip = read_video(v, with_audio=False)
+        assert clip.frames.shape[0] == USED_FRAMES
+        assert clip.fps == pytest.approx(25.0)
+        sizes["crop" if "_crop_" in v.name else "full"] = clip.frames.shape[1:3]
+    assert sizes == {"full": (240, 320),    # pasted back into the source image
+                     "crop": (64, 64)}      # the generated crop at the chosen resolution
+
+    again = server.run(_tiny_prompt())
+    assert again["status"]["status_str"] == "success"
+    cached = [set(m[1]["nodes"]) for m in again["status"]["messages"] if m[0] == "execution_cached"]
+    loader = next(k for k, v in _tiny_prompt().items() if v["class_type"] == "HunyuanPortraitModelLoader")
+    sampler = next(k for k, v in _tiny_prompt().items() if v["class_type"] == "HunyuanPortraitSampler")
+    assert cached and loader in cached[0] and sampler in cached[0]
+
+
+def test_cancel_stops_sampling_and_next_run_works(server):
+    prompt = _tiny_prompt(steps=200, seed=5)
+    for node in prompt.values():
+        if node["class_type"] == "HunyuanPortraitAppearanceExtractor":
+            node["inputs"]["resolution"] = 256  # slow enough (minutes) that Cancel lands mid-sampling
+    pid = server.post("/prompt", {"prompt": prompt, "client_id": "hp-test"})["prompt_id"]
+    end = time.time() + 120
+    while time.time() < end and not any(item[1] == pid for item in server.get("/queue")["queue_running"]):
+        time.sleep(0.1)
+    time.sleep(4)
+    started = time.time()
+    server.post("/interrupt", {})
+    result = server.wait(pid, 120)
+    kinds = [m[0] for m in result["status"]["messages"]]
+    assert "execution_interrupted" in kinds, kinds
+    assert time.time() - started < 60  # stopped between steps, not after 200 of them
+    after = server.run(_tiny_prompt(seed=6))
+    assert after["status"]["status_str"] == "success", json.dumps(after["status"])[:3000]
+
+
+def test_errors_reach_the_user_as_one_readable_message(server):
+    prompt = _tiny_prompt(seed=7)
+    for node in prompt.values():
+        if node["class_type"] == "HunyuanPortraitModelLoader":
+            node["inputs"]["preset"] = "official"  # tiny files do not fit the official networks
+    result = server.run(prompt)
+    assert result["status"]["status_str"] == "error"
+    err = next(m[1] for m in result["status"]["messages"] if m[0] == "execution_error")
+    assert err["exception_type"].endswith("HPError")
+    assert "preset" in err["exception_message"] and "tiny" in err["exception_message"]
