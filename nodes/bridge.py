@@ -257,29 +257,37 @@ def is_oom(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
-@contextlib.contextmanager
-def readable_errors(stage: str, lower: str) -> Iterator[None]:
-    """Turn out-of-memory into one HPError that names the settings to lower; a Cancel becomes ComfyUI's
-    interrupt. ``lower`` lists the settings that help at this stage."""
-    from hp_core.sampling.samplers import Cancelled
+class readable_errors:
+    """Context manager: out-of-memory becomes one HPError naming the settings to lower (``lower``), a
+    Cancel becomes ComfyUI's interrupt; every other exception passes unchanged."""
 
-    failure: str | None = None
-    try:
-        yield
-    except Cancelled:
-        check_interrupt()  # ComfyUI shows "interrupted" rather than an error
-        raise
-    except Exception as err:  # noqa: BLE001 - only OOM is translated, everything else goes up unchanged
+    def __init__(self, stage: str, lower: str):
+        self.stage, self.lower = stage, lower
+
+    def __enter__(self) -> "readable_errors":
+        return self
+
+    def __exit__(self, kind, err, tb) -> bool:
+        from hp_core.sampling.samplers import Cancelled
+
+        if err is None:
+            return False
+        if isinstance(err, Cancelled):
+            check_interrupt()  # ComfyUI then reports "interrupted" rather than an error
+            return False
         if not is_oom(err):
-            raise
-        failure = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-    if failure is None:
-        return
-    # Raised outside the except block, so the failed allocation's frames (and tensors) are released first.
-    empty_cache()
-    raise HPError(f"Out of memory during {stage} ({failure}).",
-                  hint=f"Lower {lower}; or set keep_on_gpu to 'none' in the loader, or start ComfyUI with "
-                       f"--lowvram.")
+            return False
+        text = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        # Drop the failed allocation's frames (and the tensors they hold) and free what can be freed,
+        # as ComfyUI does for its own out-of-memory errors.
+        err.__traceback__ = None
+        del tb
+        if COMFY:
+            _mm.unload_all_models()
+        empty_cache()
+        raise HPError(f"Out of memory during {self.stage} ({text}).",
+                      hint=f"Lower {self.lower}; or set keep_on_gpu to 'none' in the loader, or start ComfyUI "
+                           f"with --lowvram.") from None
 
 
 __all__ = ["COMFY", "COMFY_VAE_PREFIX", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",

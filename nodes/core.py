@@ -66,24 +66,35 @@ def manifest_path(name: str) -> str:
     return W.get_entry(name).local_path
 
 
-def resolve_choice(entry_id: str, choice: str, what: str) -> Path:
-    """A dropdown choice -> file. The manifest's own name also finds its alternative names; anything
-    else must be a file in one of the pack's model folders."""
-    entry = W.get_entry(entry_id)
-    if choice in (entry.local_path, *entry.alt_local_paths):
-        found = W.resolve(entry_id, bridge.search_dirs())
-        if found is not None:
-            return found
-        dirs = bridge.search_dirs()
-        raise HPError(f"The {what} weights file {entry.local_path} is missing.\n" + W.missing_message([entry], dirs))
-    path = bridge.model_file_path(choice)
-    if path is None:
-        dirs = ", ".join(str(d) for d in bridge.search_dirs())
-        raise HPError(f"The file {choice!r} chosen for the {what} is not in any {W.FOLDER_NAME} model folder "
-                      f"(searched: {dirs}).",
-                      hint=f"Pick another file, or get the official one with `python -m hp_core weights download` "
-                           f"(see the README, Weights); it belongs at {entry.local_path}.")
-    return path
+def resolve_choices(choices: dict[str, str]) -> dict[str, Path]:
+    """Dropdown choices {manifest id: file name} -> files, or one HPError naming every missing file.
+
+    The manifest's own name also finds its alternative names (e.g. the non-fp16 VAE); any other name must
+    be a file in one of the pack's model folders."""
+    dirs = bridge.search_dirs()
+    found, missing, unknown = {}, [], []
+    for entry_id, choice in choices.items():
+        entry = W.get_entry(entry_id)
+        if choice in (entry.local_path, *entry.alt_local_paths):
+            path = W.resolve(entry_id, dirs)
+            if path is None:
+                missing.append(entry)
+            else:
+                found[entry_id] = path
+        else:
+            path = bridge.model_file_path(choice)
+            if path is None:
+                unknown.append(f"{choice!r} (chosen for {entry_id}; the official file is {entry.local_path})")
+            else:
+                found[entry_id] = path
+    if missing or unknown:
+        lines = [W.missing_message(missing, dirs)] if missing else []
+        if unknown:
+            lines.append(f"Not in any {W.FOLDER_NAME} model folder ({', '.join(str(d) for d in dirs)}): "
+                         + "; ".join(unknown) + ". Pick files the dropdowns list, or get the official ones with "
+                         "`python -m hp_core weights download` (see the README, Weights).")
+        raise HPError("\n".join(lines))
+    return found
 
 
 def read_weights(name: str, path: Path) -> dict[str, torch.Tensor]:
@@ -198,4 +209,4 @@ def clear_caches() -> None:
 
 
 __all__ = ["DETECTORS", "arcface", "clear_caches", "dwpose", "face_detector", "file_key", "load_network",
-           "load_vae", "manifest_path", "prepare", "read_weights", "require_entry", "resolve_choice"]
+           "load_vae", "manifest_path", "prepare", "read_weights", "require_entry", "resolve_choices"]

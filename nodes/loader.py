@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 import torch
 
+from hp_core.errors import HPError
 from hp_core.models import COMPONENTS, PRESETS
 from hp_core.pipeline import PortraitModels
 
@@ -34,7 +35,6 @@ _LOADED: OrderedDict[tuple, PortraitModels] = OrderedDict()  # last loaded set o
 def precision_dtypes(precision: str, device: torch.device) -> dict[str, torch.dtype]:
     """dtype of every network for a precision choice on a device ('auto' = the release's, fp32 on CPU)."""
     if precision not in PRECISIONS:
-        from hp_core.errors import HPError
         raise HPError(f"Unknown precision {precision!r}.", hint=f"Choose one of {', '.join(PRECISIONS)}.")
     names = (*COMPONENTS, "vae")
     if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
@@ -104,14 +104,14 @@ class HunyuanPortraitModelLoader:
 
     def load(self, unet, dino, image_proj, motion_proj, expression, headpose, pose_guider, vae, preset,
              precision, keep_on_gpu):
-        from hp_core.errors import HPError
-
         if keep_on_gpu not in KEEP_ON_GPU:
-            raise HPError(f"Unknown keep_on_gpu value {keep_on_gpu!r}.", hint=f"Choose one of {', '.join(KEEP_ON_GPU)}.")
+            raise HPError(f"Unknown keep_on_gpu value {keep_on_gpu!r}.",
+                          hint=f"Choose one of {', '.join(KEEP_ON_GPU)}.")
         choices = dict(unet=unet, dino=dino, image_proj=image_proj, motion_proj=motion_proj, expression=expression,
                        headpose=headpose, pose_guider=pose_guider)
-        paths = {n: core.resolve_choice(n, c, _WHAT[n]) for n, c in choices.items()}
-        vae_path = bridge.comfy_vae_path(vae) or core.resolve_choice("svd_vae", vae, "SVD VAE")
+        comfy_vae = bridge.comfy_vae_path(vae)
+        paths = core.resolve_choices({**choices, **({} if comfy_vae else {"svd_vae": vae})})
+        vae_path = comfy_vae or paths.pop("svd_vae")
         device = bridge.torch_device()
         dtypes = precision_dtypes(precision, device)
         key = (tuple(core.file_key(paths[n]) for n in COMPONENTS), core.file_key(vae_path), preset,

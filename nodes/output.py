@@ -111,6 +111,7 @@ class HunyuanPortraitPasteBack:
         return (out,)
 
 
-NODE_CLASS_MAPPINGS = {"HunyuanPortraitDecode": HunyuanPortraitDecode, "HunyuanPortraitPasteBack": HunyuanPortraitPasteBack}
+NODE_CLASS_MAPPINGS = {"HunyuanPortraitDecode": HunyuanPortraitDecode,
+                       "HunyuanPortraitPasteBack": HunyuanPortraitPasteBack}
 NODE_DISPLAY_NAME_MAPPINGS = {"HunyuanPortraitDecode": "HunyuanPortrait Decode",
                               "HunyuanPortraitPasteBack": "HunyuanPortrait Paste Back"}

@@ -62,4 +62,24 @@ class FakeDWPose:
         return body
 
 
-__all__ = ["FakeDWPose", "as_image", "driving_video", "make_models_dir", "source_image"]
+class FakeKSampler:
+    """A ComfyUI KSAMPLER stand-in: sampler_function in the k-diffusion convention (plain Euler)."""
+
+    def __init__(self):
+        self.extra_options = {}
+        self.seen = {}
+
+    def sampler_function(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
+        self.seen["sigma_max"] = model.inner_model.inner_model.model_sampling.sigma_max
+        self.seen["patcher"] = model.inner_model.model_patcher.get_model_object("model_sampling").sigma_min
+        self.seen["seed"] = extra_args["seed"]
+        s_in = x.new_ones([x.shape[0]])
+        for i in range(len(sigmas) - 1):
+            denoised = model(x, sigmas[i] * s_in, **extra_args)
+            if callback is not None:
+                callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
+            x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        return x
+
+
+__all__ = ["FakeDWPose", "FakeKSampler", "as_image", "driving_video", "make_models_dir", "source_image"]

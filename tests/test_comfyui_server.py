@@ -95,7 +95,8 @@ def server(tmp_path_factory):
     log = tmp / "comfyui.log"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     cmd = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-           "--extra-model-paths-config", str(yaml), "--disable-auto-launch", "--database-url", f"sqlite:///{tmp / 'comfyui.db'}"]
+           "--extra-model-paths-config", str(yaml), "--disable-auto-launch",
+           "--database-url", f"sqlite:///{tmp / 'comfyui.db'}"]
     with log.open("w") as f:
         proc = subprocess.Popen(cmd, cwd=COMFYUI_PATH, stdout=f, stderr=subprocess.STDOUT)
     srv = Server(f"http://127.0.0.1:{port}", proc, log)

@@ -1,0 +1,448 @@
+"""The ComfyUI nodes on the tiny preset, without ComfyUI: declarations, every node's function on small
+synthetic images, the loader's files and messages, sampler inputs (own sampler, SIGMAS, SAMPLER, pose),
+cancel, out-of-memory, decode and paste-back."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nodes
+from fakes import driving_frames
+from hp_core.errors import HPError
+from hp_core.models import COMPONENTS
+from hp_core.pipeline import Settings, build_conditions, decode_latents, encode_motion, sample_latents
+from hp_core.preprocess.identity import align_arcface
+from hp_core.sampling import Cancelled, get_sigmas
+from nodes import bridge, core, loader
+from nodes_env import FakeDWPose, FakeKSampler, as_image, driving_video, make_models_dir, source_image
+
+M = nodes.NODE_CLASS_MAPPINGS
+WIDGETS = ("INT", "FLOAT", "STRING", "BOOLEAN")
+ROOT = Path(__file__).resolve().parent.parent
+RES = 64  # generated side: the tiny VAE gives 8x8 latents
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    return make_models_dir(tmp_path_factory.mktemp("hp_models"))
+
+
+@pytest.fixture(autouse=True)
+def _models_env(models_dir, monkeypatch):
+    monkeypatch.setenv("HP_MODELS_DIR", str(models_dir))
+
+
+def _load(**change):
+    values = {n: core.manifest_path(n) for n in COMPONENTS}
+    values.update(vae=core.manifest_path("svd_vae"), preset="tiny", precision="auto", keep_on_gpu="all")
+    values.update(change)
+    return M["HunyuanPortraitModelLoader"]().load(**values)[0]
+
+
+@pytest.fixture(scope="module")
+def models(models_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HP_MODELS_DIR", str(models_dir))
+        return _load()
+
+
+def _face_crop(frames=None, **change):
+    values = dict(source_image=source_image(), driving_frames=driving_video(4) if frames is None else frames,
+                  detector="yolo", face_index=-1, frame_limit=0, driving_face_index=-1, smoothing=0,
+                  edge_mode="auto")
+    values.update(change)
+    return M["HunyuanPortraitFaceCropMotionEncoder"]().encode(**values)
+
+
+@pytest.fixture(scope="module")
+def features(models_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HP_MODELS_DIR", str(models_dir))
+        return _face_crop()[0]
+
+
+@pytest.fixture(scope="module")
+def motion(models, features):
+    return M["HunyuanPortraitMotionExtractor"]().extract(models, features, -1, -1)[0]
+
+
+@pytest.fixture(scope="module")
+def appearance(models, features, models_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HP_MODELS_DIR", str(models_dir))
+        return M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), True, RES, "yolo",
+                                                                 features)[0]
+
+
+SAMPLE = dict(sampler_name="euler", scheduler="karras", steps=2, appearance_cfg_min=1.5, appearance_cfg_max=2.5,
+              motion_cfg_min=2.0, motion_cfg_max=3.0, seed=3, denoise=1.0, context_window=6, context_overlap=2,
+              shift=3, padding=2, motion_scale=1.0)
+
+
+def _sample(models, appearance, motion, **change):
+    values = {**SAMPLE, **change}
+    return M["HunyuanPortraitSampler"]().sample(models, appearance, motion, **values)[0]["samples"]
+
+
+# ------------------------------------------------------------------------------------ declarations
+
+def _specs(cls):
+    spec = cls.INPUT_TYPES()
+    assert set(spec) <= {"required", "optional"} and spec["required"]
+    return [(section, name, s) for section in ("required", "optional") for name, s in spec.get(section, {}).items()]
+
+
+@pytest.mark.parametrize("name", sorted(M))
+def test_every_node_declares_valid_inputs_outputs_and_function(name):
+    cls = M[name]
+    for section, input_name, s in _specs(cls):
+        assert isinstance(s, tuple) and len(s) == 2, input_name
+        kind, opts = s
+        assert opts.get("tooltip"), f"{name}.{input_name} has no tooltip"
+        if isinstance(kind, list):
+            assert kind and opts.get("default", kind[0]) in kind
+        elif kind in ("INT", "FLOAT"):
+            assert opts["min"] <= opts["default"] <= opts["max"], input_name
+        elif kind == "BOOLEAN":
+            assert isinstance(opts["default"], bool)
+        else:
+            assert isinstance(kind, str) and kind.isupper()  # a socket type
+    n = len(cls.RETURN_TYPES)
+    assert n and len(cls.RETURN_NAMES) == n and len(cls.OUTPUT_TOOLTIPS) == n
+    assert all(isinstance(t, str) and t for t in cls.OUTPUT_TOOLTIPS)
+    assert cls.CATEGORY == "HunyuanPortrait" and len(cls.DESCRIPTION) > 40
+    assert nodes.NODE_DISPLAY_NAME_MAPPINGS[name].startswith("HunyuanPortrait")
+    # ComfyUI calls FUNCTION with every input as a keyword: the names must match, optional ones default None
+    params = inspect.signature(getattr(cls, cls.FUNCTION)).parameters
+    names = [p for p in params if p != "self"]
+    declared = [input_name for _, input_name, _ in _specs(cls)]
+    assert names == declared
+    for section, input_name, _ in _specs(cls):
+        assert (params[input_name].default is None) == (section == "optional")
+
+
+def test_seed_gets_the_control_after_generate_widget():
+    seed = M["HunyuanPortraitSampler"].INPUT_TYPES()["required"]["seed"]
+    assert seed[0] == "INT" and seed[1]["control_after_generate"] is True
+    assert seed[1]["default"] == Settings().seed
+
+
+def test_pack_entry_point_exports_the_nodes():
+    spec = importlib.util.spec_from_file_location("hp_pack_under_test", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        assert set(module.NODE_CLASS_MAPPINGS) == set(M) and len(M) == 8
+        assert set(module.NODE_DISPLAY_NAME_MAPPINGS) == set(M)
+    finally:
+        for key in [k for k in sys.modules if k.startswith(spec.name)]:
+            del sys.modules[key]
+
+
+# ------------------------------------------------------------------------------------------ loader
+
+def test_loader_loads_the_files_strictly_and_reuses_them(models, models_dir):
+    assert models.preset == "tiny" and models.device.type == "cpu"
+    for name in COMPONENTS:
+        module = getattr(models, name)
+        saved = torch.load(models_dir / "hyportrait" / f"{name}.pth", weights_only=True)
+        key = next(iter(saved))
+        torch.testing.assert_close(module.state_dict()[key], saved[key].float(), rtol=0, atol=0)
+        assert next(module.parameters()).dtype == torch.float32  # 'auto' on the CPU
+    assert _load() is models  # same files and settings: no second load
+
+
+def test_loader_dropdowns_list_the_folder_with_the_manifest_files_first(models, models_dir):
+    spec = M["HunyuanPortraitModelLoader"].INPUT_TYPES()["required"]
+    for name in COMPONENTS:
+        assert spec[name][0][0] == f"hyportrait/{name}.pth" == spec[name][1]["default"]
+        assert "hyportrait/dino.pth" in spec[name][0]
+    assert spec["vae"][0][0] == "vae/diffusion_pytorch_model.fp16.safetensors"
+    assert "vae/diffusion_pytorch_model.safetensors" in spec["vae"][0]
+    listed = bridge.model_files()
+    assert any((models_dir / ".hp_cache").iterdir())  # loading wrote its safetensors cache ...
+    assert not any(n.startswith(".hp_cache/") for n in listed)  # ... which is no choice
+    assert spec["preset"][0] == ["official", "tiny"] and spec["keep_on_gpu"][0] == ["all", "unet", "none"]
+
+
+def test_loader_names_a_missing_file_and_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HP_MODELS_DIR", str(tmp_path))
+    with pytest.raises(HPError) as err:
+        _load()
+    text = str(err.value)
+    assert "hyportrait/unet.pth" in text and "python -m hp_core weights download" in text
+    with pytest.raises(HPError, match="nope.pth"):
+        _load(dino="nope.pth")
+
+
+def test_loader_tells_which_preset_the_files_need():
+    with pytest.raises(HPError) as err:
+        _load(preset="official")
+    assert "unet.pth" in str(err.value) and "preset to 'tiny'" in str(err.value)
+
+
+def test_precision_choices():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert set(loader.precision_dtypes("auto", cpu).values()) == {torch.float32}
+    assert set(loader.precision_dtypes("fp32", cuda).values()) == {torch.float32}
+    fp16 = loader.precision_dtypes("fp16", cuda)
+    assert fp16["unet"] == fp16["dino"] == fp16["pose_guider"] == fp16["vae"] == torch.float16
+    assert fp16["expression"] == fp16["headpose"] == fp16["motion_proj"] == torch.float32
+    auto = loader.precision_dtypes("auto", cuda)  # the release: fp16 networks, fp32 motion and VAE
+    assert auto["unet"] == torch.float16 and auto["vae"] == torch.float32
+    assert loader.precision_dtypes("bf16", cuda)["unet"] == torch.bfloat16
+    half = _load(precision="bf16")
+    assert next(half.unet.parameters()).dtype == torch.bfloat16
+    assert next(half.expression.parameters()).dtype == torch.float32
+
+
+def test_keep_on_gpu_rules(models):
+    mods = {n: getattr(models, n) for n in COMPONENTS}
+    unet_only = loader.keep_rule("unet", mods)
+    assert unet_only(models.unet) and unet_only(models.pose_guider)
+    assert not unet_only(models.dino) and not unet_only(models.vae)
+    assert loader.keep_rule("all", mods)(models.vae) and not loader.keep_rule("none", mods)(models.unet)
+
+
+# -------------------------------------------------------------------------------------- face crop
+
+def test_face_crop_encodes_driving_frames_and_previews(features, caplog):
+    assert features.num_frames == 4 and features.frames_without_face == 1
+    assert features.source_crop_512.shape == (512, 512, 3)
+    with caplog.at_level(logging.WARNING, logger="HunyuanPortrait"):
+        feats, crops, faces = _face_crop(frame_limit=3, smoothing=3)
+    assert feats.num_frames == 3
+    assert crops.shape == faces.shape == (3, 256, 256, 3) and crops.dtype == torch.float32
+    torch.testing.assert_close(crops, torch.from_numpy(feats.pose_crops).float() / 255)
+    torch.testing.assert_close(faces, torch.from_numpy(feats.motion_crops).float() / 255)
+    assert "had no face" in caplog.text
+
+
+def test_face_crop_reports_bad_face_index_and_missing_detector():
+    with pytest.raises(HPError, match="Face index 3"):
+        _face_crop(face_index=3)
+    with pytest.raises(HPError) as err:
+        _face_crop(detector="scrfd")
+    assert "det_10g.onnx" in str(err.value) and "weights download" in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------- motion
+
+def test_motion_extractor_matches_one_pass_over_all_frames(models, monkeypatch):
+    feats = _face_crop(as_image(driving_frames(30)))[0]
+    monkeypatch.setattr(nodes.motion, "CHUNKS_PER_PASS", 1)  # 30 frames -> two passes of one chunk
+    out = M["HunyuanPortraitMotionExtractor"]().extract(models, feats, -1, -1)[0]
+    ids = feats.intensity(25)
+    assert len(ids) == 2 and out.ids == [tuple(i) for i in ids]
+    whole = encode_motion(models, feats.motion_crops_256, feats.pose_256, ids, chunk=25)
+    assert out.tokens.shape == (30, models.dims.motion_tokens, models.dims.context_dim)
+    torch.testing.assert_close(out.tokens, whole.tokens, rtol=1e-5, atol=1e-5)
+
+
+def test_intensity_override(models, features, motion):
+    fixed = M["HunyuanPortraitMotionExtractor"]().extract(models, features, 7, 100)[0]
+    assert fixed.ids == [(7, 100)]
+    assert motion.ids != fixed.ids and not torch.allclose(fixed.tokens, motion.tokens)
+    head_only = M["HunyuanPortraitMotionExtractor"]().extract(models, features, 7, -1)[0]
+    assert head_only.ids == [(7, motion.ids[0][1])]
+
+
+# ------------------------------------------------------------------------------------- appearance
+
+def test_appearance_uses_arcface_identity_of_the_crop(models, features, appearance):
+    # The fake ArcFace outputs the aligned face's channel means times a fixed matrix (fakes.py, seed 0).
+    weight = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32)
+    aligned = align_arcface(features.source_crop_512, features.source_landmarks)
+    expected = aligned.reshape(-1, 3).mean(axis=0) @ weight
+    np.testing.assert_allclose(appearance.identity, expected / np.linalg.norm(expected), rtol=1e-4, atol=1e-5)
+    assert appearance.tokens.shape == (1, models.dims.appearance_tokens, models.dims.context_dim)
+    assert appearance.ref_latents.shape == appearance.cond_latents.shape == (1, 4, RES // 8, RES // 8)
+    assert appearance.crop_box == tuple(features.crop_bbox) and appearance.source_hw == (240, 320)
+    no_id, crop = M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, 128, "yolo",
+                                                                     features)
+    assert not no_id.identity.any() and not torch.allclose(no_id.tokens, appearance.tokens)
+    assert no_id.ref_latents.shape == (1, 4, 16, 16)
+    assert crop.shape == (1, 512, 512, 3)
+
+
+def test_appearance_without_motion_features_finds_the_same_crop(models, appearance):
+    alone = M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), True, RES, "yolo")[0]
+    assert alone.crop_box == appearance.crop_box
+    torch.testing.assert_close(alone.tokens, appearance.tokens)
+    with pytest.raises(HPError, match="multiple of 64"):
+        M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), True, 100, "yolo")
+
+
+# ----------------------------------------------------------------------------------------- DWPose
+
+def test_dwpose_alignment_draws_one_skeleton_per_frame(features, monkeypatch):
+    fake = FakeDWPose()
+    monkeypatch.setattr(core, "dwpose", lambda: fake)
+    pose, preview = M["HunyuanPortraitDWPoseAlignment"]().align(features, True)
+    assert fake.calls == features.num_frames + 1  # the source crop + every driving crop
+    assert pose.images.shape == (4, 512, 512, 3) and pose.images.dtype == np.uint8
+    assert [bool(frame.any()) for frame in pose.images] == [True, True, False, True]  # frame 2 shows nobody
+    assert preview.shape == (4, 256, 256, 3) and 0 < float(preview.max()) <= 1
+    with_eyes = M["HunyuanPortraitDWPoseAlignment"]().align(features, False)[0]
+    assert (with_eyes.images > 0).sum() > (pose.images > 0).sum()  # cross-reenactment drops the eyes
+
+
+def test_dwpose_missing_files_are_named(features):
+    with pytest.raises(HPError, match="dwpose/yolox_l.onnx"):
+        M["HunyuanPortraitDWPoseAlignment"]().align(features, True)
+
+
+# ---------------------------------------------------------------------------------------- sampler
+
+def test_sampler_is_seeded_and_follows_the_settings(models, appearance, motion):
+    a = _sample(models, appearance, motion)
+    b = _sample(models, appearance, motion)
+    assert a.shape == (4, 4, RES // 8, RES // 8)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.allclose(a, _sample(models, appearance, motion, seed=4))
+    settings = Settings(steps=2, appearance_cfg=(1.5, 2.5), motion_cfg=(2.0, 3.0), seed=3, window=6, overlap=2,
+                        pad=2, height=RES, width=RES)
+    cond = build_conditions(appearance.tokens, motion.tokens, appearance.cond_latents, None, settings)
+    direct = sample_latents(models, cond, appearance.ref_latents, settings)
+    torch.testing.assert_close(a, direct, rtol=0, atol=0)
+
+
+def test_sigmas_input_replaces_the_schedule(models, appearance, motion):
+    ours = _sample(models, appearance, motion, steps=3, scheduler="exponential")
+    given = _sample(models, appearance, motion, steps=25, sigmas=get_sigmas("exponential", 3))
+    torch.testing.assert_close(given, ours, rtol=0, atol=0)
+    with pytest.raises(HPError):
+        _sample(models, appearance, motion, sigmas=torch.tensor([]))
+
+
+class Recorder:
+    instances: list = []
+
+    def __init__(self, total):
+        self.total, self.calls = total, []
+        Recorder.instances.append(self)
+
+    def __call__(self, done, total=None):
+        self.calls.append(done)
+
+
+def test_comfy_sampler_input_drives_the_denoiser(models, appearance, motion, monkeypatch):
+    monkeypatch.setattr(bridge, "Progress", Recorder)
+    Recorder.instances.clear()
+    ksampler = FakeKSampler()
+    theirs = _sample(models, appearance, motion, steps=3, sampler=ksampler)
+    ours = _sample(models, appearance, motion, steps=3)
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-5)  # the same Euler steps
+    assert ksampler.seen == {"sigma_max": 700.0, "patcher": 0.002, "seed": 3}
+    assert Recorder.instances[0].calls == [1, 2, 3] and Recorder.instances[1].calls == [1, 2, 3]
+
+
+def test_cfg_pp_samplers_are_refused_readably(models, appearance, motion):
+    class CfgPP(FakeKSampler):
+        def sampler_function(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
+            extra_args = {**extra_args, "model_options": {"sampler_post_cfg_function": [lambda a: a["denoised"]]}}
+            return model(x, sigmas[0] * x.new_ones([1]), **extra_args)
+
+    with pytest.raises(HPError, match="_cfg_pp"):
+        _sample(models, appearance, motion, sampler=CfgPP())
+
+
+def test_pose_input_reaches_the_pose_guider(models, appearance, motion, features, monkeypatch):
+    monkeypatch.setattr(core, "dwpose", lambda: FakeDWPose())
+    pose = M["HunyuanPortraitDWPoseAlignment"]().align(features, True)[0]
+    blank = _sample(models, appearance, motion)
+    posed = _sample(models, appearance, motion, pose=pose)
+    assert posed.shape == blank.shape and not torch.allclose(posed, blank)
+    short = type(pose)(pose.images[:2])
+    with pytest.raises(HPError, match="2 frames"):
+        _sample(models, appearance, motion, pose=short)
+
+
+def test_cancel_stops_between_steps_and_the_next_run_works(models, appearance, motion, monkeypatch):
+    before = _sample(models, appearance, motion)
+    monkeypatch.setattr(bridge, "interrupted", lambda: True)
+    with pytest.raises(Cancelled):
+        _sample(models, appearance, motion)
+    monkeypatch.setattr(bridge, "interrupted", lambda: False)
+    torch.testing.assert_close(_sample(models, appearance, motion), before, rtol=0, atol=0)
+
+
+def test_out_of_memory_names_the_settings_to_lower(models, appearance, motion, monkeypatch):
+    def oom(*_a, **_k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(nodes.sampler, "sample_latents", oom)
+    with pytest.raises(HPError) as err:
+        _sample(models, appearance, motion)
+    text = str(err.value)
+    assert "Out of memory during sampling" in text and "context_window" in text and "keep_on_gpu" in text
+    assert err.value.__suppress_context__  # one message, not the torch traceback
+    assert err.value.__context__.__traceback__ is None  # the failed allocation's frames are let go
+
+
+def test_impossible_windows_fail_before_the_unet_runs(models, appearance, motion):
+    calls = []
+    handle = models.unet.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(HPError, match="overlap"):
+            _sample(models, appearance, motion, context_window=4, context_overlap=4)
+    finally:
+        handle.remove()
+    assert not calls
+
+
+# ------------------------------------------------------------------------------- decode / paste back
+
+def test_decode_chunks_and_matches_the_vae(models, monkeypatch):
+    monkeypatch.setattr(bridge, "Progress", Recorder)
+    Recorder.instances.clear()
+    lat = torch.randn(5, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    frames = M["HunyuanPortraitDecode"]().decode(models, {"samples": lat}, 2)[0]
+    assert frames.shape == (5, RES, RES, 3) and 0 <= float(frames.min()) and float(frames.max()) <= 1
+    torch.testing.assert_close(frames, decode_latents(models, lat, chunk=2))
+    assert Recorder.instances[0].calls == [2, 4, 5]
+    with pytest.raises(HPError, match="frames, 4, h, w"):
+        M["HunyuanPortraitDecode"]().decode(models, {"samples": lat[None]}, 2)
+
+
+def test_paste_back_blends_into_the_full_source(appearance):
+    src = source_image()
+    gen = torch.zeros(2, RES, RES, 3)
+    gen[..., 1] = 1.0  # pure green
+    out = M["HunyuanPortraitPasteBack"]().paste(gen, src, appearance, 0.0)[0]
+    assert out.shape == (2, 240, 320, 3)
+    x1, y1, x2, y2 = appearance.crop_box
+    inside = out[:, max(y1, 0):y2, max(x1, 0):x2]
+    torch.testing.assert_close(inside, torch.tensor([0.0, 1.0, 0.0]).expand_as(inside))
+    outside = torch.ones(240, 320, dtype=torch.bool)
+    outside[max(y1, 0):y2, max(x1, 0):x2] = False
+    expected = (src[0] * 255).round() / 255
+    torch.testing.assert_close(out[0][outside], expected[outside], rtol=0, atol=1e-6)
+    soft = M["HunyuanPortraitPasteBack"]().paste(gen, src, appearance, 0.1)[0]
+    cy = (max(y1, 0) + y2) // 2
+    torch.testing.assert_close(soft[0, cy, max(x1, 0)], expected[cy, max(x1, 0)], rtol=0, atol=1e-6)  # edge: source
+    torch.testing.assert_close(soft[0, cy, (x1 + x2) // 2], torch.tensor([0.0, 1.0, 0.0]))      # centre: generated
+
+
+def test_paste_back_masks_and_size_checks(appearance):
+    src = source_image()
+    gen = torch.ones(2, RES, RES, 3)
+    zero = torch.zeros(1, 240, 320)  # a mask over the source that keeps everything of the source
+    kept = M["HunyuanPortraitPasteBack"]().paste(gen, src, appearance, 0.1, zero)[0]
+    torch.testing.assert_close(kept[1], (src[0] * 255).round() / 255, rtol=0, atol=1e-6)
+    with pytest.raises(HPError, match="3 masks for 2 frames"):
+        M["HunyuanPortraitPasteBack"]().paste(gen, src, appearance, 0.1, torch.zeros(3, 240, 320))
+    with pytest.raises(HPError, match="same source image"):
+        M["HunyuanPortraitPasteBack"]().paste(gen, src[:, :200], appearance, 0.1)
