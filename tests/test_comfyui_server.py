@@ -120,8 +120,8 @@ def server(tmp_path_factory):
             proc.kill()
 
 
-def _tiny_prompt(**sampler) -> dict:
-    prompt = json.loads((ROOT / "workflows" / "api" / "hunyuan_portrait_basic.json").read_text())
+def _tiny_prompt(workflow: str = "basic", **sampler) -> dict:
+    prompt = json.loads((ROOT / "workflows" / "api" / f"hunyuan_portrait_{workflow}.json").read_text())
     for node in prompt.values():
         kind, inputs = node["class_type"], node["inputs"]
         if kind == "LoadImage":
@@ -136,6 +136,8 @@ def _tiny_prompt(**sampler) -> dict:
             inputs["resolution"] = 64
         elif kind == "HunyuanPortraitSampler":
             inputs.update({"steps": 2, "padding": 2, "context_window": 8, "context_overlap": 2, **sampler})
+        elif kind == "AlignYourStepsScheduler":
+            inputs["steps"] = 3
     return prompt
 
 
@@ -177,6 +179,14 @@ def test_basic_workflow_runs_and_second_run_is_cached(server):
     loader = next(k for k, v in _tiny_prompt().items() if v["class_type"] == "HunyuanPortraitModelLoader")
     sampler = next(k for k, v in _tiny_prompt().items() if v["class_type"] == "HunyuanPortraitSampler")
     assert cached and loader in cached[0] and sampler in cached[0]
+
+
+@pytest.mark.parametrize("workflow", ["fast", "comfy_sampler", "long_video"])
+def test_other_workflows_run(server, workflow):
+    result = server.run(_tiny_prompt(workflow))
+    assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:3000]
+    names = {Path(o["filename"]).name for out in result["outputs"].values() for o in out.get("images", [])}
+    assert any(n.startswith(f"hunyuan_portrait_{workflow}_0") and n.endswith(".mp4") for n in names), names
 
 
 def test_cancel_stops_sampling_and_next_run_works(server):
