@@ -200,3 +200,22 @@ def test_edm_stand_in_matches_the_svd_range():
     assert sampling.percent_to_sigma(0.5) == pytest.approx((700.0 * 0.002) ** 0.5)  # log-midpoint
     x, n = torch.ones(2), torch.full((2,), 2.0)
     torch.testing.assert_close(sampling.noise_scaling(3.0, n, x), torch.full((2,), 7.0))
+
+
+def test_startup_names_an_onnxruntime_problem(monkeypatch, caplog):
+    import hp_core.preprocess as pre
+    import nodes
+
+    monkeypatch.setattr(pre, "onnx_providers", lambda: (["CPUExecutionProvider"], "onnxruntime runs on the CPU"))
+    with caplog.at_level("WARNING", logger="HunyuanPortrait"):
+        nodes._check_onnxruntime()
+    assert "onnxruntime runs on the CPU" in caplog.text
+
+    def missing():
+        raise HPError("onnxruntime is not installed.")
+
+    monkeypatch.setattr(pre, "onnx_providers", missing)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="HunyuanPortrait"):
+        nodes._check_onnxruntime()  # never raises: the pack still loads
+    assert "not installed" in caplog.text and "YOLO" in caplog.text
