@@ -151,3 +151,18 @@ def test_encode_motion_takes_uint8_frames_chunk_by_chunk(models):
     assert a.ids == [(1, 2), (3, 4)] and a.tokens.shape[0] == 7
     with pytest.raises(HPError, match="intensity id pairs"):
         P.encode_motion(models, crops, poses, [(1, 2)], chunk=4)
+
+
+def test_uint8_skeletons_reach_the_pose_guider_in_unit_range(models):
+    settings = P.Settings(steps=1, height=64, width=64, window=4, overlap=1, pad=1)
+    cond, ref = _conditions(models, 3, settings, pose=True)
+    as_uint8 = (cond.pose * 255).round().to(torch.uint8)
+    seen = []
+    handle = models.pose_guider.register_forward_pre_hook(lambda m, args: seen.append(float(args[0].max())))
+    try:
+        a = P.sample_latents(models, P.replace(cond, pose=as_uint8), ref, settings)
+    finally:
+        handle.remove()
+    assert seen and max(seen) <= 1.0
+    b = P.sample_latents(models, P.replace(cond, pose=as_uint8.float() / 255), ref, settings)
+    torch.testing.assert_close(a, b)

@@ -94,10 +94,10 @@ class PortraitDenoiser:
                 blank = torch.zeros(1, 3, h * 8, w * 8, device=self.device, dtype=pg_dtype)
                 self._blank_pose = self.pose_guider(blank)
             return self._blank_pose.expand(len(idx), -1, -1, -1)
-        pose = self.cond.pose[idx].to(self.device, pg_dtype)
-        if pose.dtype == torch.uint8:
+        pose = self.cond.pose[idx].to(self.device)
+        if pose.dtype == torch.uint8:  # skeletons travel as uint8 to save memory; the guider wants [0, 1]
             pose = pose.float() / 255
-        return self.pose_guider(pose)
+        return self.pose_guider(pose.to(pg_dtype))
 
     def window_output(self, x_win: torch.Tensor, sigma: float, idx: list[int], step: int) -> torch.Tensor:
         """Guided denoised estimate (1, W, 4, h, w) of one window (x_win already on the device)."""
