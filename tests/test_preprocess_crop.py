@@ -51,6 +51,9 @@ def test_auto_edge_mode_pads_only_when_the_release_box_cuts_the_face():
     assert square_crop_box((0, 100, 20, 160), 400, 400) == (0, 110, 40, 150)
     # auto: unclipped (-20,40,40,220), side 60 centred on the face -> face kept whole, left part padded
     assert portrait_crop_box((0, 100, 20, 160), 400, 400) == (-20, 100, 40, 160)
+    # a cut of under a tenth of the face (4 px of 60 at top and bottom) keeps the release's framing
+    assert square_crop_box((0, 100, 26, 160), 400, 400) == (0, 104, 52, 156)
+    assert portrait_crop_box((0, 100, 26, 160), 400, 400) == (0, 104, 52, 156)
     # an ordinary border face keeps the release box
     assert portrait_crop_box((0, 300, 100, 400), 800, 1000) == (0, 250, 200, 450)
     assert portrait_crop_box((0, 300, 100, 400), 800, 1000, "pad") == (-100, 200, 200, 500)

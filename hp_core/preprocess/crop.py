@@ -60,8 +60,9 @@ def square_crop_box(face_box: Sequence[float], height: int, width: int, ratio: f
 def portrait_crop_box(face_box: Sequence[float], height: int, width: int, edge_mode: str = "auto") -> Box:
     """The square crop for a face: edge_mode "clip" (release), "pad" (unclipped, black padding), or "auto".
 
-    "auto" keeps the release's box unless it cuts into the face, which happens only for faces at
-    the image border whose box is much taller than wide (or wider than tall); then it pads instead.
+    "auto" keeps the release's box unless it cuts more than a tenth of the face off, which happens only
+    for faces at the image border whose box is much taller than wide (or wider than tall); then it pads
+    instead. A smaller cut keeps the release's framing, so ordinary close-ups match the release.
     """
     if edge_mode not in ("auto", "clip", "pad"):
         from ..errors import HPError
@@ -73,9 +74,10 @@ def portrait_crop_box(face_box: Sequence[float], height: int, width: int, edge_m
         return box
     fx1, fy1 = max(float(face_box[0]), 0.0), max(float(face_box[1]), 0.0)
     fx2, fy2 = min(float(face_box[2]), width), min(float(face_box[3]), height)
-    tolerance = 1.0  # rounding of the box corners
-    if (fx1 < box[0] - tolerance or fy1 < box[1] - tolerance or fx2 > box[2] + tolerance
-            or fy2 > box[3] + tolerance):
+    tol_x = max(1.0, 0.1 * (fx2 - fx1))  # at least the rounding of the box corners
+    tol_y = max(1.0, 0.1 * (fy2 - fy1))
+    if (fx1 < box[0] - tol_x or fy1 < box[1] - tol_y or fx2 > box[2] + tol_x
+            or fy2 > box[3] + tol_y):
         return square_crop_box(face_box, height, width, clip=False)
     return box
 
