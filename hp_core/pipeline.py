@@ -442,7 +442,7 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
             dtypes[n] = torch.float32  # the release keeps the motion path in fp32
     models = load_models_from_dirs(search_dirs, preset=preset, device=device, dtypes=dtypes, vae=vae)
     result = animate(models, prepared, settings, progress=progress)
-    frames = (result.frames.numpy() * 255).round().astype(np.uint8)
+    frames = (result.frames.numpy() * 255).astype(np.uint8)  # truncation, as the release writes frames
     pasted = None
     if paste_back:
         pasted = np.stack(list(iter_paste_back(source, frames, result.crop_bbox)))
