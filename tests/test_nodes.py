@@ -401,6 +401,10 @@ def test_pose_input_reaches_the_pose_guider(models, appearance, motion, features
     blank = _sample(models, appearance, motion)
     posed = _sample(models, appearance, motion, pose=pose)
     assert posed.shape == blank.shape and not torch.allclose(posed, blank)
+    full = nodes.sampler.pose_frames(pose, 3, 512)  # at the skeletons' own size they stay uint8
+    assert full.dtype == torch.uint8 and torch.equal(full, torch.from_numpy(pose.images[:3]).permute(0, 3, 1, 2))
+    small = nodes.sampler.pose_frames(pose, 4, RES)
+    assert small.shape == (4, 3, RES, RES) and small.dtype == torch.float32 and 0 <= small.min() < small.max() <= 1
     short = type(pose)(pose.images[:2])
     with pytest.raises(HPError, match="2 frames"):
         _sample(models, appearance, motion, pose=short)
