@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import torch
 
 from .errors import HPError
-from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, load_component
+from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
 from .models.motion_refiner import motion_tokens
 from .sampling.denoiser import Conditions, GuidanceSettings, PortraitDenoiser
 from .sampling.guidance import pad_frames, pad_motion
@@ -225,13 +225,13 @@ def encode_reference(models: PortraitModels, reference: torch.Tensor) -> tuple[t
     with models.use("vae") as vae:
         dt = _dtype_of(vae)
         if dt != torch.float32:
-            vae.float()
+            cast(vae, dtype=torch.float32)
         try:
             dist = vae.encode(reference.to(models.device, torch.float32)).latent_dist
             mean, mode = dist.mean.cpu(), dist.mode().cpu()
         finally:
             if dt != torch.float32:
-                vae.to(dt)
+                cast(vae, dtype=dt)
     return mean * VAE_SCALE, mode
 
 

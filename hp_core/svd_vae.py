@@ -256,7 +256,8 @@ def load_vae(search_dirs, vae: str | os.PathLike | None = None, *, device="cpu",
     with torch.device("meta"):
         model = AutoencoderKLTemporalDecoder(**config)
     load_strict(model, state, component="vae", source=str(source))
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    from .models import cast
+    return cast(model, device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 __all__ = ["detect_layout", "convert_sgm_vae_to_diffusers", "read_vae_state_dict", "vae_config_for", "find_vae",

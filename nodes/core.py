@@ -123,7 +123,8 @@ def load_network(name: str, path: Path, preset: str, dtype: torch.dtype) -> torc
             raise HPError(f"{err} The folder holds random '{marker.get('preset')}' weights.",
                           hint=f"Set the loader's preset to '{marker.get('preset')}'.") from err
         raise
-    return module.to(device="cpu", dtype=dtype).eval()
+    from hp_core.models import cast
+    return cast(module, device="cpu", dtype=dtype).eval()
 
 
 def _models_root(path: Path) -> Path:

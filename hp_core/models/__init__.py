@@ -135,7 +135,13 @@ def load_component(name: str, weights, preset: str = "official", dtype: torch.dt
     if isinstance(dtype, str):
         dtype = DTYPES[dtype]
     dtype = dtype or DEFAULT_DTYPES[name]
-    return module.to(device=device, dtype=dtype).eval()
+    return cast(module, device=device, dtype=dtype).eval()
+
+
+def cast(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn.Module:
+    """Move/cast a module with torch's own ``to``: diffusers' override logs a spurious float32 warning
+    on every dtype cast of a model that has no float32-only parts."""
+    return nn.Module.to(module, device=device, dtype=dtype)
 
 
 class _nullcontext:
@@ -146,5 +152,5 @@ class _nullcontext:
         return False
 
 
-__all__ = ["COMPONENTS", "PRESETS", "PRESET_DIMS", "PresetDims", "DEFAULT_DTYPES", "DTYPES", "build_component",
+__all__ = ["cast", "COMPONENTS", "PRESETS", "PRESET_DIMS", "PresetDims", "DEFAULT_DTYPES", "DTYPES", "build_component",
            "build_vae", "load_component", "unet_config", "vae_config"]
