@@ -66,6 +66,30 @@ def write_fake_arcface(path: str | Path, seed: int = 0) -> Path:
     return path
 
 
+def write_constant_onnx(path: str | Path, input_name: str, input_shape: list, outputs: list) -> Path:
+    """An ONNX model that reads its input (as the real detectors do) and returns fixed tensors ``outputs``;
+    stands in for SCRFD and the DWPose pair, whose decoding is what the tests check."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nodes = [helper.make_node("ReduceMean", [input_name], ["m"], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"])]
+    inits = [numpy_helper.from_array(np.array(0, np.float32), "zero")]
+    outs = []
+    for i, arr in enumerate(outputs):
+        inits.append(numpy_helper.from_array(np.asarray(arr, np.float32), f"c{i}"))
+        nodes.append(helper.make_node("Add", [f"c{i}", "z"], [f"out{i}"]))
+        outs.append(helper.make_tensor_value_info(f"out{i}", TensorProto.FLOAT, list(np.shape(arr))))
+    inp = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)
+    model = helper.make_model(helper.make_graph(nodes, "constant", [inp], outs, inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
 def portrait(h: int = 240, w: int = 320, box=(130, 70, 190, 150)) -> np.ndarray:
     """Grey image with a red square 'face' and some texture around it (uint8 RGB)."""
     rng = np.random.default_rng(1)

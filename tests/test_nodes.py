@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import nodes
-from fakes import driving_frames
+from fakes import driving_frames, write_constant_onnx
 from hp_core.errors import HPError
 from hp_core.models import COMPONENTS
 from hp_core.pipeline import Settings, build_conditions, decode_latents, encode_motion, sample_latents
@@ -300,35 +300,14 @@ def test_dwpose_alignment_draws_one_skeleton_per_frame(features, monkeypatch):
     assert (with_eyes.images > 0).sum() > (pose.images > 0).sum()  # cross-reenactment drops the eyes
 
 
-def _constant_onnx(path: Path, input_name: str, input_shape: list, outputs: list) -> None:
-    """An ONNX model that reads its input (as DWPose's do) and returns fixed tensors."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    graph_nodes = [helper.make_node("ReduceMax", [input_name], ["peak"], keepdims=0),
-                   helper.make_node("Mul", ["peak", "nothing"], ["zero"])]
-    inits = [numpy_helper.from_array(np.array(0, np.float32), "nothing")]
-    outs = []
-    for i, arr in enumerate(outputs):
-        inits.append(numpy_helper.from_array(arr.astype(np.float32), f"const{i}"))
-        graph_nodes.append(helper.make_node("Add", [f"const{i}", "zero"], [f"y{i}"]))
-        outs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, list(arr.shape)))
-    inp = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)
-    model = helper.make_model(helper.make_graph(graph_nodes, "constant", [inp], outs, inits),
-                              opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-
-
 def test_dwpose_node_opens_the_onnx_files_of_the_models_folder(features, models_dir, tmp_path, monkeypatch):
     det = np.zeros((1, 8400, 6))
     det[0, 8085, :6] = [0.5, 0.5, np.log(4), np.log(8), 0.9, 0.9]  # one person in a stride-32 cell
     simcc_x, simcc_y = np.zeros((1, 133, 576)), np.zeros((1, 133, 768))
     for k, (bx, by) in {0: (288, 300), 5: (400, 500), 6: (176, 500), 1: (288, 420)}.items():
         simcc_x[0, k, bx], simcc_y[0, k, by] = 0.9, 0.9  # nose, shoulders (COCO ids)
-    _constant_onnx(tmp_path / "dwpose" / "yolox_l.onnx", "images", [1, 3, 640, 640], [det])
-    _constant_onnx(tmp_path / "dwpose" / "dw-ll_ucoco_384.onnx", "input", [1, 3, 384, 288], [simcc_x, simcc_y])
+    write_constant_onnx(tmp_path / "dwpose" / "yolox_l.onnx", "images", [1, 3, 640, 640], [det])
+    write_constant_onnx(tmp_path / "dwpose" / "dw-ll_ucoco_384.onnx", "input", [1, 3, 384, 288], [simcc_x, simcc_y])
     monkeypatch.setenv("HP_MODELS_DIR", f"{models_dir}{os.pathsep}{tmp_path}")  # a second models folder
     pose, _ = M["HunyuanPortraitDWPoseAlignment"]().align(features, True)
     assert pose.images.shape == (4, 512, 512, 3)

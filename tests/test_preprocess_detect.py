@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from fakes import write_constant_onnx
+
 from hp_core.errors import HPError
 from hp_core.preprocess.faces import Face, nms, select_face
 from hp_core.preprocess.onnx_session import onnx_providers
@@ -103,26 +105,6 @@ def test_nms_conventions():
 
 # ---- SCRFD -----------------------------------------------------------------------------------
 
-def _scrfd_onnx(path, outputs):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes = [helper.make_node("ReduceMean", ["input.1"], ["m"], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"])]
-    inits = [numpy_helper.from_array(np.array(0, np.float32), "zero")]
-    outs = []
-    for i, arr in enumerate(outputs):
-        inits.append(numpy_helper.from_array(arr.astype(np.float32), f"c{i}"))
-        nodes.append(helper.make_node("Add", [f"c{i}", "z"], [f"out{i}"]))
-        outs.append(helper.make_tensor_value_info(f"out{i}", TensorProto.FLOAT, list(arr.shape)))
-    graph = helper.make_graph(nodes, "scrfd_stub",
-                              [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 640, 640])],
-                              outs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-
-
 def test_scrfd_decoding_and_nms(tmp_path):
     counts = {8: 80 * 80 * 2, 16: 40 * 40 * 2, 32: 20 * 20 * 2}
     scores = {s: np.zeros((n, 1)) for s, n in counts.items()}
@@ -143,7 +125,7 @@ def test_scrfd_decoding_and_nms(tmp_path):
     dists[16][100] = [1, 1, 1, 1]
     outputs = [scores[s] for s in (8, 16, 32)] + [dists[s] for s in (8, 16, 32)] + [kps[s] for s in (8, 16, 32)]
     path = tmp_path / "det_10g.onnx"
-    _scrfd_onnx(path, outputs)
+    write_constant_onnx(path, "input.1", [1, 3, 640, 640], outputs)
     det = load_scrfd(path, ["CPUExecutionProvider"])
     # 960x1280 fits 640x480 of the input: scale 0.5, so frame coordinates are input coordinates x 2
     faces = det.detect(np.full((960, 1280, 3), 90, np.uint8))

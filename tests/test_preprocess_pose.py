@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from fakes import write_constant_onnx
 from hp_core.preprocess.dwpose import (decode_simcc, frame_to_crop, input_to_frame, load_dwpose, pose_box,
                                        pose_warp_matrix, poses_from_openpose_json, wholebody_to_openpose)
 from hp_core.preprocess.pose_align import COLORS, LIMBS, align_poses, render_pose
@@ -163,25 +164,6 @@ def test_wholebody_to_openpose_mapping():
     assert wholebody_to_openpose(pts, scores)[1, 2] == 0.0
 
 
-def _const_onnx(path, input_name, input_shape, outputs):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes = [helper.make_node("ReduceMean", [input_name], ["m"], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"])]
-    inits = [numpy_helper.from_array(np.array(0, np.float32), "zero")]
-    outs = []
-    for i, arr in enumerate(outputs):
-        inits.append(numpy_helper.from_array(arr.astype(np.float32), f"c{i}"))
-        nodes.append(helper.make_node("Add", [f"c{i}", "z"], [f"out{i}"]))
-        outs.append(helper.make_tensor_value_info(f"out{i}", TensorProto.FLOAT, list(arr.shape)))
-    graph = helper.make_graph(nodes, "stub", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT,
-                                                                            input_shape)], outs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-
-
 def test_dwpose_pipeline_on_stub_models(tmp_path):
     det = np.zeros((1, 8400, 85))
     det[..., 4] = 0.0
@@ -192,8 +174,8 @@ def test_dwpose_pipeline_on_stub_models(tmp_path):
     simcc_x[0, 0, 288], simcc_y[0, 0, 384] = 0.9, 0.8       # nose at the region centre
     simcc_x[0, 5, 400], simcc_y[0, 5, 500] = 0.9, 0.9       # left shoulder
     simcc_x[0, 6, 176], simcc_y[0, 6, 500] = 0.9, 0.9       # right shoulder
-    _const_onnx(tmp_path / "yolox_l.onnx", "images", [1, 3, 640, 640], [det])
-    _const_onnx(tmp_path / "dw.onnx", "input", [1, 3, 384, 288], [simcc_x, simcc_y])
+    write_constant_onnx(tmp_path / "yolox_l.onnx", "images", [1, 3, 640, 640], [det])
+    write_constant_onnx(tmp_path / "dw.onnx", "input", [1, 3, 384, 288], [simcc_x, simcc_y])
     est = load_dwpose(tmp_path / "yolox_l.onnx", tmp_path / "dw.onnx", ["CPUExecutionProvider"])
     # 320x480 frame: letterbox ratio 4/3, person box (112,16,240,272)/ratio = (84,12,180,204)
     # pose region: centre (132,108), size (180,240); bin b -> b/2 / (288,384) * size + centre - size/2
