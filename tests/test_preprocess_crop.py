@@ -184,6 +184,11 @@ def test_numpy_and_torch_inputs():
     assert out.shape == (3, 4, 3)
     np.testing.assert_array_equal(out, np.rint(comfy[0].numpy() * 255).astype(np.uint8))
     assert to_rgb_uint8(np.array([[[0.0, 127.6, 300.0]]], np.float64))[0, 0].tolist() == [0, 128, 255]
+    # a unit-range image that overshoots 1.0 after an unclamped bicubic upscale stays unit-range
+    over = np.full((4, 4, 3), 0.45, np.float32)
+    over[0, 0] = 1.087
+    got = to_rgb_uint8(over)
+    assert got[1, 1].tolist() == [115, 115, 115] and got[0, 0].tolist() == [255, 255, 255]
     nan = to_rgb_uint8(np.array([[[np.nan, 0.5, 1.0]]], np.float32))
     assert nan[0, 0].tolist() == [0, 128, 255]
     half = to_rgb_uint8(torch.ones(2, 2, 3, dtype=torch.float16))

@@ -50,9 +50,11 @@ def _convert_dtype(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if np.issubdtype(arr.dtype, np.floating):
-        # Floats in [0, 1] (ComfyUI IMAGE, PIL "F" from a normalised source) or in [0, 255].
+        # Floats in [0, 1] (ComfyUI IMAGE, PIL "F" from a normalised source) or in [0, 255]. Resampling
+        # (ComfyUI's bicubic upscale does not clamp) overshoots 1.0 a little; a 0..255 image peaking
+        # below 2 would be black anyway, so up to 2 counts as the unit range (clipped).
         peak = float(np.nanmax(arr)) if arr.size else 0.0
-        scale = 255.0 if peak <= 1.0 + 1e-3 else 1.0
+        scale = 255.0 if peak <= 2.0 else 1.0
         convert = lambda block: _float_block(block, scale)  # noqa: E731
     elif np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize > 1:
         # 16-bit (and 32-bit "I" images that hold 16-bit data); 8-bit data stored wide stays as is.
