@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from hp_core.errors import HPError
-from hp_core.pipeline import decode_latents
+from hp_core.pipeline import VAE_SCALE, decode_latents
 from hp_core.preprocess import paste_back, soft_mask, to_rgb_uint8
 
 from . import bridge
@@ -47,7 +47,7 @@ class HunyuanPortraitDecode:
             progress(done, total)
 
         with bridge.readable_errors("decoding", "decode_chunk (e.g. 2) or the precision"):
-            frames = decode_latents(models, samples.float(), chunk=int(decode_chunk), progress=step)
+            frames = decode_latents(models, samples.float() * VAE_SCALE, chunk=int(decode_chunk), progress=step)
         return (frames,)
 
 

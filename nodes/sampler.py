@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hp_core.errors import HPError
-from hp_core.pipeline import Settings, build_conditions, sample_latents
-from hp_core.preprocess import to_unit_tensor
+from hp_core.pipeline import VAE_SCALE, Settings, build_conditions, pose_condition, sample_latents
 from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas
 
 from . import bridge, comfy_sampler
@@ -24,18 +21,14 @@ def _cfg(default: float, what: str) -> tuple:
 
 
 def pose_frames(pose, frames: int, resolution: int) -> torch.Tensor | None:
-    """HP_POSE -> (F, 3, R, R) for the pose guider, cut to the motion's frame count: uint8 at the skeletons'
-    own 512 (4x less memory than floats; the denoiser scales it to [0, 1]), resized floats in [0, 1] otherwise."""
+    """HP_POSE -> (F, 3, R, R) uint8 for the pose guider, cut to the motion's frame count and resized in
+    batches (4x less memory than floats; the denoiser scales it to [0, 1])."""
     if pose is None:
         return None
     if pose.num_frames < frames:
         raise HPError(f"The pose input has {pose.num_frames} frames but the motion has {frames}.",
                       hint="Feed the DWPose node from the same Face-Crop Motion Encoder as the motion extractor.")
-    images = np.ascontiguousarray(pose.images[:frames])
-    if images.shape[1] == resolution:
-        return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    return F.interpolate(to_unit_tensor(images), size=(resolution, resolution), mode="bilinear",
-                         align_corners=False, antialias=True)
+    return pose_condition(pose.images[:frames], (resolution, resolution))
 
 
 class HunyuanPortraitSampler:
@@ -123,7 +116,9 @@ class HunyuanPortraitSampler:
         with bridge.readable_errors("sampling", "context_window (e.g. 16), the resolution or the precision"):
             latents = sample_latents(models, conditions, appearance.ref_latents, settings, progress=progress,
                                      should_cancel=bridge.interrupted, sampler_fn=run, sigmas=schedule)
-        return ({"samples": latents},)
+        # ComfyUI's LATENT holds raw VAE latents (its samplers apply the 0.18215 scale inside), so core
+        # VAE Decode with an SVD VAE reads this output, and our Decode reads core latents.
+        return ({"samples": latents / VAE_SCALE},)
 
 
 NODE_CLASS_MAPPINGS = {"HunyuanPortraitSampler": HunyuanPortraitSampler}
