@@ -246,6 +246,10 @@ def check_interrupt() -> None:
 
 # ------------------------------------------------------------------------------------ out of memory
 
+# Callbacks that free memory ComfyUI's model management cannot see (face detector, ONNX sessions);
+# run after an out-of-memory error, before the user retries with lower settings.
+ON_OOM: list[Callable[[], None]] = []
+
 OOM_TYPES: tuple[type[BaseException], ...] = tuple(
     t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if t)
 
@@ -284,6 +288,8 @@ class readable_errors:
         del tb
         if COMFY:
             _mm.unload_all_models()
+        for free in ON_OOM:
+            free()
         empty_cache()
         raise HPError(f"Out of memory during {self.stage} ({text}).",
                       hint=f"Lower {self.lower}; or set keep_on_gpu to 'none' in the loader, or start ComfyUI "

@@ -42,6 +42,7 @@ class _Cache:
 
 
 _PREPROCESS_CACHE = _Cache(4)
+bridge.ON_OOM.append(_PREPROCESS_CACHE.clear)  # detectors / ONNX sessions hold device memory of their own
 
 
 def file_key(path: Path) -> tuple:

@@ -133,8 +133,8 @@ class HunyuanPortraitMotionExtractor:
         with bridge.readable_errors("motion encoding", "the precision or keep_on_gpu"):
             for start in range(0, frames, step):
                 bridge.check_interrupt()
-                part = prepared.window(start, start + step)
-                cond = encode_motion(models, part["motion_crops_256"], part["pose_256"],
+                part = slice(start, start + step)
+                cond = encode_motion(models, prepared.motion_crops[part], prepared.pose_crops[part],
                                      ids[start // CHUNK:], chunk=CHUNK)
                 tokens.append(cond.tokens)
                 rotation.append(cond.rotation)
