@@ -224,9 +224,9 @@ def encode_reference(models: PortraitModels, reference: torch.Tensor) -> tuple[t
     both (1,4,h,w) fp32 on the CPU. The VAE runs in fp32 (SVD's force_upcast)."""
     with models.use("vae") as vae:
         dt = _dtype_of(vae)
-        if dt != torch.float32:
-            cast(vae, dtype=torch.float32)
-        try:
+        try:  # the up-cast is inside: a cast cut short (out of memory) is undone by the finally
+            if dt != torch.float32:
+                cast(vae, dtype=torch.float32)
             dist = vae.encode(reference.to(models.device, torch.float32)).latent_dist
             mean, mode = dist.mean.cpu(), dist.mode().cpu()
         finally:
