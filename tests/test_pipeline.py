@@ -1,7 +1,5 @@
 """Sampling pipeline on the tiny preset: release numerics, determinism, cancellation, bad settings."""
 
-import math
-
 import pytest
 import torch
 
