@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,93 +27,20 @@ if not COMFYUI_PATH:
     pytest.skip("COMFYUI_PATH is not set (path of a ComfyUI checkout)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, url: str, proc: subprocess.Popen, log: Path):
-        self.url, self.proc, self.log = url, proc, log
-
-    def get(self, path: str):
-        with urllib.request.urlopen(self.url + path, timeout=30) as r:
-            return json.loads(r.read())
-
-    def post(self, path: str, data: dict):
-        req = urllib.request.Request(self.url + path, data=json.dumps(data).encode(),
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                body = r.read()
-                return json.loads(body) if body else {}
-        except urllib.error.HTTPError as err:
-            raise AssertionError(f"POST {path} -> {err.code}: {err.read().decode()[:2000]}") from None
-
-    def run(self, prompt: dict, timeout: float = 300) -> dict:
-        """Queue a prompt and wait for its history entry."""
-        pid = self.post("/prompt", {"prompt": prompt, "client_id": "hp-test"})["prompt_id"]
-        return self.wait(pid, timeout)
-
-    def wait(self, pid: str, timeout: float = 300) -> dict:
-        end = time.time() + timeout
-        while time.time() < end:
-            hist = self.get(f"/history/{pid}")
-            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
-                if hist[pid]["status"].get("status_str") in ("success", "error"):
-                    return hist[pid]
-            if self.proc.poll() is not None:
-                raise AssertionError("ComfyUI exited:\n" + self.log.read_text()[-4000:])
-            time.sleep(0.5)
-        raise AssertionError(f"prompt {pid} did not finish in {timeout} s:\n" + self.log.read_text()[-4000:])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from nodes_env import make_models_dir
+    from comfy_server import comfyui_server
     from fakes import driving_frames, portrait
     from hp_core.video import write_video
     from PIL import Image
 
-    tmp = tmp_path_factory.mktemp("comfy")
-    base = tmp / "base"
-    for sub in ("models", "custom_nodes", "input", "output", "temp", "user"):
-        (base / sub).mkdir(parents=True)
-    (base / "custom_nodes" / "ComfyUI-HunyuanPortrait").symlink_to(ROOT, target_is_directory=True)
-    make_models_dir(tmp / "elsewhere" / "hp")
-    yaml = tmp / "extra_model_paths.yaml"
-    yaml.write_text(f"hp_test:\n  base_path: {tmp / 'elsewhere'}\n  hunyuan_portrait: hp\n", encoding="utf-8")
-    Image.fromarray(portrait()).save(base / "input" / "portrait.png")
-    write_video(base / "input" / "driving.mp4", driving_frames(FRAMES), 25.0)
+    def inputs(base):
+        Image.fromarray(portrait()).save(base / "input" / "portrait.png")
+        write_video(base / "input" / "driving.mp4", driving_frames(FRAMES), 25.0)
 
-    port = _free_port()
-    log = tmp / "comfyui.log"
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    cmd = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-           "--extra-model-paths-config", str(yaml), "--disable-auto-launch",
-           "--database-url", f"sqlite:///{tmp / 'comfyui.db'}"]
-    with log.open("w") as f:
-        proc = subprocess.Popen(cmd, cwd=COMFYUI_PATH, stdout=f, stderr=subprocess.STDOUT)
-    srv = Server(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        end = time.time() + 240
-        while True:
-            try:
-                srv.get("/system_stats")
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if proc.poll() is not None or time.time() > end:
-                    raise AssertionError("ComfyUI did not start:\n" + log.read_text()[-4000:])
-                time.sleep(1)
-        srv.base = base
+    tmp = tmp_path_factory.mktemp("comfy")
+    with comfyui_server(tmp, COMFYUI_PATH, os.environ.get("COMFYUI_PYTHON", sys.executable), inputs) as srv:
         yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _tiny_prompt(workflow: str = "basic", **sampler) -> dict:

@@ -1,0 +1,110 @@
+"""Starts a real ComfyUI server for the integration tests: 127.0.0.1 on a free port, --cpu, a temporary
+--base-directory with this pack linked into its custom_nodes, and tiny weights in a folder that only an
+extra_model_paths.yaml names (so the tests also show that folder is honoured)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running ComfyUI: its url, process, log file and --base-directory."""
+
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path, base: Path):
+        self.url, self.proc, self.log, self.base = url, proc, log, base
+
+    def get(self, path: str):
+        """GET path and decode the JSON answer."""
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, data: dict):
+        """POST data as JSON and decode the answer; an HTTP error fails the test with the server's message."""
+        req = urllib.request.Request(self.url + path, data=json.dumps(data).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                body = r.read()
+                return json.loads(body) if body else {}
+        except urllib.error.HTTPError as err:
+            raise AssertionError(f"POST {path} -> {err.code}: {err.read().decode()[:2000]}") from None
+
+    def run(self, prompt: dict, timeout: float = 300) -> dict:
+        """Queue a prompt and wait for its history entry."""
+        pid = self.post("/prompt", {"prompt": prompt, "client_id": "hp-test"})["prompt_id"]
+        return self.wait(pid, timeout)
+
+    def wait(self, pid: str, timeout: float = 300) -> dict:
+        """Wait until prompt pid finished (success or error) and return its history entry."""
+        end = time.time() + timeout
+        while time.time() < end:
+            hist = self.get(f"/history/{pid}")
+            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+                if hist[pid]["status"].get("status_str") in ("success", "error"):
+                    return hist[pid]
+            if self.proc.poll() is not None:
+                raise AssertionError("ComfyUI exited:\n" + self.log.read_text()[-4000:])
+            time.sleep(0.5)
+        raise AssertionError(f"prompt {pid} did not finish in {timeout} s:\n" + self.log.read_text()[-4000:])
+
+
+@contextlib.contextmanager
+def comfyui_server(tmp: Path, comfyui_path: str, python: str | None = None,
+                   prepare: Callable[[Path], None] | None = None) -> Iterator[Server]:
+    """Start ComfyUI (checkout comfyui_path, interpreter python) with the pack and tiny weights; stop it after.
+
+    prepare(base) runs before the start, e.g. to put files into base / "input"."""
+    from nodes_env import make_models_dir
+
+    base = tmp / "base"
+    for sub in ("models", "custom_nodes", "input", "output", "temp", "user"):
+        (base / sub).mkdir(parents=True)
+    (base / "custom_nodes" / "ComfyUI-HunyuanPortrait").symlink_to(ROOT, target_is_directory=True)
+    make_models_dir(tmp / "elsewhere" / "hp")
+    yaml = tmp / "extra_model_paths.yaml"
+    yaml.write_text(f"hp_test:\n  base_path: {tmp / 'elsewhere'}\n  hunyuan_portrait: hp\n", encoding="utf-8")
+    if prepare is not None:
+        prepare(base)
+
+    port = _free_port()
+    log = tmp / "comfyui.log"
+    cmd = [python or sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--base-directory", str(base), "--extra-model-paths-config", str(yaml), "--disable-auto-launch",
+           "--database-url", f"sqlite:///{tmp / 'comfyui.db'}"]
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, cwd=comfyui_path, stdout=f, stderr=subprocess.STDOUT)
+    srv = Server(f"http://127.0.0.1:{port}", proc, log, base)
+    try:
+        end = time.time() + 240
+        while True:
+            try:
+                srv.get("/system_stats")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if proc.poll() is not None or time.time() > end:
+                    raise AssertionError("ComfyUI did not start:\n" + log.read_text()[-4000:])
+                time.sleep(1)
+        yield srv
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
