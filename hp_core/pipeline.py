@@ -17,7 +17,7 @@ from .errors import HPError
 from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
 from .models.motion_refiner import motion_tokens
 from .sampling.denoiser import Conditions, GuidanceSettings, PortraitDenoiser
-from .sampling.guidance import pad_frames, pad_motion
+from .sampling.guidance import pad_frames, pad_motion, unpad
 from .sampling.samplers import SAMPLERS, sample
 from .sampling.schedules import get_sigmas
 from .sampling.windows import validate_windows
@@ -238,9 +238,8 @@ def encode_reference(models: PortraitModels, reference: torch.Tensor) -> tuple[t
 def build_conditions(appearance: torch.Tensor, motion: torch.Tensor, cond_latents: torch.Tensor,
                      pose: torch.Tensor | None, settings: Settings) -> Conditions:
     """Pad motion (ramps) and pose (copies of frame 0) by ``settings.pad`` on both sides."""
-    pad = settings.pad
-    tokens = pad_motion(motion, pad) if pad else motion
-    pose_p = pad_frames(pose, pad) if (pose is not None and pad) else pose
+    tokens = pad_motion(motion, settings.pad)
+    pose_p = pad_frames(pose, settings.pad) if pose is not None else None
     ids = torch.tensor([settings.fps_id, settings.motion_bucket_id, settings.noise_aug], dtype=torch.float32)
     return Conditions(appearance=appearance, motion=tokens, cond_latents=cond_latents, pose=pose_p,
                       added_time_ids=ids)
@@ -296,8 +295,7 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
             gen = torch.Generator("cpu").manual_seed(int(settings.seed) + 1)
             x = sample(settings.sampler, denoiser, x, sig.float(), generator=gen, callback=callback,
                        should_cancel=should_cancel)
-    pad = settings.pad
-    return x[0, pad:length - pad] if pad else x[0]
+    return unpad(x[0], settings.pad)
 
 
 @torch.no_grad()
@@ -329,6 +327,23 @@ def _resize(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
                                            align_corners=False)
 
 
+def appearance_at(prepared, size: int) -> torch.Tensor:
+    """The appearance input (1,3,S,S), ImageNet-normalised: the release's 224 tensor, or made afresh from
+    the 512 crop at another size (a preset with another DINO input)."""
+    if prepared.appearance_224.shape[-1] == size:
+        return prepared.appearance_224
+    from .preprocess import appearance_input
+    return appearance_input(prepared.source_crop_512, size)
+
+
+def reference_at(prepared, hw: tuple[int, int]) -> torch.Tensor:
+    """The VAE reference (1,3,H,W) in [-1,1]: the release's 512 tensor, or resized to another output size."""
+    ref = prepared.vae_reference
+    if tuple(ref.shape[-2:]) == tuple(hw):
+        return ref
+    return _resize(ref, hw).clamp(-1, 1)
+
+
 def pose_condition(pose_images, hw: tuple[int, int], batch: int = 32) -> torch.Tensor | None:
     """(F,H,W,3) uint8 skeleton images (or None for the blank pose) -> (F,3,h,w) uint8 at the output size."""
     if pose_images is None:
@@ -349,8 +364,7 @@ def conditions_from_prepared(models: PortraitModels, prepared, settings: Setting
     """
     settings.validate()
     hw = (settings.height, settings.width)
-    size = models.dims.appearance_size
-    app_img = _resize(prepared.appearance_224, (size, size))
+    app_img = appearance_at(prepared, models.dims.appearance_size)
     identity = torch.as_tensor(prepared.identity, dtype=torch.float32)
     if progress:
         progress(0, 3, "conditions")
@@ -363,7 +377,7 @@ def conditions_from_prepared(models: PortraitModels, prepared, settings: Setting
     motion = encode_motion(models, prepared.motion_crops, prepared.pose_crops, ids, chunk=settings.motion_chunk)
     if progress:
         progress(2, 3, "conditions")
-    ref, cond = encode_reference(models, _resize(prepared.vae_reference, hw))
+    ref, cond = encode_reference(models, reference_at(prepared, hw))
     pose = pose_condition(prepared.pose_images, hw)
     if progress:
         progress(3, 3, "conditions")
@@ -450,6 +464,7 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
             "frames_without_face": prepared.frames_without_face}
 
 
-__all__ = ["Animation", "animate", "animate_files", "conditions_from_prepared", "pose_condition", "Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_models_from_dirs",
+__all__ = ["Animation", "animate", "animate_files", "appearance_at", "conditions_from_prepared", "pose_condition",
+           "reference_at", "Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_models_from_dirs",
            "encode_appearance", "encode_motion", "encode_reference", "build_conditions", "initial_noise",
            "sample_latents", "decode_latents", "replace"]

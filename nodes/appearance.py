@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hp_core.errors import HPError
-from hp_core.pipeline import encode_appearance, encode_reference
-from hp_core.preprocess import appearance_input, no_identity
-from hp_core.preprocess.crop import APPEARANCE_SIZE, CROP_SIZE
+from hp_core.pipeline import appearance_at, encode_appearance, encode_reference, reference_at
+from hp_core.preprocess import no_identity
 
 from . import bridge, core
 from .motion import uint8_to_image
@@ -23,15 +21,6 @@ def source_only(source_image: torch.Tensor, detector: str):
     det = core.face_detector(detector)
     return core.prepare(source_image[0], source_image[0:1], det, face_index=None, max_frames=1, smoothing=0,
                         driving_face_index=None, edge_mode="auto", progress=None)
-
-
-def reference_at(prepared, resolution: int) -> torch.Tensor:
-    """The VAE reference (1, 3, R, R) in [-1, 1]; exactly the release's tensor at 512."""
-    ref = prepared.vae_reference
-    if resolution == CROP_SIZE:
-        return ref
-    return F.interpolate(ref, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                         antialias=True).clamp(-1, 1)
 
 
 class HunyuanPortraitAppearanceExtractor:
@@ -76,11 +65,10 @@ class HunyuanPortraitAppearanceExtractor:
         prepared = motion_features if motion_features is not None else source_only(source_image, detector)
         crop = prepared.source_crop_512
         identity = core.arcface().embed(crop, prepared.source_landmarks) if use_arcface else no_identity()
-        size = models.dims.appearance_size
-        app_in = prepared.appearance_224 if size == APPEARANCE_SIZE else appearance_input(crop, size)
+        app_in = appearance_at(prepared, models.dims.appearance_size)
         with bridge.readable_errors("appearance encoding", "the resolution or precision"):
             tokens = encode_appearance(models, app_in, torch.from_numpy(np.asarray(identity, np.float32)))
-            ref_latents, cond_latents = encode_reference(models, reference_at(prepared, int(resolution)))
+            ref_latents, cond_latents = encode_reference(models, reference_at(prepared, (int(resolution), int(resolution))))
         box = tuple(int(v) for v in prepared.crop_bbox)
         appearance = PortraitAppearance(tokens=tokens, identity=np.asarray(identity, np.float32),
                                         ref_latents=ref_latents, cond_latents=cond_latents, crop_box=box,
