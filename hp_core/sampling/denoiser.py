@@ -23,7 +23,8 @@ import torch
 from ..errors import HPError
 from .guidance import combine, guidance_ramp
 from .v_prediction import c_in, c_noise, v_to_denoised
-from .windows import validate_windows, window_indices
+from .samplers import Cancelled
+from .windows import merge_windows, validate_windows, window_indices
 
 
 @dataclass
@@ -79,7 +80,6 @@ class PortraitDenoiser:
         self.dtype = next(unet.parameters()).dtype
         self.should_cancel = should_cancel
         self._blank_pose: torch.Tensor | None = None
-        self.unet_calls = 0
 
     def step_index(self, sigma: float) -> int:
         """The schedule step whose sigma is nearest (in log space) to ``sigma``."""
@@ -119,7 +119,6 @@ class PortraitDenoiser:
         pose = self._pose_features(idx, h, w).unsqueeze(0).expand(3, -1, -1, -1, -1)
         ids = self.cond.added_time_ids.to(self.device, dt).reshape(1, 3).expand(3, -1)
         v = self.unet(sample, c_noise(sig).item(), ctx, ids, pose)
-        self.unet_calls += 1
         den = v_to_denoised(v.float(), x_win.float().expand(3, -1, -1, -1, -1), sig.float())
         return combine(den[0:1], den[1:2], den[2:3], self.g1[step], self.g2[step])
 
@@ -132,15 +131,10 @@ class PortraitDenoiser:
         step = self.step_index(sigma)
         s = self.settings
         windows = window_indices(self.cond.length, s.window, s.overlap, step, s.shift)
-        total = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        count = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
+        outputs = []  # window results wait where x lives (the CPU by default), not on the device
         for idx in windows:
             if self.should_cancel is not None and self.should_cancel():
-                from .samplers import Cancelled
                 raise Cancelled(step, self.sigmas.numel() - 1)
             x_win = x[:, idx].to(self.device, torch.float32)
-            out = self.window_output(x_win, sigma, idx, step).to(x.device)
-            index = torch.tensor(idx, device=x.device)
-            total.index_add_(1, index, out)
-            count.index_add_(0, index, torch.ones(len(idx), device=x.device))
-        return (total / count.view(1, -1, 1, 1, 1)).to(x.dtype)
+            outputs.append(self.window_output(x_win, sigma, idx, step).to(x.device))
+        return merge_windows(outputs, windows, self.cond.length, dim=1).to(x.dtype)
