@@ -7,6 +7,7 @@ shapes of the official ``<name>.pth`` (preset "official"), or the same classes a
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,7 @@ def build_component(name: str, preset: str = "official", device=None) -> nn.Modu
     builders = _builders(preset)
     if name not in builders:
         raise HPError(f"Unknown component {name!r}.", hint=f"Use one of {', '.join(COMPONENTS)}.")
-    with torch.device(device) if device is not None else _nullcontext():
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         module = builders[name]()
     return module.eval().requires_grad_(False)
 
@@ -117,7 +118,7 @@ def build_vae(preset: str = "official", device=None) -> nn.Module:
     """The SVD temporal VAE (diffusers AutoencoderKLTemporalDecoder) from the shipped config."""
     from diffusers import AutoencoderKLTemporalDecoder
 
-    with torch.device(device) if device is not None else _nullcontext():
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         vae = AutoencoderKLTemporalDecoder(**vae_config(preset))
     return vae.eval().requires_grad_(False)
 
@@ -142,14 +143,6 @@ def cast(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn
     """Move/cast a module with torch's own ``to``: diffusers' override logs a spurious float32 warning
     on every dtype cast of a model that has no float32-only parts."""
     return nn.Module.to(module, device=device, dtype=dtype)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 __all__ = ["cast", "COMPONENTS", "PRESETS", "PRESET_DIMS", "PresetDims", "DEFAULT_DTYPES", "DTYPES", "build_component",
