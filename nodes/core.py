@@ -111,21 +111,17 @@ def read_weights(name: str, path: Path) -> dict[str, torch.Tensor]:
 
 def load_network(name: str, path: Path, preset: str, dtype: torch.dtype) -> torch.nn.Module:
     """One network built for ``preset`` with the file's weights, strictly, on the CPU in ``dtype``."""
-    from hp_core.checkpoint import load_strict
-    from hp_core.models import build_component
+    from hp_core.models import load_component
 
     state = read_weights(name, path)
-    module = build_component(name, preset, device="meta")  # nothing allocated before the check
     try:
-        load_strict(module, state, component=name, source=str(path))
+        return load_component(name, state, preset=preset, dtype=dtype, device="cpu", source=str(path))
     except HPError as err:
         marker = W.is_random_dir(_models_root(path))
         if marker and marker.get("preset") not in (None, preset):
             raise HPError(f"{err} The folder holds random '{marker.get('preset')}' weights.",
                           hint=f"Set the loader's preset to '{marker.get('preset')}'.") from err
         raise
-    from hp_core.models import cast
-    return cast(module, device="cpu", dtype=dtype).eval()
 
 
 def _models_root(path: Path) -> Path:

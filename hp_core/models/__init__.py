@@ -124,12 +124,12 @@ def build_vae(preset: str = "official", device=None) -> nn.Module:
 
 
 def load_component(name: str, weights, preset: str = "official", dtype: torch.dtype | str | None = None,
-                   device="cpu") -> nn.Module:
+                   device="cpu", source: str | None = None) -> nn.Module:
     """Build ``name`` and load ``weights`` (a path or a state dict) strictly, then move to device/dtype.
 
     The module is built on the meta device first, so the full UNet is never allocated twice.
     """
-    source = str(weights) if not isinstance(weights, dict) else "the given state dict"
+    source = source or (str(weights) if not isinstance(weights, dict) else "the given state dict")
     state = read_state_dict(weights, component=name) if not isinstance(weights, dict) else weights
     module = build_component(name, preset, device="meta")
     load_strict(module, state, component=name, source=source)
