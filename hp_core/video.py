@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -178,6 +179,40 @@ def read_video(path: str | os.PathLike, *, max_frames: int | None = None, frame_
     return Clip(frames, fps, audio, truncated)
 
 
+def iter_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decode a video one frame at a time: (H, W, 3) uint8 RGB arrays, at most ``max_frames`` of them.
+
+    Memory stays at one frame whatever the clip's length; call it again to read the clip again.
+    """
+    import imageio_ffmpeg
+
+    path = Path(path)
+    probe_video(path)
+    out_params = ["-frames:v", str(int(max_frames))] if max_frames is not None else None
+    count = 0
+    try:
+        gen = imageio_ffmpeg.read_frames(str(path), output_params=out_params)
+        width, height = next(gen)["size"]
+    except (RuntimeError, OSError, StopIteration, KeyError, ValueError) as err:
+        text = str(err).strip().splitlines()
+        raise HPError(f"{path} could not be decoded ({text[-1][:200] if text else type(err).__name__}).",
+                      hint="Check that the file plays, or re-encode it to H.264 mp4.") from err
+    try:
+        for raw in gen:
+            if len(raw) != width * height * 3:
+                break
+            count += 1
+            yield np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+    except (RuntimeError, OSError) as err:
+        text = str(err).strip().splitlines()
+        raise HPError(f"{path} could not be decoded ({text[-1][:200] if text else type(err).__name__}).",
+                      hint="Check that the file plays, or re-encode it to H.264 mp4.") from err
+    finally:
+        gen.close()
+    if not count:
+        raise HPError(f"{path} has no video frames.", hint="Use a video with at least one frame.")
+
+
 def extract_audio(path: str | os.PathLike, out_path: str | os.PathLike | None = None, *,
                   audio_dir: str | os.PathLike | None = None) -> Path | None:
     """Copy the first audio stream to an AAC .m4a file (a temporary one by default); None if there is none."""
@@ -224,83 +259,140 @@ def _pad_even(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
+class VideoWriter:
+    """Frames appended a chunk at a time to an H.264 yuv420p mp4. ffmpeg writes a temporary file in the
+    destination folder; ``commit`` renames it into place, so an output is either complete or absent.
+
+    Used as a context manager it commits on success and removes the temporary file on any error or
+    interrupt. ``frames`` (when known) cuts the audio at the video's length; otherwise the shorter
+    stream ends the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, *, audio: str | os.PathLike | None = None,
+                 frames: int | None = None, crf: int = 18, preset: str = "medium"):
+        if not fps or fps <= 0:
+            raise HPError(f"The frame rate must be positive (got {fps}).")
+        if audio is not None:
+            _check_file(Path(audio), "audio source")
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}-{id(self):x}.mp4")
+        self.fps, self.audio, self.frames, self.crf, self.preset = fps, audio, frames, crf, preset
+        self.count = 0
+        self._size: tuple[int, int] | None = None
+        self._proc: subprocess.Popen | None = None
+        self._log = None
+        self._finished = False
+
+    def _start(self, h: int, w: int) -> None:
+        rate = Fraction(self.fps).limit_denominator(1001)
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+               "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-"]
+        if self.audio is not None:
+            cmd += ["-i", str(self.audio)]
+        cmd += ["-map", "0:v:0"]
+        if self.audio is not None:
+            cmd += ["-map", "1:a:0?", "-c:a", "aac", "-b:a", "192k"]
+            cmd += ["-t", f"{self.frames / float(rate):.6f}"] if self.frames else ["-shortest"]
+        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(self.crf)), "-preset", self.preset,
+                "-movflags", "+faststart", "-f", "mp4", str(self.tmp)]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg can never block on a full stderr
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        self._size = (h, w)
+
+    def write(self, frames) -> None:
+        """Append frames (F, H, W, 3) or one (H, W, 3); uint8, or float in [0, 1]; numpy or torch."""
+        block = _pad_even(_to_uint8_frames(frames))
+        if self._proc is None:
+            self._start(*block.shape[1:3])
+        if block.shape[1:3] != self._size:
+            h, w = self._size
+            raise HPError(f"All frames must have the same size; frame {self.count} is "
+                          f"{block.shape[2]}x{block.shape[1]}, the first {w}x{h}.")
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(block).tobytes())
+        except BrokenPipeError:
+            self.finish()  # ffmpeg stopped early: finish() raises with its log
+        self.count += len(block)
+
+    def finish(self) -> None:
+        """Wait for ffmpeg to complete the temporary file; HPError (file removed) if it failed."""
+        if self._finished:
+            return
+        if self._proc is None:
+            raise HPError("There are no frames to write.")
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self._proc.wait()
+        self._finished = True
+        self._log.seek(0)
+        text = self._log.read().decode("utf-8", "replace")
+        self._log.close()
+        if code != 0 or not self.tmp.is_file():
+            self.tmp.unlink(missing_ok=True)
+            raise HPError(f"Writing {self.path} failed ({_last_line(text)}).",
+                          hint="Check that the folder is writable and there is free disk space.")
+
+    def commit(self) -> Path:
+        """Finish and move the complete file to its name (replacing an older file there)."""
+        self.finish()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and delete the temporary file; the destination is left as it was."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._log is not None and not self._log.closed:
+            self._log.close()
+        self._finished = True
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()
+
+
 def write_video(path: str | os.PathLike, frames, fps: float, *, audio: str | os.PathLike | None = None,
                 crf: int = 18, preset: str = "medium", chunk: int = 16) -> Path:
     """Write frames (F, H, W, 3; uint8, or float in [0, 1]; numpy or torch) as H.264 yuv420p mp4 at ``fps``.
 
     ``audio`` is any file with an audio stream (the driving clip itself, or an extracted .m4a); its
     first audio stream is muxed in as AAC and cut at the video's length. Odd sides are padded to even.
-    Frames are converted and piped ``chunk`` at a time, so a long video is never copied whole.
+    Frames are converted and piped ``chunk`` at a time, so a long video is never copied whole; the file
+    appears only when complete (see VideoWriter).
     """
-    path = Path(path)
     if hasattr(frames, "ndim") and frames.ndim == 3:
         frames = frames[None]
     n = len(frames)
     if n == 0:
         raise HPError("There are no frames to write.")
-    if not fps or fps <= 0:
-        raise HPError(f"The frame rate must be positive (got {fps}).")
-    if audio is not None:
-        _check_file(Path(audio), "audio source")
-    first = _pad_even(_to_uint8_frames(frames[:chunk]))
-    _, h, w, _ = first.shape
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rate = Fraction(fps).limit_denominator(1001)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-           "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-"]
-    if audio is not None:
-        cmd += ["-i", str(audio)]
-    cmd += ["-map", "0:v:0"]
-    if audio is not None:
-        cmd += ["-map", "1:a:0?", "-c:a", "aac", "-b:a", "192k"]
-    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int(crf)), "-preset", preset,
-            "-t", f"{n / float(rate):.6f}", "-movflags", "+faststart", str(path)]
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg can never block on a full stderr
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            for start in range(0, n, chunk):
-                block = first if start == 0 else _pad_even(_to_uint8_frames(frames[start:start + chunk]))
-                if block.shape[1:3] != (h, w):
-                    raise HPError(f"All frames must have the same size; frame {start} is "
-                                  f"{block.shape[2]}x{block.shape[1]}, the first {w}x{h}.")
-                proc.stdin.write(np.ascontiguousarray(block).tobytes())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg stopped early; its log says why
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            path.unlink(missing_ok=True)
-            raise
-        code = proc.wait()
-        log.seek(0)
-        text = log.read().decode("utf-8", "replace")
-    if code != 0 or not path.is_file():
-        raise HPError(f"Writing {path} failed ({_last_line(text)}).",
-                      hint="Check that the folder is writable and there is free disk space.")
-    return path
+    with VideoWriter(path, fps, audio=audio, frames=n, crf=crf, preset=preset) as writer:
+        for start in range(0, n, chunk):
+            writer.write(frames[start:start + chunk])
+    return Path(path)
 
 
 def read_image(path: str | os.PathLike, *, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """A still image as (H, W, 3) uint8 RGB: EXIF rotation applied, transparency flattened on ``background``."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """A still image as (H, W, 3) uint8 RGB (the pack's one image reader, see preprocess.image)."""
+    from .preprocess.image import read_image_file
 
-    path = Path(path)
-    _check_file(path, "image file")
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                flat = Image.new("RGB", rgba.size, background)
-                flat.paste(rgba, mask=rgba.getchannel("A"))
-                img = flat
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise HPError(f"{path} could not be read as an image ({err}).",
-                      hint=f"Use one of {', '.join(IMAGE_EXTENSIONS)}.") from err
+    return read_image_file(path, background=background)
 
 
-__all__ = ["ffmpeg_exe", "VideoInfo", "Clip", "probe_video", "read_video", "extract_audio", "write_video",
+__all__ = ["ffmpeg_exe", "VideoInfo", "Clip", "probe_video", "read_video", "iter_frames", "extract_audio",
+           "VideoWriter", "write_video",
            "read_image", "IMAGE_EXTENSIONS"]

@@ -1,7 +1,13 @@
-"""Turning whatever image a user hands us into one kind of array: uint8 RGB, H x W x 3."""
+"""Turning whatever image a user hands us into one kind of array: uint8 RGB, H x W x 3.
+
+``read_image_file`` is the one reader of image files (CLI, library API); the nodes get ComfyUI's IMAGE
+tensors and convert them with ``to_rgb_uint8``, the same conversion the file reader ends in.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,3 +107,34 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     return np.ascontiguousarray(arr)
+
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info)
+
+
+def read_image_file(path: str | os.PathLike, *, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB: EXIF rotation applied, transparency flattened on ``background``,
+    16-bit, 32-bit and float greys scaled to 8 bits (never clipped to white), CMYK and palettes converted."""
+    from PIL import ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise HPError(f"The image file {path} does not exist.", hint="Check the path.")
+    if not path.is_file():
+        raise HPError(f"The image file {path} is not a file.", hint="Give the path of a file.")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if _has_alpha(img):
+                rgba = img.convert("RGBA")
+                flat = Image.new("RGB", rgba.size, background)
+                flat.paste(rgba, mask=rgba.getchannel("A"))
+                img = flat
+            return to_rgb_uint8(img)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        from ..video import IMAGE_EXTENSIONS
+        raise HPError(f"{path} could not be read as an image ({err}).",
+                      hint=f"Use one of {', '.join(IMAGE_EXTENSIONS)}.") from err
