@@ -19,10 +19,11 @@ from .models.motion_refiner import motion_tokens
 from .sampling.denoiser import Conditions, GuidanceSettings, PortraitDenoiser
 from .sampling.guidance import pad_frames, pad_motion, unpad
 from .sampling.samplers import SAMPLERS, sample
-from .sampling.schedules import get_sigmas
+from .sampling.schedules import SCHEDULES, get_sigmas
 from .sampling.windows import validate_windows
 
 VAE_SCALE = 0.18215
+SEED_MAX = 2**64 - 1  # torch generators take unsigned 64-bit seeds
 
 
 @dataclass
@@ -52,20 +53,48 @@ class Settings:
     height: int = 512
     width: int = 512
 
-    def validate(self) -> None:
-        """Raise HPError for impossible settings before any model runs."""
-        if self.steps < 1:
-            raise HPError(f"steps must be at least 1, got {self.steps}.")
+    def problems(self) -> list[tuple[tuple[str, ...], HPError]]:
+        """Every impossible setting, each with the names of the fields involved (for the entry points to
+        name their own flags or widgets). This is the one home of these rules; inner functions trust them."""
+        out: list[tuple[tuple[str, ...], HPError]] = []
+        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
+            out.append((("steps",), HPError(f"steps must be a whole number >= 1, got {self.steps!r}.",
+                                            hint="Set steps to 1 or more (the release: 25).")))
         if not 0.0 < self.denoise <= 1.0:
-            raise HPError(f"denoise must lie in (0, 1], got {self.denoise}.")
+            out.append((("denoise",), HPError(f"denoise must lie in (0, 1], got {self.denoise}.")))
+        elif not self.sigmas and not out and int(self.steps * self.denoise) < 1:
+            out.append((("steps", "denoise"), HPError(f"denoise {self.denoise} leaves no step out of {self.steps}.",
+                                                      hint="Raise denoise or steps.")))
+        if not 0 <= int(self.seed) <= SEED_MAX:
+            out.append((("seed",), HPError(f"seed must lie in 0..{SEED_MAX} (a 64-bit seed), got {self.seed}.",
+                                           hint="Use a smaller seed, e.g. the release's 72580.")))
         if self.pad < 0 or self.decode_chunk < 1 or self.motion_chunk < 1:
-            raise HPError("pad must be >= 0 and decode/motion chunks >= 1.")
+            out.append((("pad", "decode_chunk", "motion_chunk"),
+                        HPError("pad must be >= 0 and decode/motion chunks >= 1.")))
         if self.height % 8 or self.width % 8 or self.height <= 0 or self.width <= 0:
-            raise HPError(f"height and width must be positive multiples of 8, got {self.height}x{self.width}.",
-                          hint="The VAE works on 8x8 pixel blocks; 512x512 is what the weights were trained at.")
+            out.append((("height", "width"), HPError(
+                f"height and width must be positive multiples of 8, got {self.height}x{self.width}.",
+                hint="The VAE works on 8x8 pixel blocks; 512x512 is what the weights were trained at.")))
         if self.sampler not in SAMPLERS:
-            raise HPError(f"Unknown sampler {self.sampler!r}.", hint=f"Choose one of {', '.join(SAMPLERS)}.")
-        validate_windows(max(self.window, 1), self.window, self.overlap, self.shift)
+            out.append((("sampler",), HPError(f"Unknown sampler {self.sampler!r}.",
+                                              hint=f"Choose one of {', '.join(SAMPLERS)}.")))
+        if not self.sigmas and self.schedule not in SCHEDULES:
+            out.append((("schedule",), HPError(f"Unknown sigma schedule {self.schedule!r}.",
+                                               hint=f"Choose one of {', '.join(SCHEDULES)}.")))
+        for name in ("appearance_cfg", "motion_cfg"):
+            if any(not v >= 0 for v in getattr(self, name)):
+                out.append(((name,), HPError(f"{name} values must not be negative, got {getattr(self, name)}.")))
+        try:
+            validate_windows(max(self.window, 1), self.window, self.overlap, self.shift)
+        except HPError as err:
+            out.append((("window", "overlap", "shift"), err))
+        return out
+
+    def validate(self) -> None:
+        """Raise HPError for the first impossible setting, before any model runs."""
+        found = self.problems()
+        if found:
+            raise found[0][1]
 
     def sigma_schedule(self) -> torch.Tensor:
         """The sigmas actually sampled: the full schedule, cut to the last ``denoise`` fraction."""
@@ -74,8 +103,6 @@ class Settings:
             return custom_sigmas(self.sigmas).double()
         full = get_sigmas(self.schedule, self.steps, sigma_min=self.sigma_min, sigma_max=self.sigma_max).double()
         keep = min(int(self.steps * self.denoise), self.steps)
-        if keep < 1:
-            raise HPError(f"denoise {self.denoise} leaves no step out of {self.steps}.", hint="Raise denoise or steps.")
         return full[self.steps - keep:]
 
 
@@ -292,7 +319,7 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
         if sampler_fn is not None:
             x = sampler_fn(denoiser, x, sig.float())
         else:
-            gen = torch.Generator("cpu").manual_seed(int(settings.seed) + 1)
+            gen = torch.Generator("cpu").manual_seed((int(settings.seed) + 1) % (SEED_MAX + 1))
             x = sample(settings.sampler, denoiser, x, sig.float(), generator=gen, callback=callback,
                        should_cancel=should_cancel)
     return unpad(x[0], settings.pad)

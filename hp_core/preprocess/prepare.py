@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -110,20 +110,23 @@ def _frame_source(frames: Any) -> SequenceABC | np.ndarray:
     return list(frames)  # an iterator: it has to be kept to be read twice
 
 
-def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector, face_index: int | None = None,
-                   max_frames: int | None = None, arcface: ArcFaceEmbedder | Any | None = None,
-                   smoothing: bool | int = False, *, driving_face_index: int | None = None,
-                   edge_mode: str = "auto", pose_estimator: Any = None, cross_reenactment: bool = True,
-                   progress: Callable[[int, int], None] | None = None) -> PreparedInputs:
-    """Source image + driving frames (list, (F, H, W, 3) array/tensor, or iterable) -> PreparedInputs.
+@dataclass
+class SourceFace:
+    """The source portrait, prepared: its 512 crop and what the appearance path needs (one image, small)."""
 
-    Follows the official preprocessing; differs only where it would crash or cannot be steered: frames
-    without a face are filled from their neighbours, faces can be picked by index (left to right),
-    edge_mode ("auto" default, "clip" = release, "pad") decides what happens to faces at the border
-    (see portrait_crop_box), smoothing (True or a window length) averages landmarks/boxes over time,
-    and pose_estimator (DWPoseEstimator) draws aligned skeletons instead of the black pose images.
-    arcface: an ArcFaceEmbedder, an onnxruntime session of the recogniser, or None (zeros).
-    """
+    source_crop_512: np.ndarray           # (512, 512, 3) uint8 RGB
+    crop_bbox: Box                        # (x1, y1, x2, y2) of that crop in source pixels (paste-back)
+    source_landmarks: np.ndarray          # (5, 2) landmarks in the 512 crop
+    appearance_224: torch.Tensor          # (1, 3, 224, 224) ImageNet-normalised
+    vae_reference: torch.Tensor           # (1, 3, 512, 512) in [-1, 1]
+    identity: np.ndarray                  # (512,) float32 ArcFace vector, zeros when disabled
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare_source(source_rgb: Any, detector: FaceDetector, face_index: int | None = None,
+                   arcface: ArcFaceEmbedder | Any | None = None, edge_mode: str = "auto") -> SourceFace:
+    """Source image -> its portrait crop, crop box, landmarks, appearance/VAE inputs and identity (the release's
+    source preprocessing; see prepare_inputs for the options)."""
     if edge_mode not in ("auto", "clip", "pad"):
         raise HPError(f"edge_mode must be 'auto', 'clip' or 'pad', not {edge_mode!r}.")
     if arcface is not None and not hasattr(arcface, "embed"):
@@ -137,16 +140,41 @@ def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector,
     expected = None if face_index is None else to_crop_coords(np.array(face.center), crop_bbox)
     src_landmarks = _crop_face(detector, crop512, expected, face, crop_bbox, warnings)
     identity = arcface.embed(crop512, src_landmarks) if arcface is not None else no_identity()
+    return SourceFace(crop512, crop_bbox, np.asarray(src_landmarks, np.float64), appearance_input(crop512),
+                      to_signed_tensor(crop512)[None], np.asarray(identity, np.float32), warnings)
 
-    frames = _frame_source(driving_frames)
-    total = len(frames) if max_frames is None else min(len(frames), int(max_frames))
-    if total <= 0:
-        raise HPError("The driving video has no frames.", hint="Check the video loader's frame range and limit.")
+
+@dataclass
+class DrivingTrack:
+    """Compact per-frame data of the driving video (landmarks and boxes, a few floats a frame): enough to cut
+    every frame's crops again while streaming the video, without keeping any frame."""
+
+    landmarks: np.ndarray                 # (F, 5, 2) in frame pixels (filled where no face was found)
+    boxes: np.ndarray                     # (F, 4) face boxes in frame pixels
+    crop_box: Box                         # the square cut from every frame (from the first frame's face)
+    missing: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.landmarks.shape[0])
+
+    def crops(self, t: int, frame: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frame ``t`` -> (driven 512 crop, head-pose 256 input, expression 256 input), uint8 RGB."""
+        frame = to_rgb_uint8(frame)
+        driven = crop_resize(frame, self.crop_box, CROP_SIZE)
+        return driven, resize_square(driven, POSE_SIZE), motion_face_crop(frame, self.landmarks[t], self.boxes[0])
+
+
+def track_driving(frames: Iterable[Any], detector: FaceDetector, *, driving_face_index: int | None = None,
+                  smoothing: bool | int = False, edge_mode: str = "auto",
+                  progress: Callable[[int], None] | None = None) -> DrivingTrack:
+    """Detect the face in every driving frame (an iterable: read once, nothing kept) -> DrivingTrack."""
     found_marks: list[np.ndarray | None] = []
     found_boxes: list[np.ndarray | None] = []
     frame_hw = None
-    for t in range(total):
-        frame = to_rgb_uint8(frames[t])
+    for t, frame in enumerate(frames):
+        frame = to_rgb_uint8(frame)
         frame_hw = frame_hw or frame.shape[:2]
         faces = detector.detect(frame)
         chosen = None
@@ -158,42 +186,68 @@ def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector,
         found_marks.append(None if chosen is None else chosen.landmarks)
         found_boxes.append(None if chosen is None else chosen.box)
         if progress:
-            progress(t + 1, 2 * total)
+            progress(t + 1)
+    total = len(found_marks)
+    if total <= 0:
+        raise HPError("The driving video has no frames.", hint="Check the video loader's frame range and limit.")
     try:
         landmarks, missing = fill_missing(found_marks)
     except HPError:
         raise no_face_error("driving video (not in any frame)") from None
     boxes, _ = fill_missing(found_boxes)
+    warnings = []
     if missing:
         warnings.append(f"{len(missing)} of {total} driving frames had no face; their landmarks were "
                         "interpolated from the nearest frames with a face.")
     if smoothing:
         window = SMOOTHING_WINDOW if smoothing is True else int(smoothing)
         landmarks, boxes = smooth_track(landmarks, window), smooth_track(boxes, window)
-
     # The first frame's face decides the crop for the whole video, as in the release.
-    first_box = boxes[0]
-    drive_box = portrait_crop_box(first_box, frame_hw[0], frame_hw[1], edge_mode)
+    drive_box = portrait_crop_box(boxes[0], frame_hw[0], frame_hw[1], edge_mode)
+    return DrivingTrack(landmarks, boxes, drive_box, list(missing), warnings)
+
+
+def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector, face_index: int | None = None,
+                   max_frames: int | None = None, arcface: ArcFaceEmbedder | Any | None = None,
+                   smoothing: bool | int = False, *, driving_face_index: int | None = None,
+                   edge_mode: str = "auto", pose_estimator: Any = None, cross_reenactment: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> PreparedInputs:
+    """Source image + driving frames (list, (F, H, W, 3) array/tensor, or iterable) -> PreparedInputs.
+
+    Follows the official preprocessing; differs only where it would crash or cannot be steered: frames
+    without a face are filled from their neighbours, faces can be picked by index (left to right),
+    edge_mode ("auto" default, "clip" = release, "pad") decides what happens to faces at the border
+    (see portrait_crop_box), smoothing (True or a window length) averages landmarks/boxes over time,
+    and pose_estimator (DWPoseEstimator) draws aligned skeletons instead of the black pose images.
+    arcface: an ArcFaceEmbedder, an onnxruntime session of the recogniser, or None (zeros).
+    Keeps every frame's crops (what the nodes pass on); a streaming run uses prepare_source,
+    track_driving and DrivingTrack.crops instead.
+    """
+    src = prepare_source(source_rgb, detector, face_index, arcface, edge_mode)
+    frames = _frame_source(driving_frames)
+    total = len(frames) if max_frames is None else min(len(frames), int(max_frames))
+    if total <= 0:
+        raise HPError("The driving video has no frames.", hint="Check the video loader's frame range and limit.")
+    track = track_driving((frames[t] for t in range(total)), detector, driving_face_index=driving_face_index,
+                          smoothing=smoothing, edge_mode=edge_mode,
+                          progress=(lambda i: progress(i, 2 * total)) if progress else None)
     driven = np.empty((total, CROP_SIZE, CROP_SIZE, 3), np.uint8)
     pose = np.empty((total, POSE_SIZE, POSE_SIZE, 3), np.uint8)
     motion = np.empty((total, POSE_SIZE, POSE_SIZE, 3), np.uint8)
     for t in range(total):
-        frame = to_rgb_uint8(frames[t])
-        driven[t] = crop_resize(frame, drive_box, CROP_SIZE)
-        pose[t] = resize_square(driven[t], POSE_SIZE)
-        motion[t] = motion_face_crop(frame, landmarks[t], first_box)
+        driven[t], pose[t], motion[t] = track.crops(t, frames[t])
         if progress:
             progress(total + t + 1, 2 * total)
 
     prepared = PreparedInputs(
-        source_crop_512=crop512, crop_bbox=crop_bbox, source_landmarks=np.asarray(src_landmarks, np.float64),
-        appearance_224=appearance_input(crop512), vae_reference=to_signed_tensor(crop512)[None],
-        identity=np.asarray(identity, np.float32), driven_crops=driven, pose_crops=pose, motion_crops=motion,
-        driving_landmarks=landmarks, driving_landmarks_crop=to_crop_coords(landmarks, drive_box),
-        driving_boxes=boxes, driving_crop_box=drive_box, frames_without_face=len(missing),
-        missing_frames=list(missing), warnings=warnings)
+        source_crop_512=src.source_crop_512, crop_bbox=src.crop_bbox, source_landmarks=src.source_landmarks,
+        appearance_224=src.appearance_224, vae_reference=src.vae_reference, identity=src.identity,
+        driven_crops=driven, pose_crops=pose, motion_crops=motion,
+        driving_landmarks=track.landmarks, driving_landmarks_crop=to_crop_coords(track.landmarks, track.crop_box),
+        driving_boxes=track.boxes, driving_crop_box=track.crop_box, frames_without_face=len(track.missing),
+        missing_frames=list(track.missing), warnings=src.warnings + track.warnings)
     if pose_estimator is not None:
-        prepared.pose_images = skeleton_images(pose_estimator.estimate(crop512),
+        prepared.pose_images = skeleton_images(pose_estimator.estimate(src.source_crop_512),
                                                [pose_estimator.estimate(c) for c in driven], cross=cross_reenactment)
     return prepared
 

@@ -35,10 +35,8 @@ def guidance_ramp(
     """Per-step guidance scales linspace(minimum, maximum, steps), rounded to `dtype` like the release.
 
     The release builds the ramp in float32 and casts it to the latent dtype (fp16) before use; pass
-    dtype=torch.float16 to get those exact values.
+    dtype=torch.float16 to get those exact values. ``steps`` was checked at the entry point (Settings).
     """
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise HPError(f"steps must be a whole number >= 1, got {steps!r}.", hint="Set steps to 1 or more.")
     ramp = torch.linspace(float(minimum), float(maximum), int(steps), dtype=torch.float32)
     return [float(v) for v in ramp.to(dtype).tolist()]
 

@@ -45,9 +45,7 @@ def get_sigmas(
             f"Unknown sigma schedule '{name}'.",
             hint=f"Choose one of: {', '.join(SCHEDULES)}, or pass a list of sigmas.",
         )
-    if steps is None or int(steps) != steps or steps < 1:
-        raise HPError(f"steps must be a whole number >= 1, got {steps}.", hint="Set steps to 1 or more.")
-    steps = int(steps)
+    steps = int(steps)  # checked at the entry point (Settings.problems)
     if name == "ays_svd":
         levels = _loglinear_resample(AYS_SVD_LEVELS, steps + 1)
         levels[-1] = 0.0
