@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import HPError
+from .models.precision import PRECISIONS
 
 # The release's inference settings (config/hunyuan-portrait.yaml).
 DEFAULT_SEED = 72580
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--max-frames", type=int, help="use only the first N driving frames")
     an.add_argument("--preset", choices=("official", "tiny"), default="official")
     an.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto")
-    an.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto",
+    an.add_argument("--dtype", choices=PRECISIONS, default="auto",
                     help="auto: the release's precisions (fp16 networks, fp32 VAE and motion encoders)")
     an.add_argument("--size", type=int, default=512,
                     help="side of the square result in pixels (the release: 512; small sizes for quick tests)")
@@ -159,27 +160,35 @@ def _cmd_random(args, out=print) -> int:
 
 # ------------------------------------------------------------------------------------------ animate
 
+# Settings fields -> the flags that set them, so a settings problem names the user's own words.
+_FLAGS = {"steps": "--steps", "denoise": "--steps", "seed": "--seed", "sampler": "--sampler",
+          "schedule": "--scheduler", "window": "--window", "overlap": "--overlap", "shift": "--shift",
+          "height": "--size", "width": "--size", "appearance_cfg": "--appearance-cfg", "motion_cfg": "--motion-cfg"}
+
+
+def animate_settings(args):
+    """The run's Settings from the animate flags (the release's values where a flag is not given)."""
+    from .pipeline import Settings
+
+    return Settings(steps=args.steps, sampler=args.sampler, schedule=args.scheduler,
+                    appearance_cfg=tuple(args.appearance_cfg), motion_cfg=tuple(args.motion_cfg), seed=args.seed,
+                    window=args.window, overlap=args.overlap, shift=args.shift, height=args.size, width=args.size)
+
+
 def _check_animate_args(args) -> None:
-    if args.steps < 1:
-        raise HPError(f"--steps must be at least 1 (got {args.steps}).")
-    if args.window < 2:
-        raise HPError(f"--window must be at least 2 frames (got {args.window}).")
-    if not 0 <= args.overlap < args.window:
-        raise HPError(f"--overlap must be between 0 and window-1 = {args.window - 1} (got {args.overlap}).")
-    if args.shift < 0:
-        raise HPError(f"--shift must not be negative (got {args.shift}).")
+    """The CLI's own rules (size, frames, file names); the settings' rules live in Settings.problems."""
+    problems = animate_settings(args).problems()
+    if problems:
+        fields, err = problems[0]
+        flags = "/".join(dict.fromkeys(_FLAGS.get(f, f) for f in fields))
+        raise HPError(f"{flags}: {err}")
     if args.size < 64 or args.size % 64:
         raise HPError(f"--size must be a multiple of 64, at least 64 (got {args.size}).")
     if args.max_frames is not None and args.max_frames < 1:
         raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
-    for name in ("appearance_cfg", "motion_cfg"):
-        if any(v < 0 for v in getattr(args, name)):
-            raise HPError(f"--{name.replace('_', '-')} values must not be negative.")
     for flag, value in (("--out", args.out), ("--paste-back", args.paste_back)):
         if value is not None and Path(value).suffix.lower() != ".mp4":
             raise HPError(f"{flag} must name an .mp4 file (got {value}).")
-    if args.paste_back and Path(args.paste_back).resolve() == Path(args.out).resolve():
-        raise HPError("--paste-back must differ from --out.")
 
 
 def _check_device(name: str) -> None:
@@ -223,59 +232,32 @@ class _Progress:
             self.bar = None
 
 
-def animate_options(args, progress: Callable | None = None) -> dict:
-    """The keyword arguments handed to hp_core.pipeline.animate_files."""
+def animate_request(args):
+    """The typed request (hp_core.run.RunRequest) for the animate flags."""
+    from .run import RunRequest
     from .weights import default_search_dirs
 
-    return dict(image=Path(args.image), video=Path(args.video), out=Path(args.out),
-                paste_back=Path(args.paste_back) if args.paste_back else None,
-                search_dirs=default_search_dirs(args.models_dir), vae=Path(args.vae) if args.vae else None,
-                preset=args.preset, device=None if args.device == "auto" else args.device, dtype=args.dtype,
-                height=args.size, width=args.size, sampler=args.sampler,
-                scheduler=args.scheduler, steps=args.steps, appearance_cfg=tuple(args.appearance_cfg),
-                motion_cfg=tuple(args.motion_cfg), seed=args.seed, window=args.window, overlap=args.overlap,
-                shift=args.shift, max_frames=args.max_frames, audio=not args.no_audio, progress=progress)
+    return RunRequest(image=Path(args.image), video=Path(args.video), out=Path(args.out),
+                      paste_back=Path(args.paste_back) if args.paste_back else None,
+                      models_dirs=default_search_dirs(args.models_dir), settings=animate_settings(args),
+                      preset=args.preset, device=None if args.device == "auto" else args.device,
+                      precision=args.dtype, vae=Path(args.vae) if args.vae else None, max_frames=args.max_frames,
+                      audio=not args.no_audio)
 
 
 def _cmd_animate(args, out=print) -> int:
-    from . import video as V
-    from . import weights as W
-
     _check_animate_args(args)
-    V.read_image(args.image)  # readable before anything heavy (torch, models) starts
-    info = V.probe_video(args.video)
-    for target in filter(None, (args.out, args.paste_back)):
-        parent = Path(target).expanduser().resolve().parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise HPError(f"Cannot create the output folder {parent} ({err.strerror}).") from err
     _check_device(args.device)
-    from .models import COMPONENTS
+    from . import run as R
 
-    dirs = W.default_search_dirs(args.models_dir)
-    W.require(list(COMPONENTS) + ([] if args.vae else ["svd_vae"]), dirs)
-    try:
-        from .pipeline import animate_files
-    except ImportError as err:
-        if getattr(err, "name", None) in ("hp_core.pipeline", f"{__package__}.pipeline"):
-            raise HPError("The animation pipeline is not part of this version of the pack yet.",
-                          hint="Update the node pack.") from err
-        raise
     progress = _Progress()
     try:
-        result = animate_files(**animate_options(args, progress))
+        result = R.run(animate_request(args), progress)
     finally:
         progress.close()
-    audio = Path(args.video) if info.has_audio and not args.no_audio else None
-    if result is not None:
-        fps = float(result.get("fps") or info.fps)
-        V.write_video(args.out, result["frames"], fps, audio=audio)
-        if args.paste_back and result.get("paste_back_frames") is not None:
-            V.write_video(args.paste_back, result["paste_back_frames"], fps, audio=audio)
-    for target in filter(None, (args.out, args.paste_back)):
-        if not Path(target).is_file():
-            raise HPError(f"The pipeline finished without writing {target}.")
+    for note in result.warnings:
+        out(f"note: {note}")
+    for target in filter(None, (result.out, result.paste_back)):
         out(f"wrote {target}")
     return 0
 

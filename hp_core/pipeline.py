@@ -7,6 +7,7 @@ release (reference: OFFICIAL_INFERENCE.md); everything else is an artist's contr
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,6 +23,7 @@ from .sampling.samplers import SAMPLERS, sample
 from .sampling.schedules import SCHEDULES, get_sigmas
 from .sampling.windows import validate_windows
 
+log = logging.getLogger("hp_core")
 VAE_SCALE = 0.18215
 SEED_MAX = 2**64 - 1  # torch generators take unsigned 64-bit seeds
 
@@ -283,6 +285,16 @@ def initial_noise(settings: Settings, length: int, latent_hw: tuple[int, int]) -
     return torch.randn((1, length, 4, *latent_hw), generator=gen, dtype=torch.float32)
 
 
+def fit_window(window: int, overlap: int, length: int) -> tuple[int, int]:
+    """(window, overlap) for a padded sequence of ``length`` frames: a longer window is clamped to the
+    sequence (the same result as a window of exactly that length, without its memory), with a note."""
+    if window <= length:
+        return window, overlap
+    log.warning("note: the context window (%d frames) is longer than the padded sequence (%d frames); "
+                "using a window of %d.", window, length, length)
+    return length, min(overlap, length - 1)
+
+
 @torch.no_grad()
 def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: torch.Tensor,
                    settings: Settings, *, noise: torch.Tensor | None = None,
@@ -306,8 +318,9 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
     with models.use("unet", "pose_guider") as (unet, pose_guider):
         if hasattr(unet, "set_motion_scale"):
             unet.set_motion_scale(settings.motion_scale)
+        window, overlap = fit_window(settings.window, settings.overlap, length)
         denoiser = PortraitDenoiser(unet, pose_guider, conditions, sig,
-                                    GuidanceSettings(settings.window, settings.overlap, settings.shift,
+                                    GuidanceSettings(window, overlap, settings.shift,
                                                      tuple(settings.appearance_cfg), tuple(settings.motion_cfg)),
                                     device=models.device, should_cancel=should_cancel)
         total = sig.numel() - 1
@@ -436,62 +449,7 @@ def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torc
     return Animation(frames, latents, tuple(int(v) for v in prepared.crop_bbox), motion, prepared)
 
 
-DECODED_VIDEO_BUDGET = 8 * 1024 ** 3  # bytes of decoded driving frames held in memory at once
-
-
-def decoded_frame_budget(info, budget: int = DECODED_VIDEO_BUDGET) -> int:
-    """How many frames of this video fit the decoded-frame budget (a too-long video is refused up front
-    with a hint to trim it or use --max-frames, instead of exhausting memory half-way)."""
-    return max(1, budget // max(1, info.width * info.height * 3))
-
-
-def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=None, preset="official",
-                  device=None, dtype="auto", sampler="euler", scheduler="karras", steps=25,
-                  appearance_cfg=(2.0, 2.0), motion_cfg=(2.0, 2.0), seed=72580, window=25, overlap=3, shift=3,
-                  max_frames=None, audio=True, progress: StageProgress | None = None, detector_path=None,
-                  arcface_path=None, use_arcface: bool = True, frame_limit: int | None = None,
-                  height: int = 512, width: int = 512, pad: int = 15, decode_chunk: int = 8) -> dict:
-    """File paths in, frames out, for the CLI: returns {"frames": (F,H,W,3) uint8, "fps",
-    "paste_back_frames": (F,H,W,3) uint8 or None, "frames_without_face"}. Writing is the caller's."""
-    import numpy as np
-
-    from . import video as V
-    from . import weights as W
-    from .preprocess import iter_paste_back, load_arcface, load_yolo_face, prepare_inputs
-
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    settings = Settings(steps=steps, sampler=sampler, schedule=scheduler, appearance_cfg=tuple(appearance_cfg),
-                        motion_cfg=tuple(motion_cfg), seed=seed, window=window, overlap=overlap, shift=shift,
-                        height=height, width=width, pad=pad, decode_chunk=decode_chunk)
-    settings.validate()
-    source = V.read_image(image)
-    if frame_limit is None:
-        frame_limit = decoded_frame_budget(V.probe_video(video))
-    clip = V.read_video(video, max_frames=max_frames, frame_limit=frame_limit, with_audio=False)
-    detector = load_yolo_face(detector_path or W.ensure_verified("yoloface", search_dirs).path, device=device)
-    arcface = None
-    if use_arcface:
-        arcface = load_arcface(arcface_path or W.ensure_verified("arcface", search_dirs).path)
-    prepared = prepare_inputs(source, clip.frames, detector, arcface=arcface,
-                              progress=(lambda i, n: progress(i, n, "faces")) if progress else None)
-    del clip.frames
-    if device.type == "cpu" and dtype == "auto":
-        dtype = "fp32"  # fp16 convolutions are slow or missing on CPUs
-    dtypes = None if dtype == "auto" else {n: dtype for n in (*COMPONENTS, "vae")}
-    if dtypes is not None:
-        for n in ("motion_proj", "expression", "headpose"):
-            dtypes[n] = torch.float32  # the release keeps the motion path in fp32
-    models = load_models_from_dirs(search_dirs, preset=preset, device=device, dtypes=dtypes, vae=vae)
-    result = animate(models, prepared, settings, progress=progress)
-    frames = (result.frames.numpy() * 255).astype(np.uint8)  # truncation, as the release writes frames
-    pasted = None
-    if paste_back:
-        pasted = np.stack(list(iter_paste_back(source, frames, result.crop_bbox)))
-    return {"frames": frames, "fps": clip.fps, "paste_back_frames": pasted,
-            "frames_without_face": prepared.frames_without_face}
-
-
-__all__ = ["Animation", "animate", "animate_files", "appearance_at", "conditions_from_prepared", "pose_condition",
+__all__ = ["Animation", "animate", "appearance_at", "fit_window", "SEED_MAX", "conditions_from_prepared", "pose_condition",
            "reference_at", "Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_models_from_dirs",
            "encode_appearance", "encode_motion", "encode_reference", "build_conditions", "initial_noise",
            "sample_latents", "decode_latents", "replace"]

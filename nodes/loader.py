@@ -7,13 +7,13 @@ from collections import OrderedDict
 import torch
 
 from hp_core.errors import HPError
-from hp_core.models import COMPONENTS, PRESETS
+from hp_core.models import COMPONENTS, PRECISIONS, PRESETS
+from hp_core.models.precision import precision_dtypes as _precision_table
 from hp_core.pipeline import PortraitModels
 
 from . import bridge, core
 from .sockets import MODELS
 
-PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 KEEP_ON_GPU = ("all", "unet", "none")
 CATEGORY = "HunyuanPortrait"
 
@@ -26,24 +26,14 @@ _WHAT = {
     "headpose": "head-pose encoder (hyportrait/headpose.pth)",
     "pose_guider": "pose guider (hyportrait/pose_guider.pth)",
 }
-# The networks the release runs in reduced precision; the motion encoders and refiner stay fp32.
-_REDUCED = ("unet", "dino", "image_proj", "pose_guider")
-
 _LOADED: OrderedDict[tuple, PortraitModels] = OrderedDict()  # last loaded set only (bounded: 1)
 
 
 def precision_dtypes(precision: str, device: torch.device) -> dict[str, torch.dtype]:
-    """dtype of every network for a precision choice on a device ('auto' = the release's, fp32 on CPU)."""
-    if precision not in PRECISIONS:
-        raise HPError(f"Unknown precision {precision!r}.", hint=f"Choose one of {', '.join(PRECISIONS)}.")
-    names = (*COMPONENTS, "vae")
-    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
-        return {n: torch.float32 for n in names}
-    half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision) or bridge.half_precision_ok(device)
-    out = {n: (half if n in _REDUCED else torch.float32) for n in names}
-    # The VAE runs fp32 unless a reduced precision is asked for explicitly (it decodes every frame).
-    out["vae"] = torch.float32 if precision == "auto" else half
-    return out
+    """dtype of every network for a precision choice on a device, from hp_core's one precision table;
+    'auto' takes the reduced precision ComfyUI says this device runs well (fp16, else bf16)."""
+    auto_half = bridge.half_precision_ok(device) if precision == "auto" else torch.float16
+    return _precision_table(precision, device, auto_half=auto_half)
 
 
 def _weight_choices(default: str, files: list[str]) -> list[str]:

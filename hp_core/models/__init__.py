@@ -18,15 +18,12 @@ from torch import nn
 
 from ..checkpoint import load_strict, read_state_dict
 from ..errors import HPError
+from .precision import DTYPES, PRECISIONS, RELEASE_DTYPES, precision_dtypes
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 COMPONENTS = ("unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider")
 PRESETS = ("official", "tiny")
-# The release keeps the motion encoders and the refiner in fp32, everything else in fp16.
-DEFAULT_DTYPES = {"unet": torch.float16, "dino": torch.float16, "image_proj": torch.float16,
-                  "pose_guider": torch.float16, "vae": torch.float32, "motion_proj": torch.float32,
-                  "expression": torch.float32, "headpose": torch.float32}
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEFAULT_DTYPES = RELEASE_DTYPES  # the release's column of the one precision table (precision.py)
 
 
 @dataclass(frozen=True)
@@ -145,5 +142,6 @@ def cast(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn
     return nn.Module.to(module, device=device, dtype=dtype)
 
 
-__all__ = ["cast", "COMPONENTS", "PRESETS", "PRESET_DIMS", "PresetDims", "DEFAULT_DTYPES", "DTYPES", "build_component",
+__all__ = ["cast", "COMPONENTS", "PRESETS", "PRESET_DIMS", "PresetDims", "DEFAULT_DTYPES", "DTYPES", "PRECISIONS",
+           "precision_dtypes", "build_component",
            "build_vae", "load_component", "unet_config", "vae_config"]
