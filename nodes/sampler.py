@@ -10,6 +10,7 @@ from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas
 
 from . import bridge, comfy_sampler
 from .sockets import APPEARANCE, MODELS, MOTION, POSE
+from .validate import widget_problems
 
 CATEGORY = "HunyuanPortrait"
 RELEASE = Settings()
@@ -84,6 +85,14 @@ class HunyuanPortraitSampler:
                                                  "model_type SVD); replaces scheduler, steps and denoise."}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, steps=None, denoise=None, seed=None, context_window=None, context_overlap=None,
+                        shift=None, padding=None):
+        """Refuse impossible widget combinations (overlap >= window, ...) when the prompt is queued."""
+        return widget_problems(cls.INPUT_TYPES()["required"], dict(
+            steps=steps, denoise=denoise, seed=seed, context_window=context_window,
+            context_overlap=context_overlap, shift=shift, padding=padding))
 
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
