@@ -55,22 +55,3 @@ def test_pose_condition_resizes_uint8_skeletons():
     assert pose.shape == (2, 3, 64, 64) and pose.dtype == torch.uint8
     assert pose[0, :, 32, 31].min() > 100 and pose[0, :, 5, 5].max() == 0
     assert P.pose_condition(None, (64, 64)) is None
-
-
-def test_too_long_video_is_refused_before_decoding(tmp_path):
-    from types import SimpleNamespace
-
-    from hp_core.errors import HPError
-
-    # 1080p: 6 MB a frame; an 8 GiB budget holds 1380 frames (about 46 s at 30 fps)
-    assert P.decoded_frame_budget(SimpleNamespace(width=1920, height=1080)) == 8 * 1024 ** 3 // (1920 * 1080 * 3)
-    import subprocess
-
-    from hp_core.video import ffmpeg_exe
-    clip = tmp_path / "long.mp4"
-    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10",
-                    "-t", "3", "-pix_fmt", "yuv420p", str(clip)], check=True)
-    from PIL import Image
-    Image.fromarray(portrait()).save(tmp_path / "face.png")
-    with pytest.raises(HPError, match="--max-frames"):
-        P.animate_files(image=tmp_path / "face.png", video=clip, search_dirs=[tmp_path], frame_limit=10)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -174,25 +172,22 @@ def test_missing_weights_are_listed_before_any_work(inputs, tmp_path, capsys):
     assert "hyportrait/unet.pth" in err and "vae/diffusion_pytorch_model.fp16.safetensors" in err
 
 
-def fake_pipeline(monkeypatch, fn):
-    mod = types.ModuleType("hp_core.pipeline")
-    if fn is not None:
-        mod.animate_files = fn
-    monkeypatch.setitem(sys.modules, "hp_core.pipeline", mod)
+def fake_run(monkeypatch, fn):
+    from hp_core import run as R
+    monkeypatch.setattr(R, "run", fn)
 
 
-def test_animate_call_site_writes_with_driving_fps_and_audio(inputs, tmp_path, monkeypatch, capsys):
+def test_animate_call_site_builds_the_typed_request(inputs, tmp_path, monkeypatch, capsys):
+    from hp_core.run import RunResult
     seen = {}
 
-    def animate_files(**options):
-        seen.update(options)
-        options["progress"](1, 3, "denoise")
-        options["progress"](3, 3, "denoise")
-        n = 15  # 1.2 s at 12.5 fps
-        return {"frames": np.full((n, 64, 64, 3), 0.25, np.float32),
-                "paste_back_frames": np.zeros((n, 48, 40, 3), np.uint8)}
+    def run(request, progress):
+        seen["request"] = request
+        progress(1, 3, "denoise")
+        progress(3, 3, "denoise")
+        return RunResult(request.out, request.paste_back, 15, 12.5, warnings=["2 of 15 driving frames had no face"])
 
-    fake_pipeline(monkeypatch, animate_files)
+    fake_run(monkeypatch, run)
     out, full = tmp_path / "res" / "crop.mp4", tmp_path / "res" / "full.mp4"
     code = cli.main(["animate", "--image", str(inputs / "face.png"), "--video", str(inputs / "drive.mp4"),
                      "--out", str(out), "--paste-back", str(full), "--models-dir", str(inputs / "models"),
@@ -200,46 +195,30 @@ def test_animate_call_site_writes_with_driving_fps_and_audio(inputs, tmp_path, m
                      "--window", "16", "--overlap", "4", "--shift", "2", "--max-frames", "40", "--preset", "tiny",
                      "--sampler", "dpmpp_2m", "--scheduler", "exponential", "--device", "cpu", "--dtype", "fp32"])
     assert code == 0, capsys.readouterr().err
-    assert seen["appearance_cfg"] == (1.5, 2.5) and seen["motion_cfg"] == (2.0, 3.0)
-    assert (seen["steps"], seen["seed"], seen["window"], seen["overlap"], seen["shift"]) == (7, 11, 16, 4, 2)
-    assert (seen["max_frames"], seen["preset"], seen["device"], seen["dtype"]) == (40, "tiny", "cpu", "fp32")
-    assert (seen["height"], seen["width"]) == (512, 512)
-    assert (seen["sampler"], seen["scheduler"]) == ("dpmpp_2m", "exponential")
-    assert seen["image"] == inputs / "face.png" and seen["video"] == inputs / "drive.mp4"
-    assert seen["out"] == out and seen["paste_back"] == full and seen["audio"] is True
-    assert seen["search_dirs"] == [inputs / "models"] and seen["vae"] is None
-    for path, size in ((out, "64x64"), (full, "40x48")):
-        text = ffprobe_text(path)
-        assert decoded_frames(path) == 15 and size in text
-        assert re.search(r"Video: .*?12\.50? fps", text) and "Audio:" in text
-    assert f"wrote {out}" in capsys.readouterr().out
+    req = seen["request"]
+    s = req.settings
+    assert s.appearance_cfg == (1.5, 2.5) and s.motion_cfg == (2.0, 3.0)
+    assert (s.steps, s.seed, s.window, s.overlap, s.shift) == (7, 11, 16, 4, 2)
+    assert (req.max_frames, req.preset, req.device, req.precision) == (40, "tiny", "cpu", "fp32")
+    assert (s.height, s.width) == (512, 512)
+    assert (s.sampler, s.schedule) == ("dpmpp_2m", "exponential")
+    assert req.image == inputs / "face.png" and req.video == inputs / "drive.mp4"
+    assert req.out == out and req.paste_back == full and req.audio is True
+    assert req.models_dirs == [inputs / "models"] and req.vae is None
+    text = capsys.readouterr().out
+    assert f"wrote {out}" in text and f"wrote {full}" in text and "note: 2 of 15" in text
 
 
-def test_animate_without_audio(inputs, tmp_path, monkeypatch):
-    fake_pipeline(monkeypatch, lambda **o: {"frames": np.zeros((3, 16, 16, 3), np.uint8), "fps": 5})
-    out = tmp_path / "o.mp4"
-    assert cli.main(["animate", "--image", str(inputs / "face.png"), "--video", str(inputs / "drive.mp4"),
-                     "--out", str(out), "--models-dir", str(inputs / "models"), "--no-audio"]) == 0
-    text = ffprobe_text(out)
-    assert "Audio:" not in text and re.search(r"Video: .*? 5 fps", text)
-
-
-def test_pipeline_errors_and_absence_are_reported(inputs, tmp_path, monkeypatch, capsys):
+def test_run_errors_are_one_message(inputs, tmp_path, monkeypatch, capsys):
     from hp_core.errors import HPError
     args = ["animate", "--image", str(inputs / "face.png"), "--video", str(inputs / "drive.mp4"),
             "--out", str(tmp_path / "o.mp4"), "--models-dir", str(inputs / "models")]
 
-    def no_face(**o):
+    def no_face(request, progress):
         raise HPError("No face was found in the source image.", hint="Use a portrait.")
-    fake_pipeline(monkeypatch, no_face)
+    fake_run(monkeypatch, no_face)
     assert cli.main(args) == 1
     assert capsys.readouterr().err == "error: No face was found in the source image. Use a portrait.\n"
-    fake_pipeline(monkeypatch, None)
-    assert cli.main(args) == 1
-    assert "pipeline is not part of this version" in capsys.readouterr().err
-    fake_pipeline(monkeypatch, lambda **o: None)  # claims to have written the files itself, but did not
-    assert cli.main(args) == 1
-    assert "without writing" in capsys.readouterr().err
 
 
 def test_animate_end_to_end_on_tiny_random_weights(tmp_path, capsys):
@@ -270,9 +249,9 @@ def test_animate_end_to_end_on_tiny_random_weights(tmp_path, capsys):
 
 
 def test_gpu_out_of_memory_is_one_message(inputs, tmp_path, monkeypatch, capsys):
-    def oom(**o):
+    def oom(request, progress):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    fake_pipeline(monkeypatch, oom)
+    fake_run(monkeypatch, oom)
     assert cli.main(["animate", "--image", str(inputs / "face.png"), "--video", str(inputs / "drive.mp4"),
                      "--out", str(tmp_path / "o.mp4"), "--models-dir", str(inputs / "models")]) == 1
     assert capsys.readouterr().err.startswith("error: the GPU ran out of memory")

@@ -1,0 +1,158 @@
+"""The typed file-level run (hp_core.run): streaming gives the same numbers as the in-memory stages, the
+decoded frames stream to the writer unchanged, and the one precision table and settings rules are shared."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fakes import portrait, write_fake_arcface, write_fake_yolo
+from hp_core import pipeline as P
+from hp_core import run as R
+from hp_core import video as V
+from hp_core import weights as W
+
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    models = d / "models"
+    W.write_random_weights(models, "tiny", log=lambda s: None)
+    write_fake_yolo(models / "yoloface_v5m.pt")
+    write_fake_arcface(models / "arcface.onnx")
+    Image.fromarray(portrait()).save(d / "face.png")
+    frames = np.stack([portrait(64, 64, (12 + t % 9, 14, 40 + t % 9, 46)) for t in range(30)])
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x64",
+                    "-framerate", "10", "-i", "-", "-f", "lavfi", "-i", "sine=frequency=400:sample_rate=16000",
+                    "-map", "0:v", "-map", "1:a", "-t", "3", "-c:v", "libx264", "-crf", "4", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", str(d / "drive.mp4")], input=frames.tobytes(), check=True)
+    return d
+
+
+def test_streamed_run_equals_the_in_memory_stages(env, tmp_path, monkeypatch):
+    """30 frames = two motion chunks of 25: the streamed motion path gives the latents of prepare_inputs +
+    animate on the whole decoded clip; the file has every frame, the clip's fps and (asked) no audio."""
+    from hp_core.preprocess import load_arcface, load_yolo_face, prepare_inputs
+
+    settings = P.Settings(steps=1, height=64, width=64, window=8, overlap=2, pad=3)
+    req = R.RunRequest(image=env / "face.png", video=env / "drive.mp4", out=tmp_path / "o.mp4",
+                       models_dirs=[env / "models"], settings=settings, preset="tiny", device="cpu", audio=False)
+    seen = {}
+    real, real_sample = R.write_outputs, R.sample_latents
+
+    def capture(request, models, latents, *a, **k):
+        seen["latents"] = latents.clone()
+        return real(request, models, latents, *a, **k)
+
+    def capture_conditions(models, conditions, *a, **k):
+        seen["motion"] = conditions.motion.clone()
+        return real_sample(models, conditions, *a, **k)
+    monkeypatch.setattr(R, "write_outputs", capture)
+    monkeypatch.setattr(R, "sample_latents", capture_conditions)
+    result = R.run(req)
+
+    models = P.load_models_from_dirs([env / "models"], preset="tiny", device="cpu",
+                                     dtypes={n: torch.float32 for n in (*P.COMPONENTS, "vae")})
+    det = load_yolo_face(env / "models" / "yoloface_v5m.pt", device="cpu")
+    prepared = prepare_inputs(V.read_image(env / "face.png"), V.read_video(env / "drive.mp4", with_audio=False).frames,
+                              det, arcface=load_arcface(env / "models" / "arcface.onnx"))
+    cond, _, _ = P.conditions_from_prepared(models, prepared, settings)
+    torch.testing.assert_close(seen["motion"], cond.motion, rtol=0, atol=0)  # the streamed part: exact
+    # the ArcFace stand-in runs in onnxruntime, whose threaded reductions may differ in the last bit
+    # between sessions; that reaches the latents at ~1e-4
+    expected = P.animate(models, prepared, settings).latents
+    torch.testing.assert_close(seen["latents"], expected, rtol=0, atol=2e-3)
+
+    assert result.frames == 30 and result.out == tmp_path / "o.mp4" and result.fps == 10
+    text = subprocess.run([FFMPEG, "-hide_banner", "-i", str(result.out), "-map", "0:v:0", "-f", "null", "-"],
+                          capture_output=True, text=True).stderr
+    assert int(re.findall(r"frame=\s*(\d+)", text)[-1]) == 30
+    assert re.search(r"Video: .*? 10 fps", text) and "Audio:" not in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
+
+
+class Recorder:
+    """Stands in for VideoWriter: keeps what it is given, commits nothing."""
+
+    made: list["Recorder"] = []
+
+    def __init__(self, path, fps, **kw):
+        self.path, self.frames, self.state = path, [], "open"
+        Recorder.made.append(self)
+
+    def write(self, frames):
+        self.frames.append(np.array(frames))
+
+    def finish(self):
+        self.state = "finished"
+
+    def commit(self):
+        self.state = "committed"
+
+    def abort(self):
+        self.state = "aborted"
+
+
+def test_decoded_frames_stream_to_the_writer_unchanged(monkeypatch, tmp_path):
+    """11 latents (not a multiple of the decode chunk of 8): chunks equal one decode over everything,
+    truncated to uint8 as the release writes frames; the paste-back writer gets each frame pasted."""
+    from hp_core.preprocess import paste_back
+
+    torch.manual_seed(0)
+    models = P.random_models("tiny", seed=0)
+    latents = torch.randn(11, 4, 8, 8) * 0.5
+    source = np.full((40, 50, 3), 90, np.uint8)
+    plan = R.Plan(source, V.VideoInfo(64, 64, 10.0, 1.1, False), {}, [], torch.device("cpu"), {})
+    req = R.RunRequest(image=tmp_path / "i.png", video=tmp_path / "v.mp4", out=tmp_path / "o.mp4",
+                       paste_back=tmp_path / "p.mp4")
+    Recorder.made = []
+    monkeypatch.setattr(V, "VideoWriter", Recorder)
+    R.write_outputs(req, models, latents, (5, 2, 37, 34), plan)
+    crop, full = Recorder.made
+    whole = (P.decode_latents(models, latents, 8).numpy() * 255).astype(np.uint8)
+    assert [len(f) for f in crop.frames] == [8, 3]
+    np.testing.assert_array_equal(np.concatenate(crop.frames), whole)
+    np.testing.assert_array_equal(np.concatenate(full.frames)[10], paste_back(source, whole[10], (5, 2, 37, 34)))
+    assert crop.state == full.state == "committed"
+
+
+def test_one_precision_table_for_library_cli_and_nodes():
+    from hp_core import cli
+    from hp_core.models import DEFAULT_DTYPES, PRECISIONS, precision_dtypes
+    from nodes import loader
+
+    f16, f32, bf16 = torch.float16, torch.float32, torch.bfloat16
+    release = {"unet": f16, "dino": f16, "image_proj": f16, "pose_guider": f16,  # OFFICIAL_INFERENCE.md
+               "motion_proj": f32, "expression": f32, "headpose": f32, "vae": f32}
+    cuda = torch.device("cuda")
+    assert precision_dtypes("auto", cuda) == release == DEFAULT_DTYPES
+    assert precision_dtypes("bf16", cuda) == {**release, "unet": bf16, "dino": bf16, "image_proj": bf16,
+                                              "pose_guider": bf16, "vae": bf16}
+    assert set(precision_dtypes("auto", "cpu").values()) == {f32}
+    assert loader.precision_dtypes("fp16", cuda) == precision_dtypes("fp16", cuda)
+    parser = cli.build_parser()
+    animate = parser._subparsers._group_actions[0].choices["animate"]
+    dtype_flag = next(a for a in animate._actions if a.dest == "dtype")
+    assert tuple(dtype_flag.choices) == PRECISIONS
+    assert loader.HunyuanPortraitModelLoader.INPUT_TYPES()["required"]["precision"][0] == list(PRECISIONS)
+
+
+def test_settings_rules_name_their_fields_and_the_cli_its_flags(capsys, tmp_path):
+    from hp_core import cli
+
+    assert [f for f, _ in P.Settings(steps=0, window=4, overlap=4, schedule="x").problems()] == [
+        ("steps",), ("schedule",), ("window", "overlap", "shift")]
+    assert P.Settings().problems() == []
+    Image.new("RGB", (8, 8)).save(tmp_path / "f.png")
+    code = cli.main(["animate", "--image", str(tmp_path / "f.png"), "--video", str(tmp_path / "v.mp4"),
+                     "--out", str(tmp_path / "o.mp4"), "--steps", "0"])
+    assert code == 1 and capsys.readouterr().err.startswith("error: --steps: steps must be a whole number >= 1")
