@@ -115,8 +115,10 @@ def verify(entry_id: str, search_dirs, *, full: bool = False, repin: bool = Fals
         return VerifyResult(entry.id, "missing", None, None, None, missing_message([entry], search_dirs), "missing")
     base, path, published = found
     rel = path.relative_to(base).as_posix()
-    use_preset = folder_preset(base, preset)
-    random = L.is_random_dir(base) is not None
+    # a release folder inside a models folder carries its own random-weights marker, if any
+    home = base / L.RELEASE_DIR if rel.startswith(L.RELEASE_DIR + "/") else base
+    use_preset = folder_preset(home, preset)
+    random = L.is_random_dir(home) is not None
     m_size, m_sha = (entry.size, entry.sha256) if published and not random else (None, None)
     old = None if repin else K.read_lock(base)["files"].get(rel)
     size = m_size or (old or {}).get("size")
