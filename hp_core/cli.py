@@ -58,11 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--only", nargs="+", metavar="ID", help="only these manifest ids")
     dl.add_argument("--vae", metavar="PATH",
                     help="an SVD VAE you already have (folder, VAE file or SVD checkpoint): skip the gated download")
-    vf = wsub.add_parser("verify", help="check sizes and sha256 of the present files and pin new ones")
+    vf = wsub.add_parser("verify", help="check sizes, sha256 and structure of the present files and pin the good ones")
     _add_models_dir(vf)
     vf.add_argument("--full", action="store_true", help="re-hash files even when size and date match their pin")
     vf.add_argument("--repin", action="store_true", help="accept files replaced on purpose and pin them afresh")
     vf.add_argument("--only", nargs="+", metavar="ID", help="only these manifest ids")
+    vf.add_argument("--preset", choices=("official", "tiny"),
+                    help="network sizes the files must have (default: a random-weights folder's own, else official)")
 
     rw = sub.add_parser("make-random-weights",
                         help="developer: random weights of a preset in the official file layout")
@@ -124,8 +126,10 @@ def _cmd_weights(args, out=print) -> int:
     if args.action == "download":
         skip = []
         if args.vae:
-            from .svd_vae import read_vae_state_dict
-            read_vae_state_dict(args.vae)  # proves it is an SVD VAE before skipping the gated download
+            why = W.check_explicit_vae(args.vae)  # an SVD VAE (read cheaply) before the gated download is skipped
+            if why:
+                raise HPError(f"--vae {Path(args.vae).expanduser().resolve()}: {why}.",
+                              hint="Pass an SVD VAE folder, VAE file or single-file SVD checkpoint.")
             skip = ["svd_vae"]
             out(f"using the SVD VAE at {args.vae}")
         written = W.download(dirs, ids=args.only, include_optional=args.optional, token=args.token, skip=skip, log=out)
@@ -136,7 +140,7 @@ def _cmd_weights(args, out=print) -> int:
     bad = 0
     for entry_id in ids:
         entry = W.get_entry(entry_id)
-        res = W.verify(entry_id, dirs, full=args.full, repin=args.repin)
+        res = W.verify(entry_id, dirs, full=args.full, repin=args.repin, preset=args.preset)
         if res.state == "missing":
             if entry.required:
                 bad += 1

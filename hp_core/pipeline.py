@@ -146,13 +146,17 @@ def load_models(paths: dict[str, str | Path | dict], vae: str | Path | None, *, 
 
 def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda", dtypes=None,
                           vae: str | Path | None = None, offload: bool = False) -> PortraitModels:
-    """Load the manifest's files from the model folders, verified (size/hash) and via the safetensors cache."""
+    """Load the manifest's files from the model folders, verified (size/hash/structure) and via the safetensors
+    cache. Every missing or unusable file is reported in one HPError first; files are pinned after loading."""
     from . import weights as W
 
-    W.require(list(COMPONENTS) + ([] if vae else ["svd_vae"]), search_dirs)
-    states = {n: W.load_checkpoint(n, search_dirs) for n in COMPONENTS}
-    return load_models(states, vae, preset=preset, device=device, dtypes=dtypes, offload=offload,
-                       search_dirs=search_dirs)
+    W.preflight([*COMPONENTS, "svd_vae"], search_dirs, vae=vae, preset=preset)
+    ckpts = {n: W.read_checkpoint(n, search_dirs, preset=preset) for n in COMPONENTS}
+    models = load_models({n: c.state for n, c in ckpts.items()}, vae, preset=preset, device=device, dtypes=dtypes,
+                         offload=offload, search_dirs=search_dirs)
+    for ckpt in ckpts.values():
+        W.confirm_checkpoint(ckpt)  # pinned (and cached) only once every network loaded strictly
+    return models
 
 
 # ---------------------------------------------------------------------------------------------- conditions
@@ -437,6 +441,8 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
                         motion_cfg=tuple(motion_cfg), seed=seed, window=window, overlap=overlap, shift=shift,
                         height=height, width=width, pad=pad, decode_chunk=decode_chunk)
     settings.validate()
+    W.preflight(W.needed_ids(use_arcface=use_arcface and not arcface_path, detector=None if detector_path else "yoloface"),
+                search_dirs, vae=vae, preset=preset)  # every missing or bad file in one message, before any work
     source = V.read_image(image)
     if frame_limit is None:
         frame_limit = decoded_frame_budget(V.probe_video(video))

@@ -110,8 +110,9 @@ class HunyuanPortraitModelLoader:
         choices = dict(unet=unet, dino=dino, image_proj=image_proj, motion_proj=motion_proj, expression=expression,
                        headpose=headpose, pose_guider=pose_guider)
         comfy_vae = bridge.comfy_vae_path(vae)
-        paths = core.resolve_choices({**choices, **({} if comfy_vae else {"svd_vae": vae})})
-        vae_path = comfy_vae or paths.pop("svd_vae")
+        paths = core.resolve_choices({**choices, **({} if comfy_vae else {"svd_vae": vae})}, preset=preset,
+                                     vae=comfy_vae)  # every missing or unusable file in one message, first
+        vae_path = paths.pop("svd_vae")
         device = bridge.torch_device()
         dtypes = precision_dtypes(precision, device)
         key = (tuple(core.file_key(paths[n]) for n in COMPONENTS), core.file_key(vae_path), preset,
