@@ -39,7 +39,7 @@ def check_explicit_vae(vae: str | os.PathLike) -> str | None:
         except (ValueError, OSError, KeyError) as err:
             return f"its header cannot be read ({err})"
         if detect_layout(keys) is None:
-            return "it holds no Stable Video Diffusion temporal VAE"
+            return "it does not contain a Stable Video Diffusion VAE (no temporal decoder)"
     return None
 
 
