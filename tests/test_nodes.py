@@ -19,11 +19,11 @@ import nodes
 from fakes import driving_frames, write_constant_onnx
 from hp_core.errors import HPError
 from hp_core.models import COMPONENTS
-from hp_core.pipeline import Settings, build_conditions, decode_latents, encode_motion, sample_latents
+from hp_core.pipeline import Settings, build_conditions, encode_motion, sample_latents
 from hp_core.preprocess.identity import align_arcface
 from hp_core.sampling import Cancelled, get_sigmas
 from nodes import bridge, core, loader
-from nodes_env import FakeDWPose, FakeKSampler, as_image, driving_video, make_models_dir, source_image
+from nodes_env import FakeDWPose, FakeKSampler, as_image, driving_video, source_image
 
 M = nodes.NODE_CLASS_MAPPINGS
 WIDGETS = ("INT", "FLOAT", "STRING", "BOOLEAN")
@@ -32,11 +32,6 @@ RES = 64  # generated side: the tiny VAE gives 8x8 latents
 
 
 # ---------------------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("hp_models"))
-
 
 @pytest.fixture(autouse=True)
 def _models_env(models_dir, monkeypatch):
@@ -87,7 +82,7 @@ def appearance(models, features, models_dir):
 
 SAMPLE = dict(sampler_name="euler", scheduler="karras", steps=2, appearance_cfg_min=1.5, appearance_cfg_max=2.5,
               motion_cfg_min=2.0, motion_cfg_max=3.0, seed=3, denoise=1.0, context_window=6, context_overlap=2,
-              shift=3, padding=2, motion_scale=1.0)
+              shift=3, padding=2, motion_scale=1.0, noise_aug=0.0)
 
 
 def _sample(models, appearance, motion, **change):
@@ -427,13 +422,25 @@ def test_impossible_windows_fail_before_the_unet_runs(models, appearance, motion
 
 # ------------------------------------------------------------------------------- decode / paste back
 
+def _vae_by_hand(vae, raw, chunk):
+    """The release's decode written out: raw latents through vae.decode ``chunk`` frames at a time from
+    frame 0 (num_frames = chunk), then * 0.5 + 0.5 clamped, as (F, H, W, 3)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, raw.shape[0], chunk):
+            part = raw[i:i + chunk]
+            out.append(vae.decode(part, num_frames=part.shape[0]).sample)
+    return (torch.cat(out).float() * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+
+
 def test_decode_chunks_and_matches_the_vae(models, monkeypatch):
     monkeypatch.setattr(bridge, "Progress", Recorder)
     Recorder.instances.clear()
     lat = torch.randn(5, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     frames = M["HunyuanPortraitDecode"]().decode(models, {"samples": lat}, 2)[0]
     assert frames.shape == (5, RES, RES, 3) and 0 <= float(frames.min()) and float(frames.max()) <= 1
-    torch.testing.assert_close(frames, decode_latents(models, lat * 0.18215, chunk=2))
+    torch.testing.assert_close(frames, _vae_by_hand(models.vae, lat, 2), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(frames, _vae_by_hand(models.vae, lat, 5), rtol=1e-3, atol=1e-3)  # chunks matter
     assert Recorder.instances[0].calls == [2, 4, 5]
     with pytest.raises(HPError, match="frames, 4, h, w"):
         M["HunyuanPortraitDecode"]().decode(models, {"samples": lat[None]}, 2)
