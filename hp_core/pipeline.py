@@ -1,7 +1,7 @@
 """The headless pipeline: conditions from prepared inputs, windowed guided sampling, chunked decoding.
 
 Used by the CLI and by the ComfyUI nodes (each node calls one stage). Official settings reproduce the
-release (the facts are listed in the README's "Reproducing the release"); everything else is an artist's
+release (the README's "Settings that reproduce the release"); everything else is an artist's
 control on top. Each stage is a public function, so a stage can be compared with another implementation.
 """
 

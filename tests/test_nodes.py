@@ -149,15 +149,26 @@ def test_pack_entry_point_exports_the_nodes():
 
 # ------------------------------------------------------------------------------------------ loader
 
-def test_loader_loads_the_files_strictly_and_reuses_them(models, models_dir):
+def test_loader_loads_the_files_strictly_and_reuses_them(models, models_dir, tmp_path, monkeypatch):
     assert models.preset == "tiny" and models.device.type == "cpu"
     for name in COMPONENTS:
-        module = getattr(models, name)
+        state = getattr(models, name).state_dict()
         saved = torch.load(models_dir / "hyportrait" / f"{name}.pth", weights_only=True)
-        key = next(iter(saved))
-        torch.testing.assert_close(module.state_dict()[key], saved[key].float(), rtol=0, atol=0)
-        assert next(module.parameters()).dtype == torch.float32  # 'auto' on the CPU
+        assert set(state) == set(saved), name  # every key, no more, no fewer
+        for key, tensor in saved.items():
+            torch.testing.assert_close(state[key], tensor.to(state[key].dtype), rtol=0, atol=0, msg=key)
+        assert next(getattr(models, name).parameters()).dtype == torch.float32  # 'auto' on the CPU
     assert _load() is models  # same files and settings: no second load
+    # strict: a file that lacks one key of its network is refused, naming the key
+    saved = torch.load(models_dir / "hyportrait" / "pose_guider.pth", weights_only=True)
+    dropped = sorted(saved)[-1]
+    del saved[dropped]
+    (tmp_path / "broken").mkdir()
+    torch.save(saved, tmp_path / "broken" / "pose_guider.pth")
+    monkeypatch.setenv("HP_MODELS_DIR", f"{models_dir}{os.pathsep}{tmp_path}")
+    with pytest.raises(HPError, match="1 missing keys") as err:
+        _load(pose_guider="broken/pose_guider.pth")
+    assert dropped in str(err.value)
 
 
 def test_loader_dropdowns_list_the_folder_with_the_manifest_files_first(models, models_dir):
@@ -328,6 +339,14 @@ def test_sampler_is_seeded_and_follows_the_settings(models, appearance, motion):
     direct = sample_latents(models, cond, appearance.ref_latents, settings)
     # the LATENT socket holds raw VAE latents, as ComfyUI's VAE Encode/Decode and samplers expect
     torch.testing.assert_close(a, direct / 0.18215)
+
+
+def test_motion_scale_widget_reaches_the_unet(models, appearance, motion):
+    # 0 drops the motion attention term: the same as zero motion tokens (to_v_ip has no bias)
+    none = _sample(models, appearance, motion, motion_scale=0.0)
+    still = type(motion)(torch.zeros_like(motion.tokens), motion.ids, motion.rotation)
+    torch.testing.assert_close(none, _sample(models, appearance, still), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(none, _sample(models, appearance, motion), rtol=1e-4, atol=1e-4)
 
 
 def test_sigmas_input_replaces_the_schedule(models, appearance, motion):
