@@ -6,8 +6,7 @@ import torch
 
 from hp_core.errors import HPError
 from hp_core.pipeline import VAE_SCALE, Settings, build_conditions, encode_reference, pose_condition, sample_latents
-from hp_core.sampling import unpad
-from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas
+from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas, unpad
 
 from . import bridge, comfy_sampler
 from .sockets import APPEARANCE, MODELS, MOTION, POSE
