@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="frames shared by neighbouring windows")
     an.add_argument("--shift", type=int, default=DEFAULT_SHIFT, help="window shift added per step")
     an.add_argument("--max-frames", type=int, help="use only the first N driving frames")
+    an.add_argument("--noise-aug", type=float, default=0.0, metavar="STRENGTH",
+                    help="noise added to the reference before its conditioning latents are encoded, and told to "
+                         "the UNet (default 0, as the release; seeded by --seed)")
     an.add_argument("--preset", choices=("official", "tiny"), default="official")
     an.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto")
     an.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto",
@@ -174,6 +177,8 @@ def _check_animate_args(args) -> None:
         raise HPError(f"--shift must not be negative (got {args.shift}).")
     if args.size < 64 or args.size % 64:
         raise HPError(f"--size must be a multiple of 64, at least 64 (got {args.size}).")
+    if args.noise_aug < 0:
+        raise HPError(f"--noise-aug must not be negative (got {args.noise_aug}).")
     if args.max_frames is not None and args.max_frames < 1:
         raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
     for name in ("appearance_cfg", "motion_cfg"):
@@ -238,7 +243,8 @@ def animate_options(args, progress: Callable | None = None) -> dict:
                 height=args.size, width=args.size, sampler=args.sampler,
                 scheduler=args.scheduler, steps=args.steps, appearance_cfg=tuple(args.appearance_cfg),
                 motion_cfg=tuple(args.motion_cfg), seed=args.seed, window=args.window, overlap=args.overlap,
-                shift=args.shift, max_frames=args.max_frames, audio=not args.no_audio, progress=progress)
+                shift=args.shift, max_frames=args.max_frames, audio=not args.no_audio, progress=progress,
+                noise_aug=args.noise_aug)
 
 
 def _cmd_animate(args, out=print) -> int:

@@ -1,7 +1,8 @@
 """The headless pipeline: conditions from prepared inputs, windowed guided sampling, chunked decoding.
 
 Used by the CLI and by the ComfyUI nodes (each node calls one stage). Official settings reproduce the
-release (reference: OFFICIAL_INFERENCE.md); everything else is an artist's control on top.
+release (the README's "Settings that reproduce the release"); everything else is an artist's
+control on top. Each stage is a public function, so a stage can be compared with another implementation.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class Settings:
             raise HPError(f"denoise must lie in (0, 1], got {self.denoise}.")
         if self.pad < 0 or self.decode_chunk < 1 or self.motion_chunk < 1:
             raise HPError("pad must be >= 0 and decode/motion chunks >= 1.")
+        if self.noise_aug < 0:
+            raise HPError(f"noise_aug must not be negative, got {self.noise_aug}.", hint="The release uses 0.")
         if self.height % 8 or self.width % 8 or self.height <= 0 or self.width <= 0:
             raise HPError(f"height and width must be positive multiples of 8, got {self.height}x{self.width}.",
                           hint="The VAE works on 8x8 pixel blocks; 512x512 is what the weights were trained at.")
@@ -81,7 +84,8 @@ class Settings:
 
 @dataclass
 class PortraitModels:
-    """The loaded networks. ``use(name)`` yields one on the compute device (offloading others if asked)."""
+    """The loaded networks. ``use(*names)`` yields them, as a tuple, on the compute device (offloading
+    others if asked)."""
 
     unet: torch.nn.Module
     vae: torch.nn.Module
@@ -99,17 +103,18 @@ class PortraitModels:
     placer: Callable | None = None
 
     @contextlib.contextmanager
-    def use(self, *names: str) -> Iterator[tuple[torch.nn.Module, ...] | torch.nn.Module]:
-        """Put the named modules on the compute device for the block; with offload, back to the CPU after."""
+    def use(self, *names: str) -> Iterator[tuple[torch.nn.Module, ...]]:
+        """Put the named modules on the compute device for the block and yield them as a tuple, one per
+        name (``with models.use("vae") as (vae,):``); with offload, back to the CPU after."""
         mods = tuple(getattr(self, n) for n in names)
         if self.placer is not None:
             with self.placer(mods):
-                yield mods if len(mods) > 1 else mods[0]
+                yield mods
             return
         for m in mods:
             m.to(self.device)
         try:
-            yield mods if len(mods) > 1 else mods[0]
+            yield mods
         finally:
             if self.offload and self.device.type != "cpu":
                 for m in mods:
@@ -222,17 +227,35 @@ def encode_motion(models: PortraitModels, motion_crops, pose_images, ids: list[t
     return MotionCondition(torch.cat(out), [tuple(map(int, i)) for i in ids[:need]], torch.cat(rots))
 
 
+def augmentation_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The noise of the reference's noise augmentation: standard normal, fp32, drawn on the CPU from a
+    generator seeded with ``seed + 2`` (``seed`` draws the start noise, ``seed + 1`` the stochastic samplers')."""
+    gen = torch.Generator("cpu").manual_seed(int(seed) + 2)
+    return torch.randn(tuple(shape), generator=gen, dtype=torch.float32)
+
+
 @torch.no_grad()
-def encode_reference(models: PortraitModels, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_reference(models: PortraitModels, reference: torch.Tensor, noise_aug: float = 0.0,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference image (1,3,H,W) in [-1,1] -> (start latents = mean * 0.18215, conditioning latents = mode),
-    both (1,4,h,w) fp32 on the CPU. The VAE runs in fp32 (SVD's force_upcast)."""
-    with models.use("vae") as vae:
+    both (1,4,h,w) fp32 on the CPU. The VAE runs in fp32 (SVD's force_upcast).
+
+    As in the release, the start latents come from the clean reference and the conditioning latents from
+    ``reference + noise_aug * augmentation_noise(seed, reference.shape)`` (unchanged at 0, the release's value).
+    """
+    if noise_aug < 0:
+        raise HPError(f"noise_aug must not be negative, got {noise_aug}.", hint="The release uses 0.")
+    with models.use("vae") as (vae,):
         dt = _dtype_of(vae)
         try:  # the up-cast is inside: a cast cut short (out of memory) is undone by the finally
             if dt != torch.float32:
                 cast(vae, dtype=torch.float32)
-            dist = vae.encode(reference.to(models.device, torch.float32)).latent_dist
+            clean = reference.to(models.device, torch.float32)
+            dist = vae.encode(clean).latent_dist
             mean, mode = dist.mean.cpu(), dist.mode().cpu()
+            if noise_aug > 0:
+                noise = augmentation_noise(seed, tuple(reference.shape)).to(models.device)
+                mode = vae.encode(clean + float(noise_aug) * noise).latent_dist.mode().cpu()
         finally:
             if dt != torch.float32:
                 cast(vae, dtype=dt)
@@ -264,8 +287,11 @@ def initial_noise(settings: Settings, length: int, latent_hw: tuple[int, int]) -
 def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: torch.Tensor,
                    settings: Settings, *, noise: torch.Tensor | None = None,
                    progress: ProgressFn | None = None, should_cancel: Callable[[], bool] | None = None,
-                   sampler_fn: Callable | None = None, sigmas: torch.Tensor | None = None) -> torch.Tensor:
-    """Denoise the padded sequence; returns latents (F, 4, h, w) fp32 on the CPU with padding cut.
+                   sampler_fn: Callable | None = None, sigmas: torch.Tensor | None = None,
+                   keep_padding: bool = False) -> torch.Tensor:
+    """Denoise the padded sequence; returns latents (F, 4, h, w) fp32 on the CPU with padding cut, or with
+    ``keep_padding`` the whole padded sequence (pad + F + pad, 4, h, w), which ``decode_latents(..., pad=)``
+    needs to decode as the release does.
 
     ``sampler_fn(denoiser, x, sigmas) -> x`` replaces the built-in sampler (e.g. a ComfyUI SAMPLER);
     ``sigmas`` replaces the schedule (e.g. a ComfyUI SIGMAS input); ``noise`` replaces the seeded noise.
@@ -299,22 +325,41 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
             gen = torch.Generator("cpu").manual_seed(int(settings.seed) + 1)
             x = sample(settings.sampler, denoiser, x, sig.float(), generator=gen, callback=callback,
                        should_cancel=should_cancel)
-    return unpad(x[0], settings.pad)
+    return x[0] if keep_padding else unpad(x[0], settings.pad)
+
+
+def decode_chunks(length: int, pad: int, chunk: int) -> list[tuple[int, int]]:
+    """The release's decode chunks [start, end) of a padded sequence of ``length`` frames: ``chunk`` frames
+    at a time counted from padded frame 0, keeping only those that hold an output frame (not all padding)."""
+    if chunk < 1 or pad < 0 or length <= 2 * pad:
+        raise HPError(f"Cannot decode {length} latents with padding {pad} and chunk {chunk}.",
+                      hint="Give the padded latents (pad + frames + pad) and a chunk of at least 1.")
+    first, last = pad, length - pad - 1  # the output frames, in padded indices
+    return [(i, min(i + chunk, length)) for i in range(first - first % chunk, last + 1, chunk)]
 
 
 @torch.no_grad()
 def decode_latents(models: PortraitModels, latents: torch.Tensor, chunk: int = 8,
-                   progress: ProgressFn | None = None) -> torch.Tensor:
-    """Latents (F,4,h,w) -> frames (F,H,W,3) float in [0,1] on the CPU, ``chunk`` frames per decode."""
+                   progress: ProgressFn | None = None, *, pad: int = 0) -> torch.Tensor:
+    """Latents (pad + F + pad, 4, h, w) -> the F output frames (F, H, W, 3) float in [0, 1] on the CPU.
+
+    As the release: the padded sequence is decoded ``chunk`` frames at a time counted from padded frame 0
+    (so output frames share a chunk, and the temporal decoder's context, with padding frames), and the
+    padding is cut after decoding; chunks made only of padding are skipped. ``pad=0``: plain latents.
+    ``progress(done, F)`` counts output frames.
+    """
+    chunks = decode_chunks(latents.shape[0], pad, chunk)
+    total = latents.shape[0] - 2 * pad
     frames = []
-    with models.use("vae") as vae:
+    with models.use("vae") as (vae,):
         dt = _dtype_of(vae)
-        for i in range(0, latents.shape[0], chunk):
-            part = (latents[i:i + chunk] / VAE_SCALE).to(models.device, dt)
+        for start, end in chunks:
+            part = (latents[start:end] / VAE_SCALE).to(models.device, dt)
             img = vae.decode(part, num_frames=part.shape[0]).sample.float()
-            frames.append((img * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())
+            keep = slice(max(pad - start, 0), min(latents.shape[0] - pad, end) - start)
+            frames.append((img[keep] * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())
             if progress is not None:
-                progress(min(i + chunk, latents.shape[0]), latents.shape[0])
+                progress(min(end, latents.shape[0] - pad) - pad, total)
     return torch.cat(frames)
 
 
@@ -381,7 +426,7 @@ def conditions_from_prepared(models: PortraitModels, prepared, settings: Setting
     motion = encode_motion(models, prepared.motion_crops, prepared.pose_crops, ids, chunk=settings.motion_chunk)
     if progress:
         progress(2, 3, "conditions")
-    ref, cond = encode_reference(models, reference_at(prepared, hw))
+    ref, cond = encode_reference(models, reference_at(prepared, hw), settings.noise_aug, settings.seed)
     pose = pose_condition(prepared.pose_images, hw)
     if progress:
         progress(3, 3, "conditions")
@@ -390,13 +435,15 @@ def conditions_from_prepared(models: PortraitModels, prepared, settings: Setting
 
 @dataclass
 class Animation:
-    """Output frames (F,H,W,3) float in [0,1] with what paste-back and inspection need."""
+    """Output frames (F,H,W,3) float in [0,1] with what paste-back and inspection need; ``latents`` are the
+    output frames' (F,4,h,w), ``padded_latents`` the whole sampled sequence the frames were decoded from."""
 
     frames: torch.Tensor
     latents: torch.Tensor
     crop_bbox: tuple[int, int, int, int]
     motion: MotionCondition
     prepared: object
+    padded_latents: torch.Tensor | None = None
 
 
 def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torch.Tensor | None = None,
@@ -406,11 +453,12 @@ def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torc
     """The whole run from preprocessed inputs (hp_core.preprocess.prepare_inputs) to frames."""
     cond, ref, motion = conditions_from_prepared(models, prepared, settings, intensity=intensity, progress=progress)
     step_progress = (lambda i, n: progress(i, n, "denoise")) if progress else None
-    latents = sample_latents(models, cond, ref, settings, noise=noise, progress=step_progress,
-                             should_cancel=should_cancel, sampler_fn=sampler_fn, sigmas=sigmas)
+    padded = sample_latents(models, cond, ref, settings, noise=noise, progress=step_progress,
+                            should_cancel=should_cancel, sampler_fn=sampler_fn, sigmas=sigmas, keep_padding=True)
     decode_progress = (lambda i, n: progress(i, n, "decode")) if progress else None
-    frames = decode_latents(models, latents, settings.decode_chunk, progress=decode_progress)
-    return Animation(frames, latents, tuple(int(v) for v in prepared.crop_bbox), motion, prepared)
+    frames = decode_latents(models, padded, settings.decode_chunk, progress=decode_progress, pad=settings.pad)
+    return Animation(frames, unpad(padded, settings.pad), tuple(int(v) for v in prepared.crop_bbox), motion,
+                     prepared, padded)
 
 
 DECODED_VIDEO_BUDGET = 8 * 1024 ** 3  # bytes of decoded driving frames held in memory at once
@@ -427,7 +475,8 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
                   appearance_cfg=(2.0, 2.0), motion_cfg=(2.0, 2.0), seed=72580, window=25, overlap=3, shift=3,
                   max_frames=None, audio=True, progress: StageProgress | None = None, detector_path=None,
                   arcface_path=None, use_arcface: bool = True, frame_limit: int | None = None,
-                  height: int = 512, width: int = 512, pad: int = 15, decode_chunk: int = 8) -> dict:
+                  height: int = 512, width: int = 512, pad: int = 15, decode_chunk: int = 8,
+                  noise_aug: float = 0.0) -> dict:
     """File paths in, frames out, for the CLI: returns {"frames": (F,H,W,3) uint8, "fps",
     "paste_back_frames": (F,H,W,3) uint8 or None, "frames_without_face"}. Writing is the caller's."""
     import numpy as np
@@ -439,7 +488,7 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = Settings(steps=steps, sampler=sampler, schedule=scheduler, appearance_cfg=tuple(appearance_cfg),
                         motion_cfg=tuple(motion_cfg), seed=seed, window=window, overlap=overlap, shift=shift,
-                        height=height, width=width, pad=pad, decode_chunk=decode_chunk)
+                        height=height, width=width, pad=pad, decode_chunk=decode_chunk, noise_aug=noise_aug)
     settings.validate()
     W.preflight(W.needed_ids(use_arcface=use_arcface and not arcface_path, detector=None if detector_path else "yoloface"),
                 search_dirs, vae=vae, preset=preset)  # every missing or bad file in one message, before any work
@@ -472,5 +521,5 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
 
 __all__ = ["Animation", "animate", "animate_files", "appearance_at", "conditions_from_prepared", "pose_condition",
            "reference_at", "Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_models_from_dirs",
-           "encode_appearance", "encode_motion", "encode_reference", "build_conditions", "initial_noise",
-           "sample_latents", "decode_latents", "replace"]
+           "encode_appearance", "encode_motion", "encode_reference", "augmentation_noise", "build_conditions",
+           "initial_noise", "sample_latents", "decode_chunks", "decode_latents", "replace"]

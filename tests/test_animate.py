@@ -75,5 +75,17 @@ def test_too_long_video_is_refused_before_decoding(tmp_path, monkeypatch):
                     "-t", "3", "-pix_fmt", "yuv420p", str(clip)], check=True)
     from PIL import Image
     Image.fromarray(portrait()).save(tmp_path / "face.png")
-    with pytest.raises(HPError, match="--max-frames"):
+    import imageio_ffmpeg
+    decoded = []
+    real_read = imageio_ffmpeg.read_frames
+
+    def counting_read(*args, **kwargs):
+        decoded.append(1)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(imageio_ffmpeg, "read_frames", counting_read)
+    # the early check's own words: the estimated length and the limit, before a frame is decoded
+    early = r"has about 30 frames \(3\.0 s at 10 fps\), more than the limit of 10"
+    with pytest.raises(HPError, match=early) as err:
         P.animate_files(image=tmp_path / "face.png", video=clip, search_dirs=[tmp_path], frame_limit=10)
+    assert "--max-frames" in str(err.value) and not decoded

@@ -19,11 +19,11 @@ import nodes
 from fakes import driving_frames, write_constant_onnx
 from hp_core.errors import HPError
 from hp_core.models import COMPONENTS
-from hp_core.pipeline import Settings, build_conditions, decode_latents, encode_motion, sample_latents
+from hp_core.pipeline import Settings, build_conditions, encode_motion, sample_latents
 from hp_core.preprocess.identity import align_arcface
 from hp_core.sampling import Cancelled, get_sigmas
 from nodes import bridge, core, loader
-from nodes_env import FakeDWPose, FakeKSampler, as_image, driving_video, make_models_dir, source_image
+from nodes_env import FakeDWPose, FakeKSampler, as_image, driving_video, source_image
 
 M = nodes.NODE_CLASS_MAPPINGS
 WIDGETS = ("INT", "FLOAT", "STRING", "BOOLEAN")
@@ -32,11 +32,6 @@ RES = 64  # generated side: the tiny VAE gives 8x8 latents
 
 
 # ---------------------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("hp_models"))
-
 
 @pytest.fixture(autouse=True)
 def _models_env(models_dir, monkeypatch):
@@ -87,7 +82,7 @@ def appearance(models, features, models_dir):
 
 SAMPLE = dict(sampler_name="euler", scheduler="karras", steps=2, appearance_cfg_min=1.5, appearance_cfg_max=2.5,
               motion_cfg_min=2.0, motion_cfg_max=3.0, seed=3, denoise=1.0, context_window=6, context_overlap=2,
-              shift=3, padding=2, motion_scale=1.0)
+              shift=3, padding=2, motion_scale=1.0, noise_aug=0.0)
 
 
 def _sample(models, appearance, motion, **change):
@@ -154,15 +149,26 @@ def test_pack_entry_point_exports_the_nodes():
 
 # ------------------------------------------------------------------------------------------ loader
 
-def test_loader_loads_the_files_strictly_and_reuses_them(models, models_dir):
+def test_loader_loads_the_files_strictly_and_reuses_them(models, models_dir, tmp_path, monkeypatch):
     assert models.preset == "tiny" and models.device.type == "cpu"
     for name in COMPONENTS:
-        module = getattr(models, name)
+        state = getattr(models, name).state_dict()
         saved = torch.load(models_dir / "hyportrait" / f"{name}.pth", weights_only=True)
-        key = next(iter(saved))
-        torch.testing.assert_close(module.state_dict()[key], saved[key].float(), rtol=0, atol=0)
-        assert next(module.parameters()).dtype == torch.float32  # 'auto' on the CPU
+        assert set(state) == set(saved), name  # every key, no more, no fewer
+        for key, tensor in saved.items():
+            torch.testing.assert_close(state[key], tensor.to(state[key].dtype), rtol=0, atol=0, msg=key)
+        assert next(getattr(models, name).parameters()).dtype == torch.float32  # 'auto' on the CPU
     assert _load() is models  # same files and settings: no second load
+    # strict: a file that lacks one key of its network is refused, naming the key
+    saved = torch.load(models_dir / "hyportrait" / "pose_guider.pth", weights_only=True)
+    dropped = sorted(saved)[-1]
+    del saved[dropped]
+    (tmp_path / "broken").mkdir()
+    torch.save(saved, tmp_path / "broken" / "pose_guider.pth")
+    monkeypatch.setenv("HP_MODELS_DIR", f"{models_dir}{os.pathsep}{tmp_path}")
+    with pytest.raises(HPError, match="1 missing keys") as err:
+        _load(pose_guider="broken/pose_guider.pth")
+    assert dropped in str(err.value)
 
 
 def test_loader_dropdowns_list_the_folder_with_the_manifest_files_first(models, models_dir):
@@ -335,6 +341,14 @@ def test_sampler_is_seeded_and_follows_the_settings(models, appearance, motion):
     torch.testing.assert_close(a, direct / 0.18215)
 
 
+def test_motion_scale_widget_reaches_the_unet(models, appearance, motion):
+    # 0 drops the motion attention term: the same as zero motion tokens (to_v_ip has no bias)
+    none = _sample(models, appearance, motion, motion_scale=0.0)
+    still = type(motion)(torch.zeros_like(motion.tokens), motion.ids, motion.rotation)
+    torch.testing.assert_close(none, _sample(models, appearance, still), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(none, _sample(models, appearance, motion), rtol=1e-4, atol=1e-4)
+
+
 def test_sigmas_input_replaces_the_schedule(models, appearance, motion):
     ours = _sample(models, appearance, motion, steps=3, scheduler="exponential")
     given = _sample(models, appearance, motion, steps=25, sigmas=get_sigmas("exponential", 3))
@@ -427,13 +441,25 @@ def test_impossible_windows_fail_before_the_unet_runs(models, appearance, motion
 
 # ------------------------------------------------------------------------------- decode / paste back
 
+def _vae_by_hand(vae, raw, chunk):
+    """The release's decode written out: raw latents through vae.decode ``chunk`` frames at a time from
+    frame 0 (num_frames = chunk), then * 0.5 + 0.5 clamped, as (F, H, W, 3)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, raw.shape[0], chunk):
+            part = raw[i:i + chunk]
+            out.append(vae.decode(part, num_frames=part.shape[0]).sample)
+    return (torch.cat(out).float() * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+
+
 def test_decode_chunks_and_matches_the_vae(models, monkeypatch):
     monkeypatch.setattr(bridge, "Progress", Recorder)
     Recorder.instances.clear()
     lat = torch.randn(5, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     frames = M["HunyuanPortraitDecode"]().decode(models, {"samples": lat}, 2)[0]
     assert frames.shape == (5, RES, RES, 3) and 0 <= float(frames.min()) and float(frames.max()) <= 1
-    torch.testing.assert_close(frames, decode_latents(models, lat * 0.18215, chunk=2))
+    torch.testing.assert_close(frames, _vae_by_hand(models.vae, lat, 2), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(frames, _vae_by_hand(models.vae, lat, 5), rtol=1e-3, atol=1e-3)  # chunks matter
     assert Recorder.instances[0].calls == [2, 4, 5]
     with pytest.raises(HPError, match="frames, 4, h, w"):
         M["HunyuanPortraitDecode"]().decode(models, {"samples": lat[None]}, 2)

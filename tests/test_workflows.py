@@ -16,7 +16,7 @@ import torch
 import nodes
 from hp_core.sampling import get_sigmas
 from nodes import core
-from nodes_env import FakeDWPose, FakeKSampler, driving_video, make_models_dir, source_image
+from nodes_env import FakeDWPose, FakeKSampler, driving_video, source_image
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "workflows"
@@ -309,11 +309,6 @@ def tiny(prompt: dict) -> dict:
         elif kind == "AlignYourStepsScheduler":
             inputs["steps"] = 3
     return prompt
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("hp_models_wf"))
 
 
 @pytest.mark.parametrize("name", NAMES)
