@@ -168,8 +168,8 @@ def _check_animate_args(args) -> None:
         raise HPError(f"--overlap must be between 0 and window-1 = {args.window - 1} (got {args.overlap}).")
     if args.shift < 0:
         raise HPError(f"--shift must not be negative (got {args.shift}).")
-    if args.size < 64 or args.size % 64:
-        raise HPError(f"--size must be a multiple of 64, at least 64 (got {args.size}).")
+    if args.size < 8 or args.size % 8:  # the library's rule (Settings.validate): the UNet takes any latent side
+        raise HPError(f"--size must be a positive multiple of 8 (got {args.size}).")
     if args.max_frames is not None and args.max_frames < 1:
         raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
     for name in ("appearance_cfg", "motion_cfg"):
