@@ -460,7 +460,9 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
                   appearance_cfg=(2.0, 2.0), motion_cfg=(2.0, 2.0), seed=72580, window=25, overlap=3, shift=3,
                   max_frames=None, audio=True, progress: StageProgress | None = None, detector_path=None,
                   arcface_path=None, use_arcface: bool = True, frame_limit: int | None = None,
-                  height: int = 512, width: int = 512, pad: int = 15, decode_chunk: int = 8) -> dict:
+                  height: int = 512, width: int = 512, pad: int = 15, decode_chunk: int = 8,
+                  branch_mode: str = "auto", guidance_interval: tuple[float, float] | None = None,
+                  sdpa_backend: str = "auto", compile_unet: bool = False, channels_last: bool = False) -> dict:
     """File paths in, frames out, for the CLI: returns {"frames": (F,H,W,3) uint8, "fps",
     "paste_back_frames": (F,H,W,3) uint8 or None, "frames_without_face"}. Writing is the caller's."""
     import numpy as np
@@ -472,7 +474,9 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = Settings(steps=steps, sampler=sampler, schedule=scheduler, appearance_cfg=tuple(appearance_cfg),
                         motion_cfg=tuple(motion_cfg), seed=seed, window=window, overlap=overlap, shift=shift,
-                        height=height, width=width, pad=pad, decode_chunk=decode_chunk)
+                        height=height, width=width, pad=pad, decode_chunk=decode_chunk, branch_mode=branch_mode,
+                        guidance_interval=guidance_interval, sdpa_backend=sdpa_backend, compile_unet=compile_unet,
+                        channels_last=channels_last)
     settings.validate()
     source = V.read_image(image)
     if frame_limit is None:
