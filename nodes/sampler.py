@@ -112,8 +112,8 @@ class HunyuanPortraitSampler:
 
     def sample(self, models, appearance, motion, sampler_name, scheduler, steps, appearance_cfg_min,
                appearance_cfg_max, motion_cfg_min, motion_cfg_max, seed, denoise, context_window, context_overlap,
-               shift, padding, motion_scale, pose=None, sampler=None, sigmas=None, branch_mode="auto",
-               guidance_sigma_low=0.0, guidance_sigma_high=0.0, attention="auto", compile_unet=False):
+               shift, padding, motion_scale, pose=None, sampler=None, sigmas=None, branch_mode=None,
+               guidance_sigma_low=None, guidance_sigma_high=None, attention=None, compile_unet=None):
         frames = int(motion.tokens.shape[0])
         resolution = appearance.resolution
         settings = Settings(steps=int(steps), sampler=sampler_name, schedule=scheduler,
@@ -121,10 +121,10 @@ class HunyuanPortraitSampler:
                             motion_cfg=(float(motion_cfg_min), float(motion_cfg_max)), denoise=float(denoise),
                             seed=int(seed), window=int(context_window), overlap=int(context_overlap),
                             shift=int(shift), pad=int(padding), motion_scale=float(motion_scale),
-                            height=resolution, width=resolution, branch_mode=branch_mode,
-                            guidance_interval=((float(guidance_sigma_low), float(guidance_sigma_high))
-                                               if guidance_sigma_high > 0 else None),
-                            sdpa_backend=attention, compile_unet=bool(compile_unet))
+                            height=resolution, width=resolution, branch_mode=branch_mode or "auto",
+                            guidance_interval=((float(guidance_sigma_low or 0.0), float(guidance_sigma_high))
+                                               if guidance_sigma_high else None),
+                            sdpa_backend=attention or "auto", compile_unet=bool(compile_unet))
         settings.validate()
         schedule = custom_sigmas(sigmas) if sigmas is not None else None
         total = (len(schedule) if schedule is not None else len(settings.sigma_schedule())) - 1
