@@ -1,6 +1,4 @@
-"""The opt-in CUDA options reach the UNet from Settings, the CLI and the sampler node (routing, on the CPU)."""
-
-import contextlib
+"""The opt-in CUDA options reach the UNet from Settings and the CLI (routing, on the CPU)."""
 
 import pytest
 import torch
