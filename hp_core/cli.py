@@ -12,6 +12,7 @@ the CLI then writes them with the driving clip's fps and its audio (cut to the v
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -98,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto: the release's precisions (fp16 networks, fp32 VAE and motion encoders)")
     an.add_argument("--size", type=int, default=512,
                     help="side of the square result in pixels (the release: 512; small sizes for quick tests)")
+    an.add_argument("--decode-chunk", type=int, default=8,
+                    help="frames the temporal VAE decodes at once (8 = the release; fewer use less memory but "
+                         "change the result slightly, since the decoder smooths over the frames it sees)")
+    an.add_argument("--branch-mode", choices=("auto", "batched", "sequential"), default="auto",
+                    help="guidance branches as one batch of three, or one after another (a third of the "
+                         "activation memory, same result); auto: sequential when the batch would not fit")
+    an.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
+                    help="two-scale guidance only on steps whose sigma lies in [LO, HI]; elsewhere one UNet "
+                         "evaluation per window instead of three (off by default = the release)")
+    an.add_argument("--attention", choices=("auto", "flash", "efficient", "math", "cudnn"), default="auto",
+                    help="PyTorch attention backend (CUDA; auto lets PyTorch choose)")
+    an.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA; the first step is slow)")
+    an.add_argument("--channels-last", action="store_true", help="channels_last UNet weights (CUDA convolutions)")
     an.add_argument("--vae", metavar="PATH", help="an SVD VAE folder, VAE file or SVD checkpoint to use")
     an.add_argument("--no-audio", action="store_true", help="do not copy the driving clip's audio")
     _add_models_dir(an)
@@ -175,10 +189,14 @@ def _check_animate_args(args) -> None:
         raise HPError(f"--overlap must be between 0 and window-1 = {args.window - 1} (got {args.overlap}).")
     if args.shift < 0:
         raise HPError(f"--shift must not be negative (got {args.shift}).")
-    if args.size < 64 or args.size % 64:
-        raise HPError(f"--size must be a multiple of 64, at least 64 (got {args.size}).")
     if args.noise_aug < 0:
         raise HPError(f"--noise-aug must not be negative (got {args.noise_aug}).")
+    if args.size < 8 or args.size % 8:  # the library's rule (Settings.validate): the UNet takes any latent side
+        raise HPError(f"--size must be a positive multiple of 8 (got {args.size}).")
+    if args.decode_chunk < 1:
+        raise HPError(f"--decode-chunk must be at least 1 (got {args.decode_chunk}).")
+    if args.guidance_interval and not 0 <= args.guidance_interval[0] <= args.guidance_interval[1]:
+        raise HPError(f"--guidance-interval needs 0 <= LO <= HI (got {args.guidance_interval}).")
     if args.max_frames is not None and args.max_frames < 1:
         raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
     for name in ("appearance_cfg", "motion_cfg"):
@@ -244,7 +262,9 @@ def animate_options(args, progress: Callable | None = None) -> dict:
                 scheduler=args.scheduler, steps=args.steps, appearance_cfg=tuple(args.appearance_cfg),
                 motion_cfg=tuple(args.motion_cfg), seed=args.seed, window=args.window, overlap=args.overlap,
                 shift=args.shift, max_frames=args.max_frames, audio=not args.no_audio, progress=progress,
-                noise_aug=args.noise_aug)
+                noise_aug=args.noise_aug, decode_chunk=args.decode_chunk, branch_mode=args.branch_mode,
+                guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+                sdpa_backend=args.attention, compile_unet=args.compile, channels_last=args.channels_last)
 
 
 def _cmd_animate(args, out=print) -> int:
@@ -296,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # e.g. the UNet evaluations a run costs
     commands = {"weights": _cmd_weights, "make-random-weights": _cmd_random, "animate": _cmd_animate}
     try:
         return commands[args.command](args)

@@ -8,6 +8,7 @@ control on top. Each stage is a public function, so a stage can be compared with
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -17,13 +18,16 @@ import torch
 from .errors import HPError
 from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
 from .models.motion_refiner import motion_tokens
-from .sampling.denoiser import Conditions, GuidanceSettings, PortraitDenoiser
+from .memory import check_decoding, plan_sampling
+from .models.sdpa import sdpa_backends
+from .sampling.denoiser import BRANCH_MODES, Conditions, GuidanceSettings, PortraitDenoiser, planned_evaluations
 from .sampling.guidance import pad_frames, pad_motion, unpad
 from .sampling.samplers import SAMPLERS, sample
 from .sampling.schedules import get_sigmas
 from .sampling.windows import validate_windows
 
 VAE_SCALE = 0.18215
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +56,11 @@ class Settings:
     motion_chunk: int = 25
     height: int = 512
     width: int = 512
+    branch_mode: str = "auto"                          # auto / batched / sequential (memory.plan_sampling)
+    guidance_interval: tuple[float, float] | None = None  # guidance only for sigmas in [lo, hi]; None = all
+    sdpa_backend: str = "auto"                         # auto / flash / efficient / math / cudnn
+    compile_unet: bool = False                         # torch.compile the UNet (CUDA; first step slow)
+    channels_last: bool = False                        # channels_last UNet weights (CUDA convolutions)
 
     def validate(self) -> None:
         """Raise HPError for impossible settings before any model runs."""
@@ -69,6 +78,12 @@ class Settings:
         if self.sampler not in SAMPLERS:
             raise HPError(f"Unknown sampler {self.sampler!r}.", hint=f"Choose one of {', '.join(SAMPLERS)}.")
         validate_windows(max(self.window, 1), self.window, self.overlap, self.shift)
+        if self.branch_mode not in ("auto", *BRANCH_MODES):
+            raise HPError(f"Unknown branch mode {self.branch_mode!r}.", hint="Use auto, batched or sequential.")
+        if self.guidance_interval is not None and (len(self.guidance_interval) != 2
+                                                   or not 0 <= self.guidance_interval[0] <= self.guidance_interval[1]):
+            raise HPError(f"guidance_interval must be (lo, hi) with 0 <= lo <= hi, got {self.guidance_interval}.")
+        sdpa_backends(self.sdpa_backend)
 
     def sigma_schedule(self) -> torch.Tensor:
         """The sigmas actually sampled: the full schedule, cut to the last ``denoise`` fraction."""
@@ -309,10 +324,19 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
     with models.use("unet", "pose_guider") as (unet, pose_guider):
         if hasattr(unet, "set_motion_scale"):
             unet.set_motion_scale(settings.motion_scale)
-        denoiser = PortraitDenoiser(unet, pose_guider, conditions, sig,
-                                    GuidanceSettings(settings.window, settings.overlap, settings.shift,
-                                                     tuple(settings.appearance_cfg), tuple(settings.motion_cfg)),
+        apply_unet_options(unet, settings, models.device)
+        interval = tuple(settings.guidance_interval) if settings.guidance_interval is not None else None
+        guided_steps = any(interval is None or interval[0] <= float(s) <= interval[1] for s in sig[:-1])
+        plan = plan_sampling(unet, models.device, window=min(settings.window, length), latent_hw=hw,
+                             branch_mode=settings.branch_mode, branches=3 if guided_steps else 1,
+                             math_attention=settings.sdpa_backend == "math")
+        guidance = GuidanceSettings(settings.window, settings.overlap, settings.shift, tuple(settings.appearance_cfg),
+                                    tuple(settings.motion_cfg), plan.branch_mode, interval)
+        denoiser = PortraitDenoiser(unet, pose_guider, conditions, sig, guidance,
                                     device=models.device, should_cancel=should_cancel)
+        log.info("sampling: %d UNet evaluations planned (one branch over one window each; samplers with several "
+                 "model calls per step multiply it), branch mode %s", planned_evaluations(sig, length, guidance),
+                 plan.branch_mode)
         total = sig.numel() - 1
 
         def callback(i, *_):
@@ -325,6 +349,7 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
             gen = torch.Generator("cpu").manual_seed(int(settings.seed) + 1)
             x = sample(settings.sampler, denoiser, x, sig.float(), generator=gen, callback=callback,
                        should_cancel=should_cancel)
+        log.info("sampling: %d UNet evaluations in %d UNet calls", denoiser.evaluations, denoiser.unet_calls)
     return x[0] if keep_padding else unpad(x[0], settings.pad)
 
 
@@ -336,6 +361,16 @@ def decode_chunks(length: int, pad: int, chunk: int) -> list[tuple[int, int]]:
                       hint="Give the padded latents (pad + frames + pad) and a chunk of at least 1.")
     first, last = pad, length - pad - 1  # the output frames, in padded indices
     return [(i, min(i + chunk, length)) for i in range(first - first % chunk, last + 1, chunk)]
+
+
+def apply_unet_options(unet: torch.nn.Module, settings: Settings, device: torch.device) -> None:
+    """Route the opt-in speed options to the UNet: SDPA backend, channels_last (CUDA), torch.compile."""
+    if hasattr(unet, "set_sdpa_backend"):
+        unet.set_sdpa_backend(settings.sdpa_backend)
+    if settings.channels_last and torch.device(device).type == "cuda":
+        unet.to(memory_format=torch.channels_last)
+    if settings.compile_unet and getattr(unet, "_compiled_call_impl", None) is None:
+        unet.compile()  # in place: the module keeps its attributes and weights; compiled on first call
 
 
 @torch.no_grad()
@@ -353,6 +388,8 @@ def decode_latents(models: PortraitModels, latents: torch.Tensor, chunk: int = 8
     frames = []
     with models.use("vae") as (vae,):
         dt = _dtype_of(vae)
+        check_decoding(vae, models.device, chunk=min(chunk, latents.shape[0]),
+                       image_hw=(latents.shape[-2] * 8, latents.shape[-1] * 8))
         for start, end in chunks:
             part = (latents[start:end] / VAE_SCALE).to(models.device, dt)
             img = vae.decode(part, num_frames=part.shape[0]).sample.float()
@@ -476,7 +513,8 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
                   max_frames=None, audio=True, progress: StageProgress | None = None, detector_path=None,
                   arcface_path=None, use_arcface: bool = True, frame_limit: int | None = None,
                   height: int = 512, width: int = 512, pad: int = 15, decode_chunk: int = 8,
-                  noise_aug: float = 0.0) -> dict:
+                  noise_aug: float = 0.0, branch_mode: str = "auto", guidance_interval: tuple[float, float] | None = None,
+                  sdpa_backend: str = "auto", compile_unet: bool = False, channels_last: bool = False) -> dict:
     """File paths in, frames out, for the CLI: returns {"frames": (F,H,W,3) uint8, "fps",
     "paste_back_frames": (F,H,W,3) uint8 or None, "frames_without_face"}. Writing is the caller's."""
     import numpy as np
@@ -488,7 +526,10 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = Settings(steps=steps, sampler=sampler, schedule=scheduler, appearance_cfg=tuple(appearance_cfg),
                         motion_cfg=tuple(motion_cfg), seed=seed, window=window, overlap=overlap, shift=shift,
-                        height=height, width=width, pad=pad, decode_chunk=decode_chunk, noise_aug=noise_aug)
+                        height=height, width=width, pad=pad, decode_chunk=decode_chunk, noise_aug=noise_aug,
+                        branch_mode=branch_mode,
+                        guidance_interval=guidance_interval, sdpa_backend=sdpa_backend, compile_unet=compile_unet,
+                        channels_last=channels_last)
     settings.validate()
     W.preflight(W.needed_ids(use_arcface=use_arcface and not arcface_path, detector=None if detector_path else "yoloface"),
                 search_dirs, vae=vae, preset=preset)  # every missing or bad file in one message, before any work
@@ -522,4 +563,4 @@ def animate_files(*, image, video, out=None, paste_back=None, search_dirs, vae=N
 __all__ = ["Animation", "animate", "animate_files", "appearance_at", "conditions_from_prepared", "pose_condition",
            "reference_at", "Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_models_from_dirs",
            "encode_appearance", "encode_motion", "encode_reference", "augmentation_noise", "build_conditions",
-           "initial_noise", "sample_latents", "decode_chunks", "decode_latents", "replace"]
+           "initial_noise", "sample_latents", "decode_chunks", "decode_latents", "apply_unet_options", "replace"]

@@ -42,8 +42,9 @@ class HunyuanPortraitDecode:
             "models": (MODELS, {"tooltip": "From HunyuanPortrait Load Models."}),
             "latent": ("LATENT", {"tooltip": "From the HunyuanPortrait Sampler."}),
             "decode_chunk": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip":
-                             "Frames decoded together (the release: 8). Lower it if decoding runs out of "
-                             "memory; higher can be slightly faster."}),
+                             "Frames decoded together (the release: 8). Trade-off: lower uses less memory "
+                             "but changes the result slightly (the temporal decoder smooths over the frames "
+                             "it sees together); higher can be slightly faster."}),
         }}
 
     RETURN_TYPES = ("IMAGE",)

@@ -86,6 +86,21 @@ class HunyuanPortraitSampler:
                                                    "sampler_name."}),
                 "sigmas": ("SIGMAS", {"tooltip": "Any ComfyUI noise schedule (e.g. AlignYourStepsScheduler with "
                                                  "model_type SVD); replaces scheduler, steps and denoise."}),
+                "branch_mode": (["auto", "batched", "sequential"], {"default": "auto", "tooltip":
+                                "The three guidance branches as one batch, or one after another (a third of the "
+                                "activation memory, the same result). auto: sequential when the memory estimate "
+                                "says the batch will not fit."}),
+                "guidance_sigma_low": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.01, "tooltip":
+                                       "Guidance interval (off while high is 0): guidance only on steps whose sigma "
+                                       "lies in [low, high]; other steps run one UNet evaluation instead of three."}),
+                "guidance_sigma_high": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.01,
+                                        "tooltip": "Upper sigma of the guidance interval; 0 = guidance on every step "
+                                                   "(the release)."}),
+                "attention": (["auto", "flash", "efficient", "math", "cudnn"], {"default": "auto", "tooltip":
+                              "PyTorch attention backend for the UNet (auto lets PyTorch choose; math uses the "
+                              "most memory)."}),
+                "compile_unet": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the UNet (CUDA): faster "
+                                 "steps after a slow first one."}),
             },
         }
 
@@ -102,7 +117,8 @@ class HunyuanPortraitSampler:
 
     def sample(self, models, appearance, motion, sampler_name, scheduler, steps, appearance_cfg_min,
                appearance_cfg_max, motion_cfg_min, motion_cfg_max, seed, denoise, context_window, context_overlap,
-               shift, padding, motion_scale, noise_aug, pose=None, sampler=None, sigmas=None):
+               shift, padding, motion_scale, noise_aug, pose=None, sampler=None, sigmas=None, branch_mode=None,
+               guidance_sigma_low=None, guidance_sigma_high=None, attention=None, compile_unet=None):
         frames = int(motion.tokens.shape[0])
         resolution = appearance.resolution
         settings = Settings(steps=int(steps), sampler=sampler_name, schedule=scheduler,
@@ -110,7 +126,10 @@ class HunyuanPortraitSampler:
                             motion_cfg=(float(motion_cfg_min), float(motion_cfg_max)), denoise=float(denoise),
                             seed=int(seed), window=int(context_window), overlap=int(context_overlap),
                             shift=int(shift), pad=int(padding), motion_scale=float(motion_scale),
-                            noise_aug=float(noise_aug), height=resolution, width=resolution)
+                            noise_aug=float(noise_aug), height=resolution, width=resolution, branch_mode=branch_mode or "auto",
+                            guidance_interval=((float(guidance_sigma_low or 0.0), float(guidance_sigma_high))
+                                               if guidance_sigma_high else None),
+                            sdpa_backend=attention or "auto", compile_unet=bool(compile_unet))
         settings.validate()
         schedule = custom_sigmas(sigmas) if sigmas is not None else None
         total = (len(schedule) if schedule is not None else len(settings.sigma_schedule())) - 1
