@@ -188,11 +188,7 @@ class Placer:
     def _unload(self, module: torch.nn.Module) -> None:
         patcher = self._patchers.get(id(module))
         if COMFY and patcher is not None:
-            for i, loaded in enumerate(list(_mm.current_loaded_models)):
-                if loaded.model is patcher:
-                    if loaded.model_unload():
-                        _mm.current_loaded_models.pop(i)
-                    break
+            ComfyInternals.unload(patcher)
         module.to(offload_device())
 
     @contextlib.contextmanager
@@ -215,6 +211,52 @@ class Placer:
                     self._unload(m)
                 if dropped:
                     empty_cache()
+
+
+# ------------------------------------------------------------------------------- ComfyUI internals
+
+class ComfyInternals:
+    """Everything that reaches past ComfyUI's public node API, in one place. Tested against ComfyUI
+    ``TESTED_WITH``; each call falls back to public behaviour when the internal it uses is not there."""
+
+    TESTED_WITH = "0.3.64"
+
+    @staticmethod
+    def unload(patcher) -> bool:
+        """Unload one ModelPatcher that load_models_gpu loaded, leaving every other loaded model alone.
+
+        Internal: ``model_management.current_loaded_models`` (a list of LoadedModel) is searched and the
+        entry removed in place, as ComfyUI's own free_memory does. Fallback: the patcher's public
+        ``detach()``, which moves the weights back to its offload device."""
+        loaded_models = getattr(_mm, "current_loaded_models", None)
+        if isinstance(loaded_models, list):
+            for i, loaded in enumerate(list(loaded_models)):
+                if getattr(loaded, "model", None) is patcher:
+                    if loaded.model_unload():
+                        loaded_models.pop(i)
+                    return True
+            return False
+        detach = getattr(patcher, "detach", None)
+        if callable(detach):
+            detach()
+            return True
+        return False
+
+    @staticmethod
+    def svd_model_sampling(sigma_min: float, sigma_max: float):
+        """SVD's noise parametrisation (continuous EDM sigmas, v-prediction) as a ComfyUI model_sampling
+        object, for ComfyUI samplers that look it up; None outside ComfyUI or when the classes are gone
+        (the caller then uses its plain stand-in)."""
+        try:
+            import comfy.model_sampling as ms
+            base = (ms.ModelSamplingContinuousEDM, ms.V_PREDICTION)
+        except (ImportError, AttributeError):
+            return None
+        from types import SimpleNamespace
+
+        sampling = type("PortraitSampling", base, {})
+        return sampling(SimpleNamespace(sampling_settings={"sigma_min": sigma_min, "sigma_max": sigma_max,
+                                                           "sigma_data": 1.0}))
 
 
 # ----------------------------------------------------------------------------- progress / interrupts
@@ -296,7 +338,7 @@ class readable_errors:
                            f"with --lowvram.") from None
 
 
-__all__ = ["COMFY", "COMFY_VAE_PREFIX", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",
+__all__ = ["COMFY", "COMFY_VAE_PREFIX", "ComfyInternals", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",
            "comfy_vae_files", "comfy_vae_path", "empty_cache", "half_precision_ok", "interrupted", "is_oom",
            "low_vram", "model_file_path", "model_files", "offload_device", "readable_errors",
            "register_model_folder", "search_dirs", "torch_device"]

@@ -17,6 +17,8 @@ import torch
 
 from hp_core.errors import HPError
 
+from . import bridge
+
 SIGMA_MIN = 0.002
 SIGMA_MAX = 700.0
 
@@ -44,17 +46,9 @@ class _PlainEDMSampling:
 
 
 def model_sampling():
-    """SVD's noise parametrisation as ComfyUI's samplers expect to find it."""
-    try:
-        import comfy.model_sampling as ms
-    except ImportError:
-        return _PlainEDMSampling()
-
-    class PortraitSampling(ms.ModelSamplingContinuousEDM, ms.V_PREDICTION):
-        pass
-
-    config = SimpleNamespace(sampling_settings={"sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "sigma_data": 1.0})
-    return PortraitSampling(config)
+    """SVD's noise parametrisation as ComfyUI's samplers expect to find it (a plain stand-in without ComfyUI)."""
+    sampling = bridge.ComfyInternals.svd_model_sampling(SIGMA_MIN, SIGMA_MAX)
+    return sampling if sampling is not None else _PlainEDMSampling()
 
 
 class _Patcher:
