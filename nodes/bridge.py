@@ -93,6 +93,79 @@ def model_file_path(name: str) -> Path | None:
     return None
 
 
+# Top-level key groups a component's state dict has (read from a safetensors header: cheap, no tensors).
+HEADER_SIGNATURES = {
+    "unet": {"down_blocks", "mid_block", "up_blocks"},
+    "dino": {"patch_embed", "blocks"},
+    "motion_proj": {"connector"},
+    "expression": {"resnet50"},
+    "headpose": {"head_pose_net"},
+    "pose_guider": {"conv_in", "blocks", "conv_out"},
+    "vae": {"encoder", "decoder"},
+}
+EXACT_SIGNATURES = {"image_proj": {"weight", "bias"}}  # a single projection layer
+_NAME_HINTS = {"pose_guider": ("pose_guider", "poseguider"), "image_proj": ("image_proj",),
+               "motion_proj": ("motion_proj",), "headpose": ("headpose", "head_pose"),
+               "expression": ("expression",), "dino": ("dino",), "unet": ("unet",), "vae": ("vae",),
+               "face_detector": ("yoloface", "yolov5", "scrfd", "det_10g")}
+_HEADER_CACHE: dict[tuple, frozenset] = {}  # (path, size, mtime) -> top-level key groups (bounded below)
+
+
+def safetensors_top_keys(path: Path) -> frozenset:
+    """The first dotted part of every tensor name in a .safetensors file, read from its header only."""
+    import json
+    import struct
+
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in _HEADER_CACHE:
+            with open(path, "rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                names = json.loads(f.read(size)) if 0 < size < 64 * 2**20 else {}
+            if len(_HEADER_CACHE) > 256:
+                _HEADER_CACHE.clear()
+            _HEADER_CACHE[key] = frozenset(n.split(".")[0] for n in names if n != "__metadata__")
+        return _HEADER_CACHE[key]
+    except (OSError, ValueError, struct.error):
+        return frozenset()
+
+
+def component_of(name: str) -> str | None:
+    """Which network a listed model file looks like: by its name, else by its safetensors header."""
+    lowered = name.lower().replace("\\", "/")
+    base = lowered.rsplit("/", 1)[-1]
+    for component, hints in _NAME_HINTS.items():
+        if any(h in base for h in hints):
+            return component
+    by_folder = next((c for c, hints in _NAME_HINTS.items() if any(f"{h}/" in lowered for h in hints)), None)
+    if by_folder:
+        return by_folder
+    if not lowered.endswith(".safetensors"):
+        return None
+    path = model_file_path(name)
+    tops = safetensors_top_keys(path) if path is not None else frozenset()
+    for component, exact in EXACT_SIGNATURES.items():
+        if tops == exact:
+            return component
+    for component, needed in HEADER_SIGNATURES.items():
+        if needed <= tops:
+            return component
+    return None
+
+
+def weight_choices(component: str, default: str, alternatives: Sequence[str] = ()) -> list[str]:
+    """A loader dropdown: existing files that are this component first (official name, then by name or
+    header), then files of unknown kind; files that are another component are left out. When no file is
+    this component, the official name leads (the run then says how to download it)."""
+    files = [f for f in model_files() if f.lower().endswith(WEIGHT_EXTENSIONS)]
+    official = [f for f in (default, *alternatives) if f in files]
+    kinds = {f: component_of(f) for f in files if f not in official}
+    same = sorted(f for f, kind in kinds.items() if kind == component)
+    unknown = sorted(f for f, kind in kinds.items() if kind is None)
+    return (official + same or [default]) + unknown
+
+
 def comfy_vae_files() -> list[str]:
     """ComfyUI's models/vae files, prefixed so they can share a dropdown with the pack's own files."""
     if not COMFY:
@@ -339,6 +412,7 @@ class readable_errors:
 
 
 __all__ = ["COMFY", "COMFY_VAE_PREFIX", "ComfyInternals", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",
-           "comfy_vae_files", "comfy_vae_path", "empty_cache", "half_precision_ok", "interrupted", "is_oom",
+           "comfy_vae_files", "comfy_vae_path", "component_of", "empty_cache", "half_precision_ok", "interrupted", "is_oom",
            "low_vram", "model_file_path", "model_files", "offload_device", "readable_errors",
-           "register_model_folder", "search_dirs", "torch_device"]
+           "register_model_folder", "safetensors_top_keys", "search_dirs", "torch_device",
+           "weight_choices"]

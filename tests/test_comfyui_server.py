@@ -53,6 +53,7 @@ def _tiny_prompt(workflow: str = "basic", **sampler) -> dict:
             inputs["file"] = "driving.mp4"
         elif kind == "HunyuanPortraitModelLoader":
             inputs["preset"] = "tiny"
+            inputs["vae"] = "vae/diffusion_pytorch_model.safetensors"  # the tiny VAE is fp32 (not listed: fp16)
         elif kind == "HunyuanPortraitFaceCropMotionEncoder":
             inputs["frame_limit"] = USED_FRAMES
         elif kind == "HunyuanPortraitAppearanceExtractor":
@@ -76,8 +77,11 @@ def test_object_info_lists_every_node_as_declared(server):
         assert info[name]["output"] == list(cls.RETURN_TYPES)
         assert info[name]["category"] == "HunyuanPortrait"
     # The weights folder is known only through extra_model_paths.yaml: its files fill the dropdowns.
-    vae_choices = info["HunyuanPortraitModelLoader"]["input"]["required"]["vae"][0]
-    assert "vae/diffusion_pytorch_model.safetensors" in vae_choices
+    # Each dropdown offers its own network's file and only files that exist (the tiny VAE is fp32 only).
+    loader = info["HunyuanPortraitModelLoader"]["input"]["required"]
+    assert loader["vae"][0] == ["vae/diffusion_pytorch_model.safetensors"]
+    for name in ("unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider"):
+        assert loader[name][0] == [f"hyportrait/{name}.pth"], (name, loader[name][0])
 
 
 def test_basic_workflow_runs_and_second_run_is_cached(server):

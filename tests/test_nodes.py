@@ -167,11 +167,9 @@ def test_loader_loads_the_files_strictly_and_reuses_them(models, models_dir):
 
 def test_loader_dropdowns_list_the_folder_with_the_manifest_files_first(models, models_dir):
     spec = M["HunyuanPortraitModelLoader"].INPUT_TYPES()["required"]
-    for name in COMPONENTS:
-        assert spec[name][0][0] == f"hyportrait/{name}.pth" == spec[name][1]["default"]
-        assert "hyportrait/dino.pth" in spec[name][0]
-    assert spec["vae"][0][0] == "vae/diffusion_pytorch_model.fp16.safetensors"
-    assert "vae/diffusion_pytorch_model.safetensors" in spec["vae"][0]
+    for name in COMPONENTS:  # each dropdown: the file that is that network, not the others
+        assert spec[name][0] == [f"hyportrait/{name}.pth"] and spec[name][1]["default"] == spec[name][0][0]
+    assert spec["vae"][0] == ["vae/diffusion_pytorch_model.safetensors"]  # only the fp32 file exists
     listed = bridge.model_files()
     assert any((models_dir / ".hp_cache").iterdir())  # loading wrote its safetensors cache ...
     assert not any(n.startswith(".hp_cache/") for n in listed)  # ... which is no choice
