@@ -335,17 +335,47 @@ class ComfyInternals:
 # ----------------------------------------------------------------------------- progress / interrupts
 
 class Progress:
-    """A progress bar on the running node (ComfyUI's), or nothing outside ComfyUI."""
+    """A progress bar on the running node (ComfyUI's), or nothing outside ComfyUI. ``preview`` adds the
+    step's image through ComfyUI's latent previews."""
 
     def __init__(self, total: int):
         self.total = max(int(total), 1)
         self._bar = _cu.ProgressBar(self.total) if COMFY else None
+        self._previewer = None  # made on the first preview: the user's method, None when previews are off
 
     def __call__(self, done: int, total: int | None = None) -> None:
         if total:
             self.total = int(total)
         if self._bar is not None:
             self._bar.update_absolute(min(int(done), self.total), self.total)
+
+    def preview(self, done: int, total: int, denoised: torch.Tensor) -> None:
+        """Send the middle frame of a denoised estimate (1, L, 4, h, w) or (L, 4, h, w), scaled SVD latents,
+        as this step's preview image. Nothing happens outside ComfyUI or with previews turned off."""
+        if self._bar is None:
+            return
+        if self._previewer is None:
+            self._previewer = latent_previewer() or False
+        if not self._previewer:
+            return
+        frames = denoised[0] if denoised.ndim == 5 else denoised
+        middle = frames[frames.shape[0] // 2][None].detach()
+        image = self._previewer.decode_latent_to_preview_image("JPEG", middle)
+        self.total = int(total) or self.total
+        self._bar.update_absolute(min(int(done), self.total), self.total, image)
+
+
+def latent_previewer():
+    """ComfyUI's previewer for SVD latents (SD1.x latent space: latent2rgb factors, or TAESD where the user
+    has models/vae_approx/taesd_decoder) per the user's --preview-method; None when off or not in ComfyUI."""
+    if not COMFY:
+        return None
+    try:
+        import latent_preview
+        from comfy import latent_formats
+    except ImportError:
+        return None
+    return latent_preview.get_previewer(torch_device(), latent_formats.SD15())
 
 
 def interrupted() -> bool:
@@ -412,7 +442,7 @@ class readable_errors:
 
 
 __all__ = ["COMFY", "COMFY_VAE_PREFIX", "ComfyInternals", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",
-           "comfy_vae_files", "comfy_vae_path", "component_of", "empty_cache", "half_precision_ok", "interrupted", "is_oom",
+           "comfy_vae_files", "comfy_vae_path", "component_of", "empty_cache", "half_precision_ok", "interrupted", "is_oom", "latent_previewer",
            "low_vram", "model_file_path", "model_files", "offload_device", "readable_errors",
            "register_model_folder", "safetensors_top_keys", "search_dirs", "torch_device",
            "weight_choices"]

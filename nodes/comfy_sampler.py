@@ -81,8 +81,10 @@ class ComfyDenoiser:
         return self.denoiser(x, sigma)
 
 
-def sampler_function(sampler, seed: int, progress: Callable[[int, int], None] | None = None):
-    """A ``sampler_fn(denoiser, x, sigmas)`` for hp_core.pipeline.sample_latents from a ComfyUI SAMPLER."""
+def sampler_function(sampler, seed: int, progress: Callable[[int, int], None] | None = None,
+                     preview: Callable[[int, int, torch.Tensor], None] | None = None):
+    """A ``sampler_fn(denoiser, x, sigmas)`` for hp_core.pipeline.sample_latents from a ComfyUI SAMPLER
+    (``preview(done, total, denoised)`` sees each step's denoised estimate)."""
     if not hasattr(sampler, "sampler_function"):
         raise HPError(f"The SAMPLER input ({type(sampler).__name__}) is not a k-diffusion style ComfyUI sampler.",
                       hint="Connect KSamplerSelect or another node that outputs a KSAMPLER.")
@@ -94,6 +96,8 @@ def sampler_function(sampler, seed: int, progress: Callable[[int, int], None] | 
         def callback(info):
             if progress is not None:
                 progress(int(info["i"]) + 1, total)
+            if preview is not None and info.get("denoised") is not None:
+                preview(int(info["i"]) + 1, total, info["denoised"])
 
         return sampler.sampler_function(ComfyDenoiser(denoiser), x, sigmas, extra_args={"seed": int(seed)},
                                         callback=callback, disable=True, **options)

@@ -333,6 +333,36 @@ def test_sampler_is_seeded_and_follows_the_settings(models, appearance, motion):
     torch.testing.assert_close(a, direct / 0.18215)
 
 
+def test_sampler_previews_the_middle_frame_each_step_without_changing_the_result(models, appearance, motion,
+                                                                                   monkeypatch):
+    plain = _sample(models, appearance, motion, steps=3)
+    updates, seen = [], []
+
+    class Bar:  # comfy.utils.ProgressBar: update_absolute(value, total, preview)
+        def __init__(self, total):
+            pass
+
+        def update_absolute(self, value, total=None, preview=None):
+            updates.append((value, total, preview))
+
+    class Previewer:  # what latent_preview.get_previewer returns
+        def decode_latent_to_preview_image(self, fmt, x0):
+            seen.append(x0.clone())
+            return ("JPEG", f"image {len(seen)}", 512)
+
+    monkeypatch.setattr(bridge, "COMFY", True)
+    monkeypatch.setattr(bridge, "_cu", type("cu", (), {"ProgressBar": Bar}))
+    monkeypatch.setattr(bridge, "_mm", type("mm", (), {"processing_interrupted": staticmethod(lambda: False)}))
+    monkeypatch.setattr(bridge, "latent_previewer", lambda: Previewer())
+    shown = _sample(models, appearance, motion, steps=3)
+    torch.testing.assert_close(shown, plain, rtol=0, atol=0)  # previews change nothing
+    assert [(v, t, p) for v, t, p in updates if p] == [(i, 3, ("JPEG", f"image {i}", 512)) for i in (1, 2, 3)]
+    assert all(x0.shape == (1, 4, RES // 8, RES // 8) for x0 in seen)
+    # The last Euler step lands on its denoised estimate: the last preview is the middle of the 4 + 2 * 2
+    # padded frames (index 4 = output frame 2), in the sampler's scaled latents.
+    torch.testing.assert_close(seen[-1][0], plain[2] * 0.18215, rtol=1e-4, atol=1e-4)
+
+
 def test_sigmas_input_replaces_the_schedule(models, appearance, motion):
     ours = _sample(models, appearance, motion, steps=3, scheduler="exponential")
     given = _sample(models, appearance, motion, steps=25, sigmas=get_sigmas("exponential", 3))
