@@ -46,6 +46,19 @@ def register_model_folder() -> None:
         _fp.folder_names_and_paths[FOLDER_NAME] = (paths, set(exts) | MODEL_EXTENSIONS)
 
 
+INSIGHTFACE_FOLDER = "insightface"
+
+
+def insightface_dirs() -> list[Path]:
+    """ComfyUI's insightface model folders (models/insightface, registered if no other pack did), where
+    artists keep buffalo_l / antelopev2 for other face packs; none outside ComfyUI."""
+    if not COMFY:
+        return []
+    if INSIGHTFACE_FOLDER not in _fp.folder_names_and_paths:
+        _fp.add_model_folder_path(INSIGHTFACE_FOLDER, os.path.join(_fp.models_dir, INSIGHTFACE_FOLDER))
+    return [Path(p) for p in _fp.get_folder_paths(INSIGHTFACE_FOLDER)]
+
+
 def search_dirs() -> list[Path]:
     """The pack's model folders, in search order (ComfyUI's list, else $HP_MODELS_DIR / ./models/...)."""
     if COMFY:
@@ -442,7 +455,7 @@ class readable_errors:
 
 
 __all__ = ["COMFY", "COMFY_VAE_PREFIX", "ComfyInternals", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",
-           "comfy_vae_files", "comfy_vae_path", "component_of", "empty_cache", "half_precision_ok", "interrupted", "is_oom", "latent_previewer",
+           "comfy_vae_files", "comfy_vae_path", "component_of", "empty_cache", "half_precision_ok", "insightface_dirs", "interrupted", "is_oom", "latent_previewer",
            "low_vram", "model_file_path", "model_files", "offload_device", "readable_errors",
            "register_model_folder", "safetensors_top_keys", "search_dirs", "torch_device",
            "weight_choices"]
