@@ -146,3 +146,18 @@ def test_errors_reach_the_user_as_one_readable_message(server):
     err = next(m[1] for m in result["status"]["messages"] if m[0] == "execution_error")
     assert err["exception_type"].endswith("HPError")
     assert "preset" in err["exception_message"] and "tiny" in err["exception_message"]
+
+
+def test_sampler_previews_arrive_over_the_websocket(server):
+    from comfy_server import Messages
+
+    socket = Messages(server.url, "hp-preview")
+    try:
+        result = server.run(_tiny_prompt(seed=11, steps=3), client_id="hp-preview")
+        time.sleep(1)
+    finally:
+        socket.close()
+    assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:3000]
+    previews = socket.previews()
+    assert len(previews) >= 3, [(op, p[:16]) for op, p in socket.frames][:20]  # one per sampling step
+    assert all(b"\xff\xd8" in p[:200] for p in previews)  # JPEG images (latent2rgb of the middle frame)
