@@ -105,7 +105,8 @@ def frontend(tmp_path_factory):
         user = base / "user" / "default"
         user.mkdir(parents=True)
         (user / "comfy.settings.json").write_text(json.dumps(
-            {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": True}), encoding="utf-8")
+            {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": True,
+             "Comfy.Minimap.Visible": False}), encoding="utf-8")
 
     tmp = tmp_path_factory.mktemp("comfy_frontend")
     with comfyui_server(tmp, COMFYUI_PATH, os.environ.get("COMFYUI_PYTHON", sys.executable), settings) as srv:
@@ -167,7 +168,7 @@ def test_a_broken_workflow_is_reported(frontend):
 
 # Runs in the page: load a UI workflow at its saved view and report the frontend's own geometry.
 LAYOUT = """async (wf) => {
-  await window.app.loadGraphData(wf, true, false, null);
+  await window.app.loadGraphData(wf, true, true, null);  // restore_view: open at the workflow's saved view
   await new Promise(r => setTimeout(r, 400));
   const c = window.app.canvas, g = window.app.graph, nodes = g._nodes || g.nodes;
   c.setDirty(true, true); c.draw(true, true);

@@ -250,7 +250,7 @@ DRIVING_FILE = "hunyuan_portrait_driving.mp4"
 # Layout, in graph units. The default view must show every node at a zoom where the frontend draws widget
 # text (LiteGraph's low-quality threshold: MinFontSizeForLOD 8 px / NODE_TEXT_SIZE 14 = 0.571 at DPR 1).
 WINDOW = (1600, 900)           # the window the default view is made for
-MARGINS = (64, 56, 24, 24)     # screen px kept free left (side bar), top (menu), right, bottom
+MARGINS = (70, 80, 24, 60)     # screen px kept free: left (side bar), top (tabs, menu), right, bottom (zoom bar)
 MIN_SCALE = 0.6                # above the low-quality threshold, with a margin
 TITLE_H, GROUP_HEADER, PAD, GAP, COLUMN_GAP, STAGE_GAP = 30, 40, 15, 20, 30, 40
 # Media nodes reserve the room their image / video takes after a run (they would grow over neighbours).
