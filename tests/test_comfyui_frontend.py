@@ -173,7 +173,8 @@ LAYOUT = """async (wf) => {
   const c = window.app.canvas, g = window.app.graph, nodes = g._nodes || g.nodes;
   c.setDirty(true, true); c.draw(true, true);
   const ctx = c.canvas.getContext('2d');
-  const screen = (x, y) => [(x + c.ds.offset[0]) * c.ds.scale, (y + c.ds.offset[1]) * c.ds.scale];
+  const cr = c.canvas.getBoundingClientRect();  // node positions are canvas px; report window px
+  const screen = (x, y) => [cr.left + (x + c.ds.offset[0]) * c.ds.scale, cr.top + (y + c.ds.offset[1]) * c.ds.scale];
   const out = nodes.map(n => {
     const b = n.getBounding();  // [x, y, w, h] in graph units, title bar included
     ctx.font = n.titleFontStyle || `${LiteGraph.NODE_TEXT_SIZE}px Arial`;
@@ -182,7 +183,6 @@ LAYOUT = """async (wf) => {
   });
   const rect = (sel) => { const e = document.querySelector(sel); if (!e) return null;
     const r = e.getBoundingClientRect(); return r.width && r.height ? [r.left, r.top, r.right, r.bottom] : null; };
-  const cr = c.canvas.getBoundingClientRect();
   return { scale: c.ds.scale, threshold: c._lowQualityZoomThreshold, lowQuality: c.low_quality,
            canvas: [cr.left, cr.top, cr.right, cr.bottom], nodes: out,
            covers: [rect('.side-tool-bar-container'), rect('.comfyui-body-top'), rect('.comfyui-menu'),
@@ -207,9 +207,11 @@ def test_default_view_shows_every_node_readably_in_a_1600x900_window(frontend, p
     assert report["scale"] == pytest.approx(workflow["extra"]["ds"]["scale"])  # the saved view was applied
     assert report["scale"] > report["threshold"] and not report["lowQuality"], report["scale"]
     left, top, right, bottom = report["canvas"]
+    right, bottom = min(right, 1600), min(bottom, 900)  # the window
     for n in report["nodes"]:
         x0, y0, x1, y1 = n["box"]
-        assert left <= x0 and top <= y0 and x1 <= right and y1 <= bottom, f"{n['title']} off-screen: {n['box']}"
+        # 40 px at the bottom: the canvas's zoom / tool bar.
+        assert left <= x0 and top <= y0 and x1 <= right and y1 <= bottom - 40, f"{n['title']} off-screen: {n['box']}"
         for c in report["covers"]:
             assert x1 <= c[0] or c[2] <= x0 or y1 <= c[1] or c[3] <= y0, f"{n['title']} is under {c}"
         assert n["titleWidth"] + 30 <= n["width"], f"title {n['title']!r} is cut"

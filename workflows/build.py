@@ -249,8 +249,9 @@ DRIVING_FILE = "hunyuan_portrait_driving.mp4"
 
 # Layout, in graph units. The default view must show every node at a zoom where the frontend draws widget
 # text (LiteGraph's low-quality threshold: MinFontSizeForLOD 8 px / NODE_TEXT_SIZE 14 = 0.571 at DPR 1).
-WINDOW = (1600, 900)           # the window the default view is made for
-MARGINS = (70, 80, 24, 60)     # screen px kept free: left (side bar), top (tabs, menu), right, bottom (zoom bar)
+WINDOW = (1600, 900)           # the window the default view is made for; the frontend 1.27 puts its canvas
+CANVAS = (1536, 822)           # right of the side bar (64 px) and below the tabs + menu (78 px)
+MARGINS = (10, 10, 10, 50)     # canvas px kept free: left, top, right, bottom (the zoom bar)
 MIN_SCALE = 0.6                # above the low-quality threshold, with a margin
 TITLE_H, GROUP_HEADER, PAD, GAP, COLUMN_GAP, STAGE_GAP = 30, 40, 15, 20, 30, 40
 # Media nodes reserve the room their image / video takes after a run (they would grow over neighbours).
@@ -282,7 +283,7 @@ def layout(g: Graph, stages: list[tuple[str, list[list[Node]]]]) -> None:
                  "color": STAGE_COLORS[i % len(STAGE_COLORS)], "font_size": 24, "flags": {}}
                 for i, (title, left, right) in enumerate(boxes)]
     left, top, right_m, bottom_m = MARGINS
-    scale = min((WINDOW[0] - left - right_m) / width, (WINDOW[1] - top - bottom_m) / bottom, 1.0)
+    scale = min((CANVAS[0] - left - right_m) / width, (CANVAS[1] - top - bottom_m) / bottom, 1.0)
     scale = int(scale * 100) / 100
     if scale < MIN_SCALE:
         raise ValueError(f"{g.name}: the layout needs zoom {scale} to fit, below {MIN_SCALE}")
