@@ -303,11 +303,14 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
                    settings: Settings, *, noise: torch.Tensor | None = None,
                    progress: ProgressFn | None = None, should_cancel: Callable[[], bool] | None = None,
                    sampler_fn: Callable | None = None, sigmas: torch.Tensor | None = None,
-                   keep_padding: bool = False) -> torch.Tensor:
+                   keep_padding: bool = False,
+                   preview: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Denoise the padded sequence; returns latents (F, 4, h, w) fp32 on the CPU with padding cut, or with
     ``keep_padding`` the whole padded sequence (pad + F + pad, 4, h, w), which ``decode_latents(..., pad=)``
     needs to decode as the release does.
 
+    ``preview(done, total, denoised)`` sees each step's denoised estimate (1, L, 4, h, w) of the built-in
+    samplers (a ComfyUI SAMPLER reports it through its own callback).
     ``sampler_fn(denoiser, x, sigmas) -> x`` replaces the built-in sampler (e.g. a ComfyUI SAMPLER);
     ``sigmas`` replaces the schedule (e.g. a ComfyUI SIGMAS input); ``noise`` replaces the seeded noise.
     """
@@ -339,9 +342,11 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
                  plan.branch_mode)
         total = sig.numel() - 1
 
-        def callback(i, *_):
+        def callback(i, _total, _x, denoised):
             if progress is not None:
                 progress(i + 1, total)
+            if preview is not None:
+                preview(i + 1, total, denoised)
 
         if sampler_fn is not None:
             x = sampler_fn(denoiser, x, sig.float())

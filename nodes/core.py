@@ -179,8 +179,7 @@ def face_detector(kind: str):
     """The face detector widget value ('yolo' or 'scrfd') -> an opened FaceDetector (cached)."""
     if kind not in DETECTORS:
         raise HPError(f"Unknown face detector {kind!r}.", hint=f"Choose one of {', '.join(DETECTORS)}.")
-    path = require_entry(DETECTORS[kind], "face detector (YOLOv5-face)" if kind == "yolo" else
-                         "face detector (SCRFD det_10g.onnx)")
+    path = _scrfd_path() if kind == "scrfd" else require_entry(DETECTORS[kind], "face detector (YOLOv5-face)")
     device = bridge.torch_device()
 
     def make():
@@ -191,6 +190,18 @@ def face_detector(kind: str):
         return load_scrfd(path, _onnx_providers(device))
 
     return _PREPROCESS_CACHE.get(("detector", kind, str(device)) + file_key(path), make)
+
+
+def _scrfd_path() -> Path:
+    """SCRFD from the pack's folder, else from ComfyUI's models/insightface (buffalo_l or antelopev2)."""
+    from hp_core.preprocess import find_scrfd
+
+    if W.resolve("scrfd", bridge.search_dirs()) is None:
+        found = find_scrfd(bridge.insightface_dirs())
+        if found is not None:
+            return found
+    return require_entry("scrfd", "face detector (SCRFD det_10g.onnx; also looked for in ComfyUI's "
+                                  "models/insightface/models/buffalo_l or antelopev2)")
 
 
 def arcface():

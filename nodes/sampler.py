@@ -113,7 +113,7 @@ class HunyuanPortraitSampler:
     DESCRIPTION = ("Samples the video with the SVD UNet whose cross-attention carries the appearance tokens and, "
                    "through the motion adapters, the motion tokens. Three-branch guidance (uncond, appearance, "
                    "appearance + motion) with separate appearance and motion CFG, context windows for long "
-                   "videos. Shows a progress bar per step; Cancel stops between steps.")
+                   "videos. Shows a progress bar and a preview of the middle frame per step; Cancel stops between steps.")
 
     def sample(self, models, appearance, motion, sampler_name, scheduler, steps, appearance_cfg_min,
                appearance_cfg_max, motion_cfg_min, motion_cfg_max, seed, denoise, context_window, context_overlap,
@@ -137,11 +137,12 @@ class HunyuanPortraitSampler:
         cond_latents = self.conditioning_latents(models, appearance, settings)
         conditions = build_conditions(appearance.tokens, motion.tokens, cond_latents,
                                       pose_frames(pose, frames, resolution), settings)
-        run = comfy_sampler.sampler_function(sampler, seed, progress) if sampler is not None else None
+        run = (comfy_sampler.sampler_function(sampler, seed, progress, progress.preview) if sampler is not None
+               else None)
         with bridge.readable_errors("sampling", "context_window (e.g. 16), the resolution or the precision"):
             padded = sample_latents(models, conditions, appearance.ref_latents, settings, progress=progress,
                                     should_cancel=bridge.interrupted, sampler_fn=run, sigmas=schedule,
-                                    keep_padding=True)
+                                    keep_padding=True, preview=progress.preview)
         return (latent_output(padded, settings.pad),)
 
     @staticmethod

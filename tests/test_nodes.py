@@ -166,18 +166,16 @@ def test_loader_loads_the_files_strictly_and_reuses_them(models, models_dir, tmp
     (tmp_path / "broken").mkdir()
     torch.save(saved, tmp_path / "broken" / "pose_guider.pth")
     monkeypatch.setenv("HP_MODELS_DIR", f"{models_dir}{os.pathsep}{tmp_path}")
-    with pytest.raises(HPError, match="1 missing keys") as err:
+    with pytest.raises(HPError, match=r"pose_guider checkpoint .* 1 of its \d+ tensors are missing") as err:
         _load(pose_guider="broken/pose_guider.pth")
     assert dropped in str(err.value)
 
 
 def test_loader_dropdowns_list_the_folder_with_the_manifest_files_first(models, models_dir):
     spec = M["HunyuanPortraitModelLoader"].INPUT_TYPES()["required"]
-    for name in COMPONENTS:
-        assert spec[name][0][0] == f"hyportrait/{name}.pth" == spec[name][1]["default"]
-        assert "hyportrait/dino.pth" in spec[name][0]
-    assert spec["vae"][0][0] == "vae/diffusion_pytorch_model.fp16.safetensors"
-    assert "vae/diffusion_pytorch_model.safetensors" in spec["vae"][0]
+    for name in COMPONENTS:  # each dropdown: the file that is that network, not the others
+        assert spec[name][0] == [f"hyportrait/{name}.pth"] and spec[name][1]["default"] == spec[name][0][0]
+    assert spec["vae"][0] == ["vae/diffusion_pytorch_model.safetensors"]  # only the fp32 file exists
     listed = bridge.model_files()
     assert any((models_dir / ".hp_cache").iterdir())  # loading wrote its safetensors cache ...
     assert not any(n.startswith(".hp_cache/") for n in listed)  # ... which is no choice
@@ -347,6 +345,36 @@ def test_motion_scale_widget_reaches_the_unet(models, appearance, motion):
     still = type(motion)(torch.zeros_like(motion.tokens), motion.ids, motion.rotation)
     torch.testing.assert_close(none, _sample(models, appearance, still), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(none, _sample(models, appearance, motion), rtol=1e-4, atol=1e-4)
+
+
+def test_sampler_previews_the_middle_frame_each_step_without_changing_the_result(models, appearance, motion,
+                                                                                   monkeypatch):
+    plain = _sample(models, appearance, motion, steps=3)
+    updates, seen = [], []
+
+    class Bar:  # comfy.utils.ProgressBar: update_absolute(value, total, preview)
+        def __init__(self, total):
+            pass
+
+        def update_absolute(self, value, total=None, preview=None):
+            updates.append((value, total, preview))
+
+    class Previewer:  # what latent_preview.get_previewer returns
+        def decode_latent_to_preview_image(self, fmt, x0):
+            seen.append(x0.clone())
+            return ("JPEG", f"image {len(seen)}", 512)
+
+    monkeypatch.setattr(bridge, "COMFY", True)
+    monkeypatch.setattr(bridge, "_cu", type("cu", (), {"ProgressBar": Bar}))
+    monkeypatch.setattr(bridge, "_mm", type("mm", (), {"processing_interrupted": staticmethod(lambda: False)}))
+    monkeypatch.setattr(bridge, "latent_previewer", lambda: Previewer())
+    shown = _sample(models, appearance, motion, steps=3)
+    torch.testing.assert_close(shown, plain, rtol=0, atol=0)  # previews change nothing
+    assert [(v, t, p) for v, t, p in updates if p] == [(i, 3, ("JPEG", f"image {i}", 512)) for i in (1, 2, 3)]
+    assert all(x0.shape == (1, 4, RES // 8, RES // 8) for x0 in seen)
+    # The last Euler step lands on its denoised estimate: the last preview is the middle of the 4 + 2 * 2
+    # padded frames (index 4 = output frame 2), in the sampler's scaled latents.
+    torch.testing.assert_close(seen[-1][0], plain[2] * 0.18215, rtol=1e-4, atol=1e-4)
 
 
 def test_sigmas_input_replaces_the_schedule(models, appearance, motion):

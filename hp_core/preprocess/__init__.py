@@ -11,7 +11,7 @@ from .onnx_session import onnx_providers, open_session
 from .paste_back import iter_paste_back, paste_back, soft_mask
 from .pose_align import align_poses, render_pose, render_poses
 from .prepare import PreparedInputs, prepare_inputs, skeleton_images
-from .scrfd import ScrfdDetector, load_scrfd
+from .scrfd import ScrfdDetector, find_scrfd, load_scrfd
 from .track import fill_missing, smooth_track
 from .yolo_face import YoloFaceDetector, load_yolo_face
 
@@ -19,7 +19,7 @@ __all__ = [
     "ARCFACE_TEMPLATE", "ArcFaceEmbedder", "DWPoseEstimator", "Face", "FaceDetector", "PreparedInputs",
     "ScrfdDetector", "YoloFaceDetector", "align_arcface", "align_poses", "appearance_input", "chunk_intensity",
     "crop_resize", "fill_missing", "frame_to_crop", "intensity_ids", "iter_paste_back", "load_arcface",
-    "load_dwpose", "load_scrfd", "load_yolo_face", "motion_face_box", "motion_face_crop", "nms", "no_identity",
+    "load_dwpose", "find_scrfd", "load_scrfd", "load_yolo_face", "motion_face_box", "motion_face_crop", "nms", "no_identity",
     "onnx_providers", "open_session", "paste_back", "portrait_crop_box", "poses_from_openpose_json",
     "prepare_inputs", "render_pose", "render_poses", "select_face", "similarity_transform", "skeleton_images",
     "smooth_track", "soft_mask", "square_crop_box", "to_crop_coords", "to_rgb_uint8", "to_signed_tensor",
