@@ -7,8 +7,13 @@ of it the sampling stage added, for our pipeline and for the release-style refer
 measuring processes run with glibc's mmap threshold lowered, so freed tensors leave the resident set at
 once and the high-water mark follows live memory rather than allocator caching.
 
+Our path runs in each mode: batched (three branches as one batch), sequential (one after another) and
+interval (guidance only for sigmas in --interval). On CUDA the UNet runs in fp16, and ``fp32`` reruns the
+batched mode in fp32 to report the largest abs difference of the fp16 latents against it.
+
     python benchmarks/bench_pipeline.py                     # tiny preset on the CPU
-    python benchmarks/bench_pipeline.py --device cuda --preset official --size 512 --steps 2
+    python benchmarks/bench_pipeline.py --preset official --size 128 --window 4 --lengths 8 8 --steps 1
+    python benchmarks/bench_pipeline.py --device cuda --preset official --size 512 --quick
 
 Random weights: the figures are about time and memory, not image quality.
 """
@@ -20,10 +25,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PATHS = ("batched", "sequential", "interval", "reference", "fp32")
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
@@ -78,7 +85,13 @@ def run_one(args) -> dict:
         for name in ("vae", "motion_proj", "expression", "headpose"):
             getattr(models, name).to(device)
     d = models.dims
-    settings = P.Settings(steps=args.steps, height=args.size, width=args.size)
+    settings = P.Settings(steps=args.steps, height=args.size, width=args.size, window=args.window,
+                          overlap=min(3, args.window - 1),
+                          branch_mode="sequential" if args.path == "sequential" else "batched",
+                          guidance_interval=tuple(args.interval) if args.path == "interval" else None)
+    if args.path == "fp32":
+        models.unet.float()
+        models.pose_guider.float()
     g = torch.Generator().manual_seed(0)
     frames = args.frames
     app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
@@ -91,12 +104,13 @@ def run_one(args) -> dict:
     noise = P.initial_noise(settings, cond.length, tuple(ref.shape[-2:]))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    if args.path == "ours":
+    latents = None
+    if args.path != "reference":
         models.unet.set_context_mode("shared")
         with _PeakMeter(device) as meter:
             sync()
             t0 = time.perf_counter()
-            P.sample_latents(models, cond, ref, settings, noise=noise)
+            latents = P.sample_latents(models, cond, ref, settings, noise=noise)
             sync()
             seconds = time.perf_counter() - t0
     else:
@@ -115,6 +129,8 @@ def run_one(args) -> dict:
                          noise.to(device, dev_cond.appearance.dtype))
             sync()
             seconds = time.perf_counter() - t0
+    if args.save and latents is not None:
+        torch.save(latents.float().cpu(), args.save)
     return {"path": args.path, "frames": frames, "peak_bytes": meter.total, "added_bytes": meter.added,
             "sec_per_step": seconds / args.steps}
 
@@ -127,21 +143,32 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="runs of each measurement; the fastest is kept")
     ap.add_argument("--lengths", type=int, nargs=2, default=[50, 300], help="two driving-video lengths")
+    ap.add_argument("--window", type=int, default=25, help="context window (the release: 25)")
+    ap.add_argument("--interval", type=float, nargs=2, default=[0.3, 15.0], metavar=("LO", "HI"),
+                    help="sigma interval of the interval mode")
+    ap.add_argument("--quick", action="store_true", help="2 steps, 1 repeat, lengths 25 and 50 (about 5 min, H100)")
     ap.add_argument("--frames", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--path", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    ap.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)
+    ap.add_argument("--save", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.quick:
+        args.steps, args.repeats, args.lengths = 2, 1, [25, 50]
     if args.path:
         print(json.dumps(run_one(args)))
         return
+    paths = [p for p in PATHS if p != "fp32" or args.device.startswith("cuda")]
+    tmp = Path(tempfile.mkdtemp())
     results = {}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     # Interleave the two paths and keep the best of the repeats, so load from other processes on a shared
     # machine hits both alike.
     for rep in range(args.repeats):
         for frames in args.lengths:
-            for path in ("ours", "reference"):
+            for path in paths:
                 cmd = [sys.executable, __file__, "--preset", args.preset, "--device", args.device, "--size",
-                       str(args.size), "--steps", str(args.steps), "--frames", str(frames), "--path", path]
+                       str(args.size), "--steps", str(args.steps), "--frames", str(frames), "--path", path,
+                       "--window", str(args.window), "--interval", *map(str, args.interval),
+                       "--save", str(tmp / f"{path}_{frames}.pt")]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 best = results.get((path, frames))
@@ -154,13 +181,18 @@ def main() -> None:
     for (path, frames), r in sorted(results.items()):
         print(f"{path:<10}{frames:>8}{r['peak_bytes'] / mib:>12.1f}{r['added_bytes'] / mib:>12.1f}"
               f"{r['sec_per_step']:>10.2f}")
-    ours_ratio = results[("ours", long_)]["peak_bytes"] / max(results[("ours", short)]["peak_bytes"], 1)
+    ours_ratio = results[("batched", long_)]["peak_bytes"] / max(results[("batched", short)]["peak_bytes"], 1)
     ref_ratio = results[("reference", long_)]["peak_bytes"] / max(results[("reference", short)]["peak_bytes"], 1)
     print(f"peak memory {long_}/{short} frames: ours {ours_ratio:.3f}x, reference {ref_ratio:.3f}x "
           f"(target for ours: within 10%, i.e. <= 1.10x)")
     for frames in args.lengths:
-        speed = results[("reference", frames)]["sec_per_step"] / results[("ours", frames)]["sec_per_step"]
-        print(f"speed at {frames} frames: ours is {speed:.2f}x the reference (seconds per step)")
+        for path in ("batched", "sequential", "interval"):
+            speed = results[("reference", frames)]["sec_per_step"] / results[(path, frames)]["sec_per_step"]
+            print(f"speed at {frames} frames: {path} is {speed:.2f}x the reference (seconds per step)")
+        if "fp32" in paths:
+            import torch
+            diff = (torch.load(tmp / f"batched_{frames}.pt") - torch.load(tmp / f"fp32_{frames}.pt")).abs().max()
+            print(f"{frames} frames: max abs difference of fp16 latents against fp32: {float(diff):.4g}")
 
 
 if __name__ == "__main__":

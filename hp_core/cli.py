@@ -3,15 +3,14 @@
 Every error a user can cause ends as one `error: ...` message on stderr and a non-zero exit code
 (2 for bad arguments, 1 for everything else), never a traceback.
 
-`animate` calls ``hp_core.pipeline.animate_files(**options)`` with the keyword arguments listed in
-``animate_options``. The pipeline may write the files itself and return None, or return a mapping with
-``frames`` (F, H, W, 3; uint8 or float in [0, 1]) and optionally ``paste_back_frames`` and ``fps``;
-the CLI then writes them with the driving clip's fps and its audio (cut to the video's length).
+`animate` builds a typed ``hp_core.run.RunRequest`` from its flags (``animate_request``) and runs it with
+``hp_core.run.run``, which checks everything knowable first and writes the outputs itself, atomically.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -59,11 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--only", nargs="+", metavar="ID", help="only these manifest ids")
     dl.add_argument("--vae", metavar="PATH",
                     help="an SVD VAE you already have (folder, VAE file or SVD checkpoint): skip the gated download")
-    vf = wsub.add_parser("verify", help="check sizes and sha256 of the present files and pin new ones")
+    vf = wsub.add_parser("verify", help="check sizes, sha256 and structure of the present files and pin the good ones")
     _add_models_dir(vf)
     vf.add_argument("--full", action="store_true", help="re-hash files even when size and date match their pin")
     vf.add_argument("--repin", action="store_true", help="accept files replaced on purpose and pin them afresh")
     vf.add_argument("--only", nargs="+", metavar="ID", help="only these manifest ids")
+    vf.add_argument("--preset", choices=("official", "tiny"),
+                    help="network sizes the files must have (default: a random-weights folder's own, else official)")
 
     rw = sub.add_parser("make-random-weights",
                         help="developer: random weights of a preset in the official file layout")
@@ -88,12 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="frames shared by neighbouring windows")
     an.add_argument("--shift", type=int, default=DEFAULT_SHIFT, help="window shift added per step")
     an.add_argument("--max-frames", type=int, help="use only the first N driving frames")
+    an.add_argument("--noise-aug", type=float, default=0.0, metavar="STRENGTH",
+                    help="noise added to the reference before its conditioning latents are encoded, and told to "
+                         "the UNet (default 0, as the release; seeded by --seed)")
     an.add_argument("--preset", choices=("official", "tiny"), default="official")
     an.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto")
     an.add_argument("--dtype", choices=PRECISIONS, default="auto",
                     help="auto: the release's precisions (fp16 networks, fp32 VAE and motion encoders)")
     an.add_argument("--size", type=int, default=512,
                     help="side of the square result in pixels (the release: 512; small sizes for quick tests)")
+    an.add_argument("--decode-chunk", type=int, default=8,
+                    help="frames the temporal VAE decodes at once (8 = the release; fewer use less memory but "
+                         "change the result slightly, since the decoder smooths over the frames it sees)")
+    an.add_argument("--branch-mode", choices=("auto", "batched", "sequential"), default="auto",
+                    help="guidance branches as one batch of three, or one after another (a third of the "
+                         "activation memory, same result); auto: sequential when the batch would not fit")
+    an.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
+                    help="two-scale guidance only on steps whose sigma lies in [LO, HI]; elsewhere one UNet "
+                         "evaluation per window instead of three (off by default = the release)")
+    an.add_argument("--attention", choices=("auto", "flash", "efficient", "math", "cudnn"), default="auto",
+                    help="PyTorch attention backend (CUDA; auto lets PyTorch choose)")
+    an.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA; the first step is slow)")
+    an.add_argument("--channels-last", action="store_true", help="channels_last UNet weights (CUDA convolutions)")
     an.add_argument("--vae", metavar="PATH", help="an SVD VAE folder, VAE file or SVD checkpoint to use")
     an.add_argument("--no-audio", action="store_true", help="do not copy the driving clip's audio")
     _add_models_dir(an)
@@ -125,8 +142,10 @@ def _cmd_weights(args, out=print) -> int:
     if args.action == "download":
         skip = []
         if args.vae:
-            from .svd_vae import read_vae_state_dict
-            read_vae_state_dict(args.vae)  # proves it is an SVD VAE before skipping the gated download
+            why = W.check_explicit_vae(args.vae)  # an SVD VAE (read cheaply) before the gated download is skipped
+            if why:
+                raise HPError(f"--vae {Path(args.vae).expanduser().resolve()}: {why}.",
+                              hint="Pass an SVD VAE folder, VAE file or single-file SVD checkpoint.")
             skip = ["svd_vae"]
             out(f"using the SVD VAE at {args.vae}")
         written = W.download(dirs, ids=args.only, include_optional=args.optional, token=args.token, skip=skip, log=out)
@@ -137,7 +156,7 @@ def _cmd_weights(args, out=print) -> int:
     bad = 0
     for entry_id in ids:
         entry = W.get_entry(entry_id)
-        res = W.verify(entry_id, dirs, full=args.full, repin=args.repin)
+        res = W.verify(entry_id, dirs, full=args.full, repin=args.repin, preset=args.preset)
         if res.state == "missing":
             if entry.required:
                 bad += 1
@@ -163,7 +182,9 @@ def _cmd_random(args, out=print) -> int:
 # Settings fields -> the flags that set them, so a settings problem names the user's own words.
 _FLAGS = {"steps": "--steps", "denoise": "--steps", "seed": "--seed", "sampler": "--sampler",
           "schedule": "--scheduler", "window": "--window", "overlap": "--overlap", "shift": "--shift",
-          "height": "--size", "width": "--size", "appearance_cfg": "--appearance-cfg", "motion_cfg": "--motion-cfg"}
+          "height": "--size", "width": "--size", "appearance_cfg": "--appearance-cfg", "motion_cfg": "--motion-cfg",
+          "noise_aug": "--noise-aug", "decode_chunk": "--decode-chunk", "branch_mode": "--branch-mode",
+          "guidance_interval": "--guidance-interval", "sdpa_backend": "--attention"}
 
 
 def animate_settings(args):
@@ -172,7 +193,10 @@ def animate_settings(args):
 
     return Settings(steps=args.steps, sampler=args.sampler, schedule=args.scheduler,
                     appearance_cfg=tuple(args.appearance_cfg), motion_cfg=tuple(args.motion_cfg), seed=args.seed,
-                    window=args.window, overlap=args.overlap, shift=args.shift, height=args.size, width=args.size)
+                    window=args.window, overlap=args.overlap, shift=args.shift, height=args.size, width=args.size,
+                    noise_aug=args.noise_aug, decode_chunk=args.decode_chunk, branch_mode=args.branch_mode,
+                    guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+                    sdpa_backend=args.attention, compile_unet=args.compile, channels_last=args.channels_last)
 
 
 def _check_animate_args(args) -> None:
@@ -182,8 +206,6 @@ def _check_animate_args(args) -> None:
         fields, err = problems[0]
         flags = "/".join(dict.fromkeys(_FLAGS.get(f, f) for f in fields))
         raise HPError(f"{flags}: {err}")
-    if args.size < 64 or args.size % 64:
-        raise HPError(f"--size must be a multiple of 64, at least 64 (got {args.size}).")
     if args.max_frames is not None and args.max_frames < 1:
         raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
     for flag, value in (("--out", args.out), ("--paste-back", args.paste_back)):
@@ -268,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # e.g. the UNet evaluations a run costs
     commands = {"weights": _cmd_weights, "make-random-weights": _cmd_random, "animate": _cmd_animate}
     try:
         return commands[args.command](args)

@@ -1,7 +1,8 @@
 """The headless pipeline: conditions from prepared inputs, windowed guided sampling, chunked decoding.
 
 Used by the CLI and by the ComfyUI nodes (each node calls one stage). Official settings reproduce the
-release (reference: OFFICIAL_INFERENCE.md); everything else is an artist's control on top.
+release (the README's "Settings that reproduce the release"); everything else is an artist's
+control on top. Each stage is a public function, so a stage can be compared with another implementation.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import torch
 from .errors import HPError
 from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
 from .models.motion_refiner import motion_tokens
-from .sampling.denoiser import Conditions, GuidanceSettings, PortraitDenoiser
+from .memory import check_decoding, plan_sampling
+from .models.sdpa import sdpa_backends
+from .sampling.denoiser import BRANCH_MODES, Conditions, GuidanceSettings, PortraitDenoiser, planned_evaluations
 from .sampling.guidance import pad_frames, pad_motion, unpad
 from .sampling.samplers import SAMPLERS, sample
 from .sampling.schedules import SCHEDULES, get_sigmas
 from .sampling.windows import validate_windows
 
-log = logging.getLogger("hp_core")
+log = logging.getLogger(__name__)
 VAE_SCALE = 0.18215
 SEED_MAX = 2**64 - 1  # torch generators take unsigned 64-bit seeds
 
@@ -54,6 +57,11 @@ class Settings:
     motion_chunk: int = 25
     height: int = 512
     width: int = 512
+    branch_mode: str = "auto"                          # auto / batched / sequential (memory.plan_sampling)
+    guidance_interval: tuple[float, float] | None = None  # guidance only for sigmas in [lo, hi]; None = all
+    sdpa_backend: str = "auto"                         # auto / flash / efficient / math / cudnn
+    compile_unet: bool = False                         # torch.compile the UNet (CUDA; first step slow)
+    channels_last: bool = False                        # channels_last UNet weights (CUDA convolutions)
 
     def problems(self) -> list[tuple[tuple[str, ...], HPError]]:
         """Every impossible setting, each with the names of the fields involved (for the entry points to
@@ -73,6 +81,9 @@ class Settings:
         if self.pad < 0 or self.decode_chunk < 1 or self.motion_chunk < 1:
             out.append((("pad", "decode_chunk", "motion_chunk"),
                         HPError("pad must be >= 0 and decode/motion chunks >= 1.")))
+        if self.noise_aug < 0:
+            out.append((("noise_aug",), HPError(f"noise_aug must not be negative, got {self.noise_aug}.",
+                                                hint="The release uses 0.")))
         if self.height % 8 or self.width % 8 or self.height <= 0 or self.width <= 0:
             out.append((("height", "width"), HPError(
                 f"height and width must be positive multiples of 8, got {self.height}x{self.width}.",
@@ -90,6 +101,17 @@ class Settings:
             validate_windows(max(self.window, 1), self.window, self.overlap, self.shift)
         except HPError as err:
             out.append((("window", "overlap", "shift"), err))
+        if self.branch_mode not in ("auto", *BRANCH_MODES):
+            out.append((("branch_mode",), HPError(f"Unknown branch mode {self.branch_mode!r}.",
+                                                  hint="Use auto, batched or sequential.")))
+        if self.guidance_interval is not None and (len(self.guidance_interval) != 2
+                                                   or not 0 <= self.guidance_interval[0] <= self.guidance_interval[1]):
+            out.append((("guidance_interval",), HPError(
+                f"guidance_interval must be (lo, hi) with 0 <= lo <= hi, got {self.guidance_interval}.")))
+        try:
+            sdpa_backends(self.sdpa_backend)
+        except HPError as err:
+            out.append((("sdpa_backend",), err))
         return out
 
     def validate(self) -> None:
@@ -110,7 +132,8 @@ class Settings:
 
 @dataclass
 class PortraitModels:
-    """The loaded networks. ``use(name)`` yields one on the compute device (offloading others if asked)."""
+    """The loaded networks. ``use(*names)`` yields them, as a tuple, on the compute device (offloading
+    others if asked)."""
 
     unet: torch.nn.Module
     vae: torch.nn.Module
@@ -128,17 +151,18 @@ class PortraitModels:
     placer: Callable | None = None
 
     @contextlib.contextmanager
-    def use(self, *names: str) -> Iterator[tuple[torch.nn.Module, ...] | torch.nn.Module]:
-        """Put the named modules on the compute device for the block; with offload, back to the CPU after."""
+    def use(self, *names: str) -> Iterator[tuple[torch.nn.Module, ...]]:
+        """Put the named modules on the compute device for the block and yield them as a tuple, one per
+        name (``with models.use("vae") as (vae,):``); with offload, back to the CPU after."""
         mods = tuple(getattr(self, n) for n in names)
         if self.placer is not None:
             with self.placer(mods):
-                yield mods if len(mods) > 1 else mods[0]
+                yield mods
             return
         for m in mods:
             m.to(self.device)
         try:
-            yield mods if len(mods) > 1 else mods[0]
+            yield mods
         finally:
             if self.offload and self.device.type != "cpu":
                 for m in mods:
@@ -175,13 +199,17 @@ def load_models(paths: dict[str, str | Path | dict], vae: str | Path | None, *, 
 
 def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda", dtypes=None,
                           vae: str | Path | None = None, offload: bool = False) -> PortraitModels:
-    """Load the manifest's files from the model folders, verified (size/hash) and via the safetensors cache."""
+    """Load the manifest's files from the model folders, verified (size/hash/structure) and via the safetensors
+    cache. Every missing or unusable file is reported in one HPError first; files are pinned after loading."""
     from . import weights as W
 
-    W.require(list(COMPONENTS) + ([] if vae else ["svd_vae"]), search_dirs)
-    states = {n: W.load_checkpoint(n, search_dirs) for n in COMPONENTS}
-    return load_models(states, vae, preset=preset, device=device, dtypes=dtypes, offload=offload,
-                       search_dirs=search_dirs)
+    W.preflight([*COMPONENTS, "svd_vae"], search_dirs, vae=vae, preset=preset)
+    ckpts = {n: W.read_checkpoint(n, search_dirs, preset=preset) for n in COMPONENTS}
+    models = load_models({n: c.state for n, c in ckpts.items()}, vae, preset=preset, device=device, dtypes=dtypes,
+                         offload=offload, search_dirs=search_dirs)
+    for ckpt in ckpts.values():
+        W.confirm_checkpoint(ckpt)  # pinned (and cached) only once every network loaded strictly
+    return models
 
 
 # ---------------------------------------------------------------------------------------------- conditions
@@ -247,17 +275,35 @@ def encode_motion(models: PortraitModels, motion_crops, pose_images, ids: list[t
     return MotionCondition(torch.cat(out), [tuple(map(int, i)) for i in ids[:need]], torch.cat(rots))
 
 
+def augmentation_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The noise of the reference's noise augmentation: standard normal, fp32, drawn on the CPU from a
+    generator seeded with ``seed + 2`` (``seed`` draws the start noise, ``seed + 1`` the stochastic samplers')."""
+    gen = torch.Generator("cpu").manual_seed(int(seed) + 2)
+    return torch.randn(tuple(shape), generator=gen, dtype=torch.float32)
+
+
 @torch.no_grad()
-def encode_reference(models: PortraitModels, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_reference(models: PortraitModels, reference: torch.Tensor, noise_aug: float = 0.0,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference image (1,3,H,W) in [-1,1] -> (start latents = mean * 0.18215, conditioning latents = mode),
-    both (1,4,h,w) fp32 on the CPU. The VAE runs in fp32 (SVD's force_upcast)."""
-    with models.use("vae") as vae:
+    both (1,4,h,w) fp32 on the CPU. The VAE runs in fp32 (SVD's force_upcast).
+
+    As in the release, the start latents come from the clean reference and the conditioning latents from
+    ``reference + noise_aug * augmentation_noise(seed, reference.shape)`` (unchanged at 0, the release's value).
+    """
+    if noise_aug < 0:
+        raise HPError(f"noise_aug must not be negative, got {noise_aug}.", hint="The release uses 0.")
+    with models.use("vae") as (vae,):
         dt = _dtype_of(vae)
         try:  # the up-cast is inside: a cast cut short (out of memory) is undone by the finally
             if dt != torch.float32:
                 cast(vae, dtype=torch.float32)
-            dist = vae.encode(reference.to(models.device, torch.float32)).latent_dist
+            clean = reference.to(models.device, torch.float32)
+            dist = vae.encode(clean).latent_dist
             mean, mode = dist.mean.cpu(), dist.mode().cpu()
+            if noise_aug > 0:
+                noise = augmentation_noise(seed, tuple(reference.shape)).to(models.device)
+                mode = vae.encode(clean + float(noise_aug) * noise).latent_dist.mode().cpu()
         finally:
             if dt != torch.float32:
                 cast(vae, dtype=dt)
@@ -299,9 +345,15 @@ def fit_window(window: int, overlap: int, length: int) -> tuple[int, int]:
 def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: torch.Tensor,
                    settings: Settings, *, noise: torch.Tensor | None = None,
                    progress: ProgressFn | None = None, should_cancel: Callable[[], bool] | None = None,
-                   sampler_fn: Callable | None = None, sigmas: torch.Tensor | None = None) -> torch.Tensor:
-    """Denoise the padded sequence; returns latents (F, 4, h, w) fp32 on the CPU with padding cut.
+                   sampler_fn: Callable | None = None, sigmas: torch.Tensor | None = None,
+                   keep_padding: bool = False,
+                   preview: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """Denoise the padded sequence; returns latents (F, 4, h, w) fp32 on the CPU with padding cut, or with
+    ``keep_padding`` the whole padded sequence (pad + F + pad, 4, h, w), which ``decode_latents(..., pad=)``
+    needs to decode as the release does.
 
+    ``preview(done, total, denoised)`` sees each step's denoised estimate (1, L, 4, h, w) of the built-in
+    samplers (a ComfyUI SAMPLER reports it through its own callback).
     ``sampler_fn(denoiser, x, sigmas) -> x`` replaces the built-in sampler (e.g. a ComfyUI SAMPLER);
     ``sigmas`` replaces the schedule (e.g. a ComfyUI SIGMAS input); ``noise`` replaces the seeded noise.
     """
@@ -319,15 +371,26 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
         if hasattr(unet, "set_motion_scale"):
             unet.set_motion_scale(settings.motion_scale)
         window, overlap = fit_window(settings.window, settings.overlap, length)
-        denoiser = PortraitDenoiser(unet, pose_guider, conditions, sig,
-                                    GuidanceSettings(window, overlap, settings.shift,
-                                                     tuple(settings.appearance_cfg), tuple(settings.motion_cfg)),
+        apply_unet_options(unet, settings, models.device)
+        interval = tuple(settings.guidance_interval) if settings.guidance_interval is not None else None
+        guided_steps = any(interval is None or interval[0] <= float(s) <= interval[1] for s in sig[:-1])
+        plan = plan_sampling(unet, models.device, window=window, latent_hw=hw,
+                             branch_mode=settings.branch_mode, branches=3 if guided_steps else 1,
+                             math_attention=settings.sdpa_backend == "math")
+        guidance = GuidanceSettings(window, overlap, settings.shift, tuple(settings.appearance_cfg),
+                                    tuple(settings.motion_cfg), plan.branch_mode, interval)
+        denoiser = PortraitDenoiser(unet, pose_guider, conditions, sig, guidance,
                                     device=models.device, should_cancel=should_cancel)
+        log.info("sampling: %d UNet evaluations planned (one branch over one window each; samplers with several "
+                 "model calls per step multiply it), branch mode %s", planned_evaluations(sig, length, guidance),
+                 plan.branch_mode)
         total = sig.numel() - 1
 
-        def callback(i, *_):
+        def callback(i, _total, _x, denoised):
             if progress is not None:
                 progress(i + 1, total)
+            if preview is not None:
+                preview(i + 1, total, denoised)
 
         if sampler_fn is not None:
             x = sampler_fn(denoiser, x, sig.float())
@@ -335,22 +398,62 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
             gen = torch.Generator("cpu").manual_seed((int(settings.seed) + 1) % (SEED_MAX + 1))
             x = sample(settings.sampler, denoiser, x, sig.float(), generator=gen, callback=callback,
                        should_cancel=should_cancel)
-    return unpad(x[0], settings.pad)
+        log.info("sampling: %d UNet evaluations in %d UNet calls", denoiser.evaluations, denoiser.unet_calls)
+    return x[0] if keep_padding else unpad(x[0], settings.pad)
+
+
+def decode_chunks(length: int, pad: int, chunk: int) -> list[tuple[int, int]]:
+    """The release's decode chunks [start, end) of a padded sequence of ``length`` frames: ``chunk`` frames
+    at a time counted from padded frame 0, keeping only those that hold an output frame (not all padding)."""
+    if chunk < 1 or pad < 0 or length <= 2 * pad:
+        raise HPError(f"Cannot decode {length} latents with padding {pad} and chunk {chunk}.",
+                      hint="Give the padded latents (pad + frames + pad) and a chunk of at least 1.")
+    first, last = pad, length - pad - 1  # the output frames, in padded indices
+    return [(i, min(i + chunk, length)) for i in range(first - first % chunk, last + 1, chunk)]
+
+
+def apply_unet_options(unet: torch.nn.Module, settings: Settings, device: torch.device) -> None:
+    """Route the opt-in speed options to the UNet: SDPA backend, channels_last (CUDA), torch.compile."""
+    if hasattr(unet, "set_sdpa_backend"):
+        unet.set_sdpa_backend(settings.sdpa_backend)
+    if settings.channels_last and torch.device(device).type == "cuda":
+        unet.to(memory_format=torch.channels_last)
+    if settings.compile_unet and getattr(unet, "_compiled_call_impl", None) is None:
+        unet.compile()  # in place: the module keeps its attributes and weights; compiled on first call
 
 
 @torch.no_grad()
-def decode_latents(models: PortraitModels, latents: torch.Tensor, chunk: int = 8,
-                   progress: ProgressFn | None = None) -> torch.Tensor:
-    """Latents (F,4,h,w) -> frames (F,H,W,3) float in [0,1] on the CPU, ``chunk`` frames per decode."""
-    frames = []
-    with models.use("vae") as vae:
+def iter_decoded(models: PortraitModels, latents: torch.Tensor, chunk: int = 8, *,
+                 pad: int = 0) -> Iterator[torch.Tensor]:
+    """Decode as ``decode_latents`` does, yielding the output frames (n, H, W, 3) of one decode chunk at a
+    time, so a caller can stream them to a file without holding the whole video."""
+    chunks = decode_chunks(latents.shape[0], pad, chunk)
+    with models.use("vae") as (vae,):
         dt = _dtype_of(vae)
-        for i in range(0, latents.shape[0], chunk):
-            part = (latents[i:i + chunk] / VAE_SCALE).to(models.device, dt)
+        check_decoding(vae, models.device, chunk=min(chunk, latents.shape[0]),
+                       image_hw=(latents.shape[-2] * 8, latents.shape[-1] * 8))
+        for start, end in chunks:
+            part = (latents[start:end] / VAE_SCALE).to(models.device, dt)
             img = vae.decode(part, num_frames=part.shape[0]).sample.float()
-            frames.append((img * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())
-            if progress is not None:
-                progress(min(i + chunk, latents.shape[0]), latents.shape[0])
+            keep = slice(max(pad - start, 0), min(latents.shape[0] - pad, end) - start)
+            yield (img[keep] * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+
+
+def decode_latents(models: PortraitModels, latents: torch.Tensor, chunk: int = 8,
+                   progress: ProgressFn | None = None, *, pad: int = 0) -> torch.Tensor:
+    """Latents (pad + F + pad, 4, h, w) -> the F output frames (F, H, W, 3) float in [0, 1] on the CPU.
+
+    As the release: the padded sequence is decoded ``chunk`` frames at a time counted from padded frame 0
+    (so output frames share a chunk, and the temporal decoder's context, with padding frames), and the
+    padding is cut after decoding; chunks made only of padding are skipped. ``pad=0``: plain latents.
+    ``progress(done, F)`` counts output frames.
+    """
+    total = latents.shape[0] - 2 * pad
+    frames = []
+    for part in iter_decoded(models, latents, chunk, pad=pad):
+        frames.append(part)
+        if progress is not None:
+            progress(sum(f.shape[0] for f in frames), total)
     return torch.cat(frames)
 
 
@@ -417,7 +520,7 @@ def conditions_from_prepared(models: PortraitModels, prepared, settings: Setting
     motion = encode_motion(models, prepared.motion_crops, prepared.pose_crops, ids, chunk=settings.motion_chunk)
     if progress:
         progress(2, 3, "conditions")
-    ref, cond = encode_reference(models, reference_at(prepared, hw))
+    ref, cond = encode_reference(models, reference_at(prepared, hw), settings.noise_aug, settings.seed)
     pose = pose_condition(prepared.pose_images, hw)
     if progress:
         progress(3, 3, "conditions")
@@ -426,13 +529,15 @@ def conditions_from_prepared(models: PortraitModels, prepared, settings: Setting
 
 @dataclass
 class Animation:
-    """Output frames (F,H,W,3) float in [0,1] with what paste-back and inspection need."""
+    """Output frames (F,H,W,3) float in [0,1] with what paste-back and inspection need; ``latents`` are the
+    output frames' (F,4,h,w), ``padded_latents`` the whole sampled sequence the frames were decoded from."""
 
     frames: torch.Tensor
     latents: torch.Tensor
     crop_bbox: tuple[int, int, int, int]
     motion: MotionCondition
     prepared: object
+    padded_latents: torch.Tensor | None = None
 
 
 def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torch.Tensor | None = None,
@@ -442,14 +547,15 @@ def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torc
     """The whole run from preprocessed inputs (hp_core.preprocess.prepare_inputs) to frames."""
     cond, ref, motion = conditions_from_prepared(models, prepared, settings, intensity=intensity, progress=progress)
     step_progress = (lambda i, n: progress(i, n, "denoise")) if progress else None
-    latents = sample_latents(models, cond, ref, settings, noise=noise, progress=step_progress,
-                             should_cancel=should_cancel, sampler_fn=sampler_fn, sigmas=sigmas)
+    padded = sample_latents(models, cond, ref, settings, noise=noise, progress=step_progress,
+                            should_cancel=should_cancel, sampler_fn=sampler_fn, sigmas=sigmas, keep_padding=True)
     decode_progress = (lambda i, n: progress(i, n, "decode")) if progress else None
-    frames = decode_latents(models, latents, settings.decode_chunk, progress=decode_progress)
-    return Animation(frames, latents, tuple(int(v) for v in prepared.crop_bbox), motion, prepared)
+    frames = decode_latents(models, padded, settings.decode_chunk, progress=decode_progress, pad=settings.pad)
+    return Animation(frames, unpad(padded, settings.pad), tuple(int(v) for v in prepared.crop_bbox), motion,
+                     prepared, padded)
 
 
 __all__ = ["Animation", "animate", "appearance_at", "fit_window", "SEED_MAX", "conditions_from_prepared", "pose_condition",
            "reference_at", "Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_models_from_dirs",
-           "encode_appearance", "encode_motion", "encode_reference", "build_conditions", "initial_noise",
-           "sample_latents", "decode_latents", "replace"]
+           "encode_appearance", "encode_motion", "encode_reference", "augmentation_noise", "build_conditions",
+           "initial_noise", "sample_latents", "decode_chunks", "decode_latents", "iter_decoded", "apply_unet_options", "replace"]

@@ -24,7 +24,7 @@ from . import video as V
 from . import weights as W
 from .errors import HPError
 from .models import COMPONENTS, PRESET_DIMS, precision_dtypes
-from .pipeline import (Settings, appearance_at, build_conditions, decode_latents, encode_appearance, encode_motion,
+from .pipeline import (Settings, appearance_at, build_conditions, encode_appearance, encode_motion, iter_decoded,
                        encode_reference, load_models_from_dirs, reference_at, sample_latents)
 
 StageProgress = Callable[..., None]  # progress(done, total, stage)
@@ -116,23 +116,12 @@ def check_output_paths(request: RunRequest) -> None:
 
 
 def weight_files(request: RunRequest, search_dirs: list[Path]) -> dict[str, Path]:
-    """Every weight file the run needs, present and whole (size/hash/structure), else one HPError."""
-    needed = [*COMPONENTS, "yoloface"] + (["arcface"] if request.use_arcface else [])
-    needed += [] if request.vae else ["svd_vae"]
-    W.require(needed, search_dirs)  # every missing file in one message
-    paths = {entry_id: W.ensure_verified(entry_id, search_dirs).path for entry_id in needed}
+    """Every weight file the run needs (the networks, the VAE or ``request.vae``, ArcFace when used, the face
+    detector), present and structurally right, else ONE HPError listing every problem."""
+    needed = W.needed_ids(use_arcface=request.use_arcface, vae=request.vae is None)
+    paths = W.preflight(needed, search_dirs, vae=request.vae, preset=request.preset)
     if request.vae is not None:
-        vae = Path(request.vae).expanduser()
-        if not vae.exists():
-            raise HPError(f"The VAE path {vae} does not exist.", hint="Pass an SVD VAE folder or file.")
-        from .svd_vae import find_weights_in_folder
-        file = find_weights_in_folder(vae) if vae.is_dir() else vae
-        if file is None:
-            raise HPError(f"{vae} has no VAE weights file.", hint="Pass an SVD VAE folder or file.")
-        why = W.check_structure(file, "safetensors" if file.suffix == ".safetensors" else "pth")
-        if why:
-            raise HPError(f"The VAE file {file} is damaged: {why}.", hint="Download it again.")
-        paths["vae"] = vae
+        paths["vae"] = Path(request.vae).expanduser()
     return paths
 
 
@@ -216,38 +205,40 @@ def run(request: RunRequest, progress: StageProgress | None = None) -> RunResult
                                                                request.max_frames))]
     if progress:
         progress(2, 3, "conditions")
-    ref, cond = encode_reference(models, reference_at(source, hw))
+    ref, cond = encode_reference(models, reference_at(source, hw), settings.noise_aug, settings.seed)
     conditions = build_conditions(appearance, torch.cat(tokens), cond, None, settings)
     del tokens
     if progress:
         progress(3, 3, "conditions")
-    latents = sample_latents(models, conditions, ref, settings, progress=_stage(progress, "denoise"))
+    padded = sample_latents(models, conditions, ref, settings, progress=_stage(progress, "denoise"),
+                            keep_padding=True)
     del conditions
-    write_outputs(request, models, latents, source.crop_bbox, plan, progress)
+    write_outputs(request, models, padded, source.crop_bbox, plan, progress)
     return RunResult(Path(request.out), Path(request.paste_back) if request.paste_back else None,
-                     int(latents.shape[0]), plan.info.fps, len(track.missing), source.warnings + track.warnings)
+                     int(padded.shape[0]) - 2 * settings.pad, plan.info.fps, len(track.missing), source.warnings + track.warnings)
 
 
-def write_outputs(request: RunRequest, models, latents: torch.Tensor, crop_bbox, plan: Plan,
+def write_outputs(request: RunRequest, models, padded: torch.Tensor, crop_bbox, plan: Plan,
                   progress: StageProgress | None = None) -> None:
-    """Decode the latents chunk by chunk straight into the video writers (and paste each chunk back into the
-    source); both files appear only when both are complete."""
-    chunk = request.settings.decode_chunk
-    n = int(latents.shape[0])
+    """Decode the padded latents (pad + F + pad) as the release does, a decode chunk at a time, straight into
+    the video writers (and paste each chunk back into the source); both files appear only when both are
+    complete."""
+    pad = request.settings.pad
+    n = int(padded.shape[0]) - 2 * pad
     audio = Path(request.video) if request.audio and plan.info.has_audio else None
     writers = [V.VideoWriter(request.out, plan.info.fps, audio=audio, frames=n)]
     if request.paste_back:
         writers.append(V.VideoWriter(request.paste_back, plan.info.fps, audio=audio, frames=n))
     try:
-        for start in range(0, n, chunk):
-            # slices aligned to decode_latents' own chunking: the frames equal one call over everything
-            part = decode_latents(models, latents[start:start + chunk], chunk)
+        done = 0
+        for part in iter_decoded(models, padded, request.settings.decode_chunk, pad=pad):
             frames = (part.numpy() * 255).astype(np.uint8)  # truncation, as the release writes frames
             writers[0].write(frames)
             if request.paste_back:
                 writers[1].write(np.stack(list(PP.iter_paste_back(plan.source, frames, crop_bbox))))
             if progress:
-                progress(min(start + chunk, n), n, "decode")
+                done += frames.shape[0]
+                progress(done, n, "decode")
         for writer in writers:
             writer.finish()
         for writer in writers:

@@ -227,26 +227,34 @@ def infer_vae_config(state: Mapping[str, torch.Tensor], base: dict) -> dict:
     return cfg
 
 
-def find_vae(search_dirs, vae: str | os.PathLike | None = None) -> Path:
-    """The VAE to use: ``vae`` (file or folder) when given, else the manifest's svd_vae in the models folders."""
+def _find(search_dirs, vae: str | os.PathLike | None):
+    """(path, verification result or None for a VAE the user named); the manifest's VAE is verified, not pinned."""
     from .weights import ensure_verified
 
     if vae is not None:
         vae = Path(vae).expanduser()
         if not vae.exists():
-            raise HPError(f"The VAE path {vae} does not exist.", hint="Pass an SVD VAE folder or file.")
-        return vae
-    return ensure_verified("svd_vae", search_dirs).path
+            raise HPError(f"The VAE path {vae.resolve()} does not exist.", hint="Pass an SVD VAE folder or file.")
+        return vae, None
+    res = ensure_verified("svd_vae", search_dirs, pin=False)
+    return res.path, res
+
+
+def find_vae(search_dirs, vae: str | os.PathLike | None = None) -> Path:
+    """The VAE to use: ``vae`` (file or folder) when given, else the manifest's svd_vae in the models folders."""
+    return _find(search_dirs, vae)[0]
 
 
 def load_vae(search_dirs, vae: str | os.PathLike | None = None, *, device="cpu",
              dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """AutoencoderKLTemporalDecoder with the SVD weights (strictly checked), in eval mode."""
+    """AutoencoderKLTemporalDecoder with the SVD weights (strictly checked), in eval mode. The manifest's
+    VAE file is pinned in the lock only after this strict load succeeded."""
     from diffusers import AutoencoderKLTemporalDecoder
 
     from .checkpoint import load_strict
+    from .weights import confirm
 
-    source = find_vae(search_dirs, vae)
+    source, verified = _find(search_dirs, vae)
     state = read_vae_state_dict(source)
     try:
         config = infer_vae_config(state, vae_config_for(source))
@@ -256,6 +264,8 @@ def load_vae(search_dirs, vae: str | os.PathLike | None = None, *, device="cpu",
     with torch.device("meta"):
         model = AutoencoderKLTemporalDecoder(**config)
     load_strict(model, state, component="vae", source=str(source))
+    if verified is not None:
+        confirm(verified)
     from .models import cast
     return cast(model, device=device, dtype=dtype).eval().requires_grad_(False)
 

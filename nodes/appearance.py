@@ -68,11 +68,13 @@ class HunyuanPortraitAppearanceExtractor:
         app_in = appearance_at(prepared, models.dims.appearance_size)
         with bridge.readable_errors("appearance encoding", "the resolution or precision"):
             tokens = encode_appearance(models, app_in, torch.from_numpy(np.asarray(identity, np.float32)))
-            ref_latents, cond_latents = encode_reference(models, reference_at(prepared, (int(resolution), int(resolution))))
+            reference = reference_at(prepared, (int(resolution), int(resolution)))
+            ref_latents, cond_latents = encode_reference(models, reference)
         box = tuple(int(v) for v in prepared.crop_bbox)
         appearance = PortraitAppearance(tokens=tokens, identity=np.asarray(identity, np.float32),
                                         ref_latents=ref_latents, cond_latents=cond_latents, crop_box=box,
-                                        source_hw=(int(source_image.shape[1]), int(source_image.shape[2])))
+                                        source_hw=(int(source_image.shape[1]), int(source_image.shape[2])),
+                                        reference=reference.float().cpu())
         return (appearance, uint8_to_image(crop[None]))
 
 

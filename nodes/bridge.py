@@ -46,6 +46,19 @@ def register_model_folder() -> None:
         _fp.folder_names_and_paths[FOLDER_NAME] = (paths, set(exts) | MODEL_EXTENSIONS)
 
 
+INSIGHTFACE_FOLDER = "insightface"
+
+
+def insightface_dirs() -> list[Path]:
+    """ComfyUI's insightface model folders (models/insightface, registered if no other pack did), where
+    artists keep buffalo_l / antelopev2 for other face packs; none outside ComfyUI."""
+    if not COMFY:
+        return []
+    if INSIGHTFACE_FOLDER not in _fp.folder_names_and_paths:
+        _fp.add_model_folder_path(INSIGHTFACE_FOLDER, os.path.join(_fp.models_dir, INSIGHTFACE_FOLDER))
+    return [Path(p) for p in _fp.get_folder_paths(INSIGHTFACE_FOLDER)]
+
+
 def search_dirs() -> list[Path]:
     """The pack's model folders, in search order (ComfyUI's list, else $HP_MODELS_DIR / ./models/...)."""
     if COMFY:
@@ -91,6 +104,79 @@ def model_file_path(name: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+# Top-level key groups a component's state dict has (read from a safetensors header: cheap, no tensors).
+HEADER_SIGNATURES = {
+    "unet": {"down_blocks", "mid_block", "up_blocks"},
+    "dino": {"patch_embed", "blocks"},
+    "motion_proj": {"connector"},
+    "expression": {"resnet50"},
+    "headpose": {"head_pose_net"},
+    "pose_guider": {"conv_in", "blocks", "conv_out"},
+    "vae": {"encoder", "decoder"},
+}
+EXACT_SIGNATURES = {"image_proj": {"weight", "bias"}}  # a single projection layer
+_NAME_HINTS = {"pose_guider": ("pose_guider", "poseguider"), "image_proj": ("image_proj",),
+               "motion_proj": ("motion_proj",), "headpose": ("headpose", "head_pose"),
+               "expression": ("expression",), "dino": ("dino",), "unet": ("unet",), "vae": ("vae",),
+               "face_detector": ("yoloface", "yolov5", "scrfd", "det_10g")}
+_HEADER_CACHE: dict[tuple, frozenset] = {}  # (path, size, mtime) -> top-level key groups (bounded below)
+
+
+def safetensors_top_keys(path: Path) -> frozenset:
+    """The first dotted part of every tensor name in a .safetensors file, read from its header only."""
+    import json
+    import struct
+
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in _HEADER_CACHE:
+            with open(path, "rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                names = json.loads(f.read(size)) if 0 < size < 64 * 2**20 else {}
+            if len(_HEADER_CACHE) > 256:
+                _HEADER_CACHE.clear()
+            _HEADER_CACHE[key] = frozenset(n.split(".")[0] for n in names if n != "__metadata__")
+        return _HEADER_CACHE[key]
+    except (OSError, ValueError, struct.error):
+        return frozenset()
+
+
+def component_of(name: str) -> str | None:
+    """Which network a listed model file looks like: by its name, else by its safetensors header."""
+    lowered = name.lower().replace("\\", "/")
+    base = lowered.rsplit("/", 1)[-1]
+    for component, hints in _NAME_HINTS.items():
+        if any(h in base for h in hints):
+            return component
+    by_folder = next((c for c, hints in _NAME_HINTS.items() if any(f"{h}/" in lowered for h in hints)), None)
+    if by_folder:
+        return by_folder
+    if not lowered.endswith(".safetensors"):
+        return None
+    path = model_file_path(name)
+    tops = safetensors_top_keys(path) if path is not None else frozenset()
+    for component, exact in EXACT_SIGNATURES.items():
+        if tops == exact:
+            return component
+    for component, needed in HEADER_SIGNATURES.items():
+        if needed <= tops:
+            return component
+    return None
+
+
+def weight_choices(component: str, default: str, alternatives: Sequence[str] = ()) -> list[str]:
+    """A loader dropdown: existing files that are this component first (official name, then by name or
+    header), then files of unknown kind; files that are another component are left out. When no file is
+    this component, the official name leads (the run then says how to download it)."""
+    files = [f for f in model_files() if f.lower().endswith(WEIGHT_EXTENSIONS)]
+    official = [f for f in (default, *alternatives) if f in files]
+    kinds = {f: component_of(f) for f in files if f not in official}
+    same = sorted(f for f, kind in kinds.items() if kind == component)
+    unknown = sorted(f for f, kind in kinds.items() if kind is None)
+    return (official + same or [default]) + unknown
 
 
 def comfy_vae_files() -> list[str]:
@@ -188,11 +274,7 @@ class Placer:
     def _unload(self, module: torch.nn.Module) -> None:
         patcher = self._patchers.get(id(module))
         if COMFY and patcher is not None:
-            for i, loaded in enumerate(list(_mm.current_loaded_models)):
-                if loaded.model is patcher:
-                    if loaded.model_unload():
-                        _mm.current_loaded_models.pop(i)
-                    break
+            ComfyInternals.unload(patcher)
         module.to(offload_device())
 
     @contextlib.contextmanager
@@ -217,20 +299,96 @@ class Placer:
                     empty_cache()
 
 
+# ------------------------------------------------------------------------------- ComfyUI internals
+
+class ComfyInternals:
+    """Everything that reaches past ComfyUI's public node API, in one place. Tested against ComfyUI
+    ``TESTED_WITH``; each call falls back to public behaviour when the internal it uses is not there."""
+
+    TESTED_WITH = "0.3.64"
+
+    @staticmethod
+    def unload(patcher) -> bool:
+        """Unload one ModelPatcher that load_models_gpu loaded, leaving every other loaded model alone.
+
+        Internal: ``model_management.current_loaded_models`` (a list of LoadedModel) is searched and the
+        entry removed in place, as ComfyUI's own free_memory does. Fallback: the patcher's public
+        ``detach()``, which moves the weights back to its offload device."""
+        loaded_models = getattr(_mm, "current_loaded_models", None)
+        if isinstance(loaded_models, list):
+            for i, loaded in enumerate(list(loaded_models)):
+                if getattr(loaded, "model", None) is patcher:
+                    if loaded.model_unload():
+                        loaded_models.pop(i)
+                    return True
+            return False
+        detach = getattr(patcher, "detach", None)
+        if callable(detach):
+            detach()
+            return True
+        return False
+
+    @staticmethod
+    def svd_model_sampling(sigma_min: float, sigma_max: float):
+        """SVD's noise parametrisation (continuous EDM sigmas, v-prediction) as a ComfyUI model_sampling
+        object, for ComfyUI samplers that look it up; None outside ComfyUI or when the classes are gone
+        (the caller then uses its plain stand-in)."""
+        try:
+            import comfy.model_sampling as ms
+            base = (ms.ModelSamplingContinuousEDM, ms.V_PREDICTION)
+        except (ImportError, AttributeError):
+            return None
+        from types import SimpleNamespace
+
+        sampling = type("PortraitSampling", base, {})
+        return sampling(SimpleNamespace(sampling_settings={"sigma_min": sigma_min, "sigma_max": sigma_max,
+                                                           "sigma_data": 1.0}))
+
+
 # ----------------------------------------------------------------------------- progress / interrupts
 
 class Progress:
-    """A progress bar on the running node (ComfyUI's), or nothing outside ComfyUI."""
+    """A progress bar on the running node (ComfyUI's), or nothing outside ComfyUI. ``preview`` adds the
+    step's image through ComfyUI's latent previews."""
 
     def __init__(self, total: int):
         self.total = max(int(total), 1)
         self._bar = _cu.ProgressBar(self.total) if COMFY else None
+        self._previewer = None  # made on the first preview: the user's method, None when previews are off
 
     def __call__(self, done: int, total: int | None = None) -> None:
         if total:
             self.total = int(total)
         if self._bar is not None:
             self._bar.update_absolute(min(int(done), self.total), self.total)
+
+    def preview(self, done: int, total: int, denoised: torch.Tensor) -> None:
+        """Send the middle frame of a denoised estimate (1, L, 4, h, w) or (L, 4, h, w), scaled SVD latents,
+        as this step's preview image. Nothing happens outside ComfyUI or with previews turned off."""
+        if self._bar is None:
+            return
+        if self._previewer is None:
+            self._previewer = latent_previewer() or False
+        if not self._previewer:
+            return
+        frames = denoised[0] if denoised.ndim == 5 else denoised
+        middle = frames[frames.shape[0] // 2][None].detach()
+        image = self._previewer.decode_latent_to_preview_image("JPEG", middle)
+        self.total = int(total) or self.total
+        self._bar.update_absolute(min(int(done), self.total), self.total, image)
+
+
+def latent_previewer():
+    """ComfyUI's previewer for SVD latents (SD1.x latent space: latent2rgb factors, or TAESD where the user
+    has models/vae_approx/taesd_decoder) per the user's --preview-method; None when off or not in ComfyUI."""
+    if not COMFY:
+        return None
+    try:
+        import latent_preview
+        from comfy import latent_formats
+    except ImportError:
+        return None
+    return latent_preview.get_previewer(torch_device(), latent_formats.SD15())
 
 
 def interrupted() -> bool:
@@ -296,7 +454,8 @@ class readable_errors:
                            f"with --lowvram.") from None
 
 
-__all__ = ["COMFY", "COMFY_VAE_PREFIX", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",
-           "comfy_vae_files", "comfy_vae_path", "empty_cache", "half_precision_ok", "interrupted", "is_oom",
+__all__ = ["COMFY", "COMFY_VAE_PREFIX", "ComfyInternals", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",
+           "comfy_vae_files", "comfy_vae_path", "component_of", "empty_cache", "half_precision_ok", "insightface_dirs", "interrupted", "is_oom", "latent_previewer",
            "low_vram", "model_file_path", "model_files", "offload_device", "readable_errors",
-           "register_model_folder", "search_dirs", "torch_device"]
+           "register_model_folder", "safetensors_top_keys", "search_dirs", "torch_device",
+           "weight_choices"]

@@ -17,6 +17,8 @@ import torch
 
 from hp_core.errors import HPError
 
+from . import bridge
+
 SIGMA_MIN = 0.002
 SIGMA_MAX = 700.0
 
@@ -44,17 +46,9 @@ class _PlainEDMSampling:
 
 
 def model_sampling():
-    """SVD's noise parametrisation as ComfyUI's samplers expect to find it."""
-    try:
-        import comfy.model_sampling as ms
-    except ImportError:
-        return _PlainEDMSampling()
-
-    class PortraitSampling(ms.ModelSamplingContinuousEDM, ms.V_PREDICTION):
-        pass
-
-    config = SimpleNamespace(sampling_settings={"sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "sigma_data": 1.0})
-    return PortraitSampling(config)
+    """SVD's noise parametrisation as ComfyUI's samplers expect to find it (a plain stand-in without ComfyUI)."""
+    sampling = bridge.ComfyInternals.svd_model_sampling(SIGMA_MIN, SIGMA_MAX)
+    return sampling if sampling is not None else _PlainEDMSampling()
 
 
 class _Patcher:
@@ -87,8 +81,10 @@ class ComfyDenoiser:
         return self.denoiser(x, sigma)
 
 
-def sampler_function(sampler, seed: int, progress: Callable[[int, int], None] | None = None):
-    """A ``sampler_fn(denoiser, x, sigmas)`` for hp_core.pipeline.sample_latents from a ComfyUI SAMPLER."""
+def sampler_function(sampler, seed: int, progress: Callable[[int, int], None] | None = None,
+                     preview: Callable[[int, int, torch.Tensor], None] | None = None):
+    """A ``sampler_fn(denoiser, x, sigmas)`` for hp_core.pipeline.sample_latents from a ComfyUI SAMPLER
+    (``preview(done, total, denoised)`` sees each step's denoised estimate)."""
     if not hasattr(sampler, "sampler_function"):
         raise HPError(f"The SAMPLER input ({type(sampler).__name__}) is not a k-diffusion style ComfyUI sampler.",
                       hint="Connect KSamplerSelect or another node that outputs a KSAMPLER.")
@@ -100,6 +96,8 @@ def sampler_function(sampler, seed: int, progress: Callable[[int, int], None] | 
         def callback(info):
             if progress is not None:
                 progress(int(info["i"]) + 1, total)
+            if preview is not None and info.get("denoised") is not None:
+                preview(int(info["i"]) + 1, total, info["denoised"])
 
         return sampler.sampler_function(ComfyDenoiser(denoiser), x, sigmas, extra_args={"seed": int(seed)},
                                         callback=callback, disable=True, **options)

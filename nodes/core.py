@@ -52,12 +52,13 @@ def file_key(path: Path) -> tuple:
 
 
 def require_entry(entry_id: str, what: str) -> Path:
-    """The manifest file ``entry_id`` from the pack's model folders, or one HPError saying how to get it."""
+    """The manifest file ``entry_id`` from the pack's model folders, checked, or one HPError saying how to get
+    it (missing) or what is wrong with it (damaged or not the right file)."""
     dirs = bridge.search_dirs()
-    path = W.resolve(entry_id, dirs)
-    if path is None:
-        raise HPError(f"The {what} file is missing.\n" + W.missing_message([W.get_entry(entry_id)], dirs))
-    return path
+    found = W.check_files([entry_id], dirs, preset=None)
+    if not found.ok:
+        raise HPError(f"The {what} file cannot be used.\n" + W.problems_message(found.missing, found.bad, dirs))
+    return found.paths[entry_id]
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -67,35 +68,51 @@ def manifest_path(name: str) -> str:
     return W.get_entry(name).local_path
 
 
-def resolve_choices(choices: dict[str, str]) -> dict[str, Path]:
-    """Dropdown choices {manifest id: file name} -> files, or one HPError naming every missing file.
+# Files every graph of the release also needs (the appearance and motion nodes open them); their problems
+# join the loader's message when there are any, but they do not stop the loader on their own.
+ALSO_NEEDED = ("arcface", "yoloface")
 
-    The manifest's own name also finds its alternative names (e.g. the non-fp16 VAE); any other name must
-    be a file in one of the pack's model folders."""
+
+def resolve_choices(choices: dict[str, str], *, preset: str | None = None, vae: Path | None = None) -> dict[str, Path]:
+    """Dropdown choices {manifest id: file name} -> files, each checked for ``preset`` (presence, size/hash,
+    structure), or ONE HPError naming every missing, unusable or unknown file (ArcFace and the face detector
+    included), before anything is loaded.
+
+    The manifest's own name also finds the file where users already have it (e.g. the non-fp16 VAE, the
+    release's pretrained_weights/ layout); any other name must be a file in one of the pack's model
+    folders. ``vae``: a VAE from ComfyUI's models/vae, checked instead of 'svd_vae'."""
     dirs = bridge.search_dirs()
-    found, missing, unknown = {}, [], []
+    default_ids = [i for i, c in choices.items() if c in (W.get_entry(i).local_path, *W.get_entry(i).alt_local_paths)]
+    found = W.check_files(default_ids + (["svd_vae"] if vae is not None else []), dirs, vae=vae, preset=preset)
+    unknown = []
     for entry_id, choice in choices.items():
+        if entry_id in default_ids:
+            continue
         entry = W.get_entry(entry_id)
-        if choice in (entry.local_path, *entry.alt_local_paths):
-            path = W.resolve(entry_id, dirs)
-            if path is None:
-                missing.append(entry)
-            else:
-                found[entry_id] = path
+        path = bridge.model_file_path(choice)
+        if path is None:
+            unknown.append(f"{choice!r} (chosen for {entry_id}; the official file is {entry.local_path})")
+            continue
+        why = W.check_explicit_vae(path) if entry_id == "svd_vae" else W.check_component(entry, path,
+                                                                                          preset or "official")
+        if why:
+            found.bad.append((entry, path.resolve(), why))
         else:
-            path = bridge.model_file_path(choice)
-            if path is None:
-                unknown.append(f"{choice!r} (chosen for {entry_id}; the official file is {entry.local_path})")
-            else:
-                found[entry_id] = path
-    if missing or unknown:
-        lines = [W.missing_message(missing, dirs)] if missing else []
-        if unknown:
-            lines.append(f"Not in any {W.FOLDER_NAME} model folder ({', '.join(str(d) for d in dirs)}): "
-                         + "; ".join(unknown) + ". Pick files the dropdowns list, or get the official ones with "
-                         "`python -m hp_core weights download` (see the README, Weights).")
-        raise HPError("\n".join(lines))
-    return found
+            found.paths[entry_id] = path
+    if found.ok and not unknown:
+        return found.paths
+    extra = W.check_files(ALSO_NEEDED, dirs, preset=preset)
+    lines = [W.problems_message(found.missing + extra.missing, found.bad + extra.bad, dirs)] \
+        if found.missing or found.bad else []
+    presets = {str(m.get("preset")) for m in map(W.is_random_dir, dirs) if m} - {str(preset)}
+    if found.bad and presets:
+        lines.append(f"The model folder holds random '{sorted(presets)[0]}' weights: set the loader's preset to "
+                     f"'{sorted(presets)[0]}'.")
+    if unknown:
+        lines.append(f"Not in any {W.FOLDER_NAME} model folder ({', '.join(str(d.resolve()) for d in dirs)}): "
+                     + "; ".join(unknown) + ". Pick files the dropdowns list, or get the official ones with "
+                     "`python -m hp_core weights download` (see the README, Weights).")
+    raise HPError("\n".join(lines))
 
 
 def read_weights(name: str, path: Path) -> dict[str, torch.Tensor]:
@@ -110,18 +127,29 @@ def read_weights(name: str, path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_network(name: str, path: Path, preset: str, dtype: torch.dtype) -> torch.nn.Module:
-    """One network built for ``preset`` with the file's weights, strictly, on the CPU in ``dtype``."""
+    """One network built for ``preset`` with the file's weights, strictly, on the CPU in ``dtype``. The
+    manifest's file is read through hp_core's verified cache and pinned only after the strict load."""
+    from hp_core.checkpoint import read_state_dict
     from hp_core.models import load_component
 
-    state = read_weights(name, path)
+    dirs = bridge.search_dirs()
+    ckpt = None
+    if W.resolve(name, dirs) == path and path.suffix in (".pth", ".safetensors"):
+        ckpt = W.read_checkpoint(name, dirs, preset=preset)
+        state = ckpt.state
+    else:
+        state = read_state_dict(path, component=name)
     try:
-        return load_component(name, state, preset=preset, dtype=dtype, device="cpu", source=str(path))
+        module = load_component(name, state, preset=preset, dtype=dtype, device="cpu", source=str(path))
     except HPError as err:
         marker = W.is_random_dir(_models_root(path))
         if marker and marker.get("preset") not in (None, preset):
             raise HPError(f"{err} The folder holds random '{marker.get('preset')}' weights.",
                           hint=f"Set the loader's preset to '{marker.get('preset')}'.") from err
         raise
+    if ckpt is not None:
+        W.confirm_checkpoint(ckpt)
+    return module
 
 
 def _models_root(path: Path) -> Path:
@@ -151,8 +179,7 @@ def face_detector(kind: str):
     """The face detector widget value ('yolo' or 'scrfd') -> an opened FaceDetector (cached)."""
     if kind not in DETECTORS:
         raise HPError(f"Unknown face detector {kind!r}.", hint=f"Choose one of {', '.join(DETECTORS)}.")
-    path = require_entry(DETECTORS[kind], "face detector (YOLOv5-face)" if kind == "yolo" else
-                         "face detector (SCRFD det_10g.onnx)")
+    path = _scrfd_path() if kind == "scrfd" else require_entry(DETECTORS[kind], "face detector (YOLOv5-face)")
     device = bridge.torch_device()
 
     def make():
@@ -163,6 +190,18 @@ def face_detector(kind: str):
         return load_scrfd(path, _onnx_providers(device))
 
     return _PREPROCESS_CACHE.get(("detector", kind, str(device)) + file_key(path), make)
+
+
+def _scrfd_path() -> Path:
+    """SCRFD from the pack's folder, else from ComfyUI's models/insightface (buffalo_l or antelopev2)."""
+    from hp_core.preprocess import find_scrfd
+
+    if W.resolve("scrfd", bridge.search_dirs()) is None:
+        found = find_scrfd(bridge.insightface_dirs())
+        if found is not None:
+            return found
+    return require_entry("scrfd", "face detector (SCRFD det_10g.onnx; also looked for in ComfyUI's "
+                                  "models/insightface/models/buffalo_l or antelopev2)")
 
 
 def arcface():

@@ -7,6 +7,7 @@ from collections import OrderedDict
 import torch
 
 from hp_core.errors import HPError
+from hp_core.weights import get_entry
 from hp_core.models import COMPONENTS, PRECISIONS, PRESETS
 from hp_core.models.precision import precision_dtypes as _precision_table
 from hp_core.pipeline import PortraitModels
@@ -36,15 +37,9 @@ def precision_dtypes(precision: str, device: torch.device) -> dict[str, torch.dt
     return _precision_table(precision, device, auto_half=auto_half)
 
 
-def _weight_choices(default: str, files: list[str]) -> list[str]:
-    weights = [f for f in files if f.lower().endswith(bridge.WEIGHT_EXTENSIONS)]
-    return [default] + sorted(set(weights) - {default})
-
-
-def _vae_choices(files: list[str]) -> list[str]:
-    entry_default = core.manifest_path("svd_vae")
-    ours = [f for f in files if "vae" in f.lower() and f.lower().endswith(bridge.WEIGHT_EXTENSIONS)]
-    return [entry_default] + sorted(set(ours) - {entry_default}) + bridge.comfy_vae_files()
+def _vae_choices() -> list[str]:
+    entry = get_entry("svd_vae")
+    return bridge.weight_choices("vae", entry.local_path, entry.alt_local_paths) + bridge.comfy_vae_files()
 
 
 class HunyuanPortraitModelLoader:
@@ -52,17 +47,17 @@ class HunyuanPortraitModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = bridge.model_files()
         required = {}
         for name in COMPONENTS:
-            default = core.manifest_path(name)
-            required[name] = (_weight_choices(default, files), {
-                "default": default,
+            choices = bridge.weight_choices(name, core.manifest_path(name))
+            required[name] = (choices, {
+                "default": choices[0],
                 "tooltip": f"Weights of the {_WHAT[name]}, from models/hunyuan_portrait (or a folder set for "
                            f"hunyuan_portrait in extra_model_paths.yaml). Get the official files with "
                            f"`python -m hp_core weights download`."})
-        required["vae"] = (_vae_choices(files), {
-            "default": core.manifest_path("svd_vae"),
+        vae_choices = _vae_choices()
+        required["vae"] = (vae_choices, {
+            "default": vae_choices[0],
             "tooltip": "The Stable Video Diffusion XT temporal VAE: the diffusers vae/ files in the pack's model "
                        "folder, or a file from ComfyUI's models/vae (SVD VAE or a single-file SVD checkpoint)."})
         required["preset"] = (list(PRESETS), {
@@ -100,8 +95,9 @@ class HunyuanPortraitModelLoader:
         choices = dict(unet=unet, dino=dino, image_proj=image_proj, motion_proj=motion_proj, expression=expression,
                        headpose=headpose, pose_guider=pose_guider)
         comfy_vae = bridge.comfy_vae_path(vae)
-        paths = core.resolve_choices({**choices, **({} if comfy_vae else {"svd_vae": vae})})
-        vae_path = comfy_vae or paths.pop("svd_vae")
+        paths = core.resolve_choices({**choices, **({} if comfy_vae else {"svd_vae": vae})}, preset=preset,
+                                     vae=comfy_vae)  # every missing or unusable file in one message, first
+        vae_path = paths.pop("svd_vae")
         device = bridge.torch_device()
         dtypes = precision_dtypes(precision, device)
         key = (tuple(core.file_key(paths[n]) for n in COMPONENTS), core.file_key(vae_path), preset,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -13,6 +15,22 @@ from . import bridge
 from .sockets import APPEARANCE, MODELS
 
 CATEGORY = "HunyuanPortrait"
+LOG = logging.getLogger("HunyuanPortrait")
+
+
+def padded_latents(latent: dict) -> tuple[torch.Tensor, int]:
+    """LATENT -> (raw latents with the sampler's padding put back on both sides, pad). A LATENT without
+    ``hp_padding`` (or whose padding no longer fits its samples) decodes as it is: pad 0."""
+    samples = latent["samples"]
+    extra = latent.get("hp_padding")
+    if not extra:
+        return samples, 0
+    before, after = extra["before"], extra["after"]
+    if before.shape[0] != after.shape[0] or not before.shape[1:] == after.shape[1:] == samples.shape[1:]:
+        LOG.warning("HunyuanPortrait: the latent's padding frames do not fit its samples (changed after "
+                    "sampling?); decoding the samples alone, not aligned as the release.")
+        return samples, 0
+    return torch.cat([before.to(samples), samples, after.to(samples)]), int(before.shape[0])
 
 
 class HunyuanPortraitDecode:
@@ -24,8 +42,9 @@ class HunyuanPortraitDecode:
             "models": (MODELS, {"tooltip": "From HunyuanPortrait Load Models."}),
             "latent": ("LATENT", {"tooltip": "From the HunyuanPortrait Sampler."}),
             "decode_chunk": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip":
-                             "Frames decoded together (the release: 8). Lower it if decoding runs out of "
-                             "memory; higher can be slightly faster."}),
+                             "Frames decoded together (the release: 8). Trade-off: lower uses less memory "
+                             "but changes the result slightly (the temporal decoder smooths over the frames "
+                             "it sees together); higher can be slightly faster."}),
         }}
 
     RETURN_TYPES = ("IMAGE",)
@@ -33,13 +52,16 @@ class HunyuanPortraitDecode:
     OUTPUT_TOOLTIPS = ("The generated portrait frames (square, the appearance resolution).",)
     FUNCTION = "decode"
     CATEGORY = CATEGORY
-    DESCRIPTION = "Decodes the sampled latents with the SVD temporal VAE decoder into image frames."
+    DESCRIPTION = ("Decodes the sampled latents with the SVD temporal VAE decoder into image frames. Latents "
+                   "from the HunyuanPortrait Sampler are decoded with their padding frames as neighbours, in "
+                   "chunks counted from the first padding frame, as the release does.")
 
     def decode(self, models, latent, decode_chunk):
         samples = latent["samples"]
         if samples.ndim != 4 or samples.shape[1] != 4:
             raise HPError(f"Expected latents (frames, 4, h, w), got {tuple(samples.shape)}.",
                           hint="Connect the HunyuanPortrait Sampler's latent output.")
+        latents, pad = padded_latents(latent)
         progress = bridge.Progress(samples.shape[0])
 
         def step(done, total):
@@ -47,7 +69,8 @@ class HunyuanPortraitDecode:
             progress(done, total)
 
         with bridge.readable_errors("decoding", "decode_chunk (e.g. 2) or the precision"):
-            frames = decode_latents(models, samples.float() * VAE_SCALE, chunk=int(decode_chunk), progress=step)
+            frames = decode_latents(models, latents.float() * VAE_SCALE, chunk=int(decode_chunk), progress=step,
+                                    pad=pad)
         return (frames,)
 
 

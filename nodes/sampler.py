@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from hp_core.errors import HPError
-from hp_core.pipeline import VAE_SCALE, Settings, build_conditions, pose_condition, sample_latents
-from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas
+from hp_core.pipeline import VAE_SCALE, Settings, build_conditions, encode_reference, pose_condition, sample_latents
+from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas, unpad
 
 from . import bridge, comfy_sampler
 from .sockets import APPEARANCE, MODELS, MOTION, POSE
@@ -75,6 +75,10 @@ class HunyuanPortraitSampler:
                 "motion_scale": ("FLOAT", {"default": RELEASE.motion_scale, "min": 0.0, "max": 3.0, "step": 0.05,
                                  "tooltip": "Strength of the motion adapters' attention (1.0 = the release). "
                                             "Below 1 calms the motion, above 1 exaggerates it."}),
+                "noise_aug": ("FLOAT", {"default": RELEASE.noise_aug, "min": 0.0, "max": 1.0, "step": 0.01,
+                              "tooltip": "Noise added to the source before its conditioning latents are encoded "
+                                         "(seeded by seed), and told to the UNet (0 = the release). Higher "
+                                         "loosens the likeness to the source."}),
             },
             "optional": {
                 "pose": (POSE, {"tooltip": "Aligned skeletons from DWPose Alignment. Not connected: the release's "
@@ -83,6 +87,21 @@ class HunyuanPortraitSampler:
                                                    "sampler_name."}),
                 "sigmas": ("SIGMAS", {"tooltip": "Any ComfyUI noise schedule (e.g. AlignYourStepsScheduler with "
                                                  "model_type SVD); replaces scheduler, steps and denoise."}),
+                "branch_mode": (["auto", "batched", "sequential"], {"default": "auto", "tooltip":
+                                "The three guidance branches as one batch, or one after another (a third of the "
+                                "activation memory, the same result). auto: sequential when the memory estimate "
+                                "says the batch will not fit."}),
+                "guidance_sigma_low": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.01, "tooltip":
+                                       "Guidance interval (off while high is 0): guidance only on steps whose sigma "
+                                       "lies in [low, high]; other steps run one UNet evaluation instead of three."}),
+                "guidance_sigma_high": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.01,
+                                        "tooltip": "Upper sigma of the guidance interval; 0 = guidance on every step "
+                                                   "(the release)."}),
+                "attention": (["auto", "flash", "efficient", "math", "cudnn"], {"default": "auto", "tooltip":
+                              "PyTorch attention backend for the UNet (auto lets PyTorch choose; math uses the "
+                              "most memory)."}),
+                "compile_unet": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the UNet (CUDA): faster "
+                                 "steps after a slow first one."}),
             },
         }
 
@@ -96,17 +115,19 @@ class HunyuanPortraitSampler:
 
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("The denoised latents of every driving frame (F, 4, R/8, R/8), padding removed.",)
+    OUTPUT_TOOLTIPS = ("The denoised latents of every driving frame (F, 4, R/8, R/8), padding removed (kept "
+                       "aside for HunyuanPortrait Decode, which decodes as the release does).",)
     FUNCTION = "sample"
     CATEGORY = CATEGORY
     DESCRIPTION = ("Samples the video with the SVD UNet whose cross-attention carries the appearance tokens and, "
                    "through the motion adapters, the motion tokens. Three-branch guidance (uncond, appearance, "
                    "appearance + motion) with separate appearance and motion CFG, context windows for long "
-                   "videos. Shows a progress bar per step; Cancel stops between steps.")
+                   "videos. Shows a progress bar and a preview of the middle frame per step; Cancel stops between steps.")
 
     def sample(self, models, appearance, motion, sampler_name, scheduler, steps, appearance_cfg_min,
                appearance_cfg_max, motion_cfg_min, motion_cfg_max, seed, denoise, context_window, context_overlap,
-               shift, padding, motion_scale, pose=None, sampler=None, sigmas=None):
+               shift, padding, motion_scale, noise_aug, pose=None, sampler=None, sigmas=None, branch_mode=None,
+               guidance_sigma_low=None, guidance_sigma_high=None, attention=None, compile_unet=None):
         frames = int(motion.tokens.shape[0])
         resolution = appearance.resolution
         settings = Settings(steps=int(steps), sampler=sampler_name, schedule=scheduler,
@@ -114,20 +135,47 @@ class HunyuanPortraitSampler:
                             motion_cfg=(float(motion_cfg_min), float(motion_cfg_max)), denoise=float(denoise),
                             seed=int(seed), window=int(context_window), overlap=int(context_overlap),
                             shift=int(shift), pad=int(padding), motion_scale=float(motion_scale),
-                            height=resolution, width=resolution)
+                            noise_aug=float(noise_aug), height=resolution, width=resolution, branch_mode=branch_mode or "auto",
+                            guidance_interval=((float(guidance_sigma_low or 0.0), float(guidance_sigma_high))
+                                               if guidance_sigma_high else None),
+                            sdpa_backend=attention or "auto", compile_unet=bool(compile_unet))
         settings.validate()
         schedule = custom_sigmas(sigmas) if sigmas is not None else None
         total = (len(schedule) if schedule is not None else len(settings.sigma_schedule())) - 1
         progress = bridge.Progress(total)
-        conditions = build_conditions(appearance.tokens, motion.tokens, appearance.cond_latents,
+        cond_latents = self.conditioning_latents(models, appearance, settings)
+        conditions = build_conditions(appearance.tokens, motion.tokens, cond_latents,
                                       pose_frames(pose, frames, resolution), settings)
-        run = comfy_sampler.sampler_function(sampler, seed, progress) if sampler is not None else None
+        run = (comfy_sampler.sampler_function(sampler, seed, progress, progress.preview) if sampler is not None
+               else None)
         with bridge.readable_errors("sampling", "context_window (e.g. 16), the resolution or the precision"):
-            latents = sample_latents(models, conditions, appearance.ref_latents, settings, progress=progress,
-                                     should_cancel=bridge.interrupted, sampler_fn=run, sigmas=schedule)
-        # ComfyUI's LATENT holds raw VAE latents (its samplers apply the 0.18215 scale inside), so core
-        # VAE Decode with an SVD VAE reads this output, and our Decode reads core latents.
-        return ({"samples": latents / VAE_SCALE},)
+            padded = sample_latents(models, conditions, appearance.ref_latents, settings, progress=progress,
+                                    should_cancel=bridge.interrupted, sampler_fn=run, sigmas=schedule,
+                                    keep_padding=True, preview=progress.preview)
+        return (latent_output(padded, settings.pad),)
+
+    @staticmethod
+    def conditioning_latents(models, appearance, settings: Settings) -> torch.Tensor:
+        """The appearance's conditioning latents, or with noise_aug > 0 those of the noised reference."""
+        if settings.noise_aug <= 0:
+            return appearance.cond_latents
+        if appearance.reference is None:
+            raise HPError("noise_aug needs the reference image, which this appearance input does not carry.",
+                          hint="Connect the HunyuanPortrait Appearance Extractor, or set noise_aug to 0.")
+        with bridge.readable_errors("noise augmentation", "the resolution or precision"):
+            return encode_reference(models, appearance.reference, settings.noise_aug, settings.seed)[1]
+
+
+def latent_output(padded: torch.Tensor, pad: int) -> dict:
+    """ComfyUI LATENT of a padded sampled sequence (pad + F + pad, 4, h, w), scaled latents.
+
+    ``samples`` holds exactly the F output frames as raw VAE latents (ComfyUI's samplers apply the 0.18215
+    scale inside), so core VAE Decode with an SVD VAE reads it; ``hp_padding`` keeps the padding frames on
+    either side ({"before", "after"}, raw latents), which HunyuanPortrait Decode puts back to decode with
+    the release's chunk alignment.
+    """
+    raw = padded / VAE_SCALE
+    return {"samples": unpad(raw, pad), "hp_padding": {"before": raw[:pad], "after": raw[raw.shape[0] - pad:]}}
 
 
 NODE_CLASS_MAPPINGS = {"HunyuanPortraitSampler": HunyuanPortraitSampler}

@@ -31,6 +31,7 @@ class PortraitAppearance:
     cond_latents: (1, 4, h, w) VAE encoder mode, unscaled (concatenated to the UNet input).
     crop_box: (x1, y1, x2, y2) of the portrait crop in source pixels (paste-back).
     source_hw: (height, width) of the source image the crop box refers to.
+    reference: (1, 3, R, R) the VAE reference image in [-1, 1], for the sampler's noise augmentation.
     """
 
     tokens: torch.Tensor
@@ -39,6 +40,7 @@ class PortraitAppearance:
     cond_latents: torch.Tensor
     crop_box: tuple[int, int, int, int]
     source_hw: tuple[int, int]
+    reference: torch.Tensor | None = None
 
     @property
     def resolution(self) -> int:

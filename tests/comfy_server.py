@@ -4,11 +4,15 @@ extra_model_paths.yaml names (so the tests also show that folder is honoured).""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import os
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,9 +50,9 @@ class Server:
         except urllib.error.HTTPError as err:
             raise AssertionError(f"POST {path} -> {err.code}: {err.read().decode()[:2000]}") from None
 
-    def run(self, prompt: dict, timeout: float = 300) -> dict:
+    def run(self, prompt: dict, timeout: float = 300, client_id: str = "hp-test") -> dict:
         """Queue a prompt and wait for its history entry."""
-        pid = self.post("/prompt", {"prompt": prompt, "client_id": "hp-test"})["prompt_id"]
+        pid = self.post("/prompt", {"prompt": prompt, "client_id": client_id})["prompt_id"]
         return self.wait(pid, timeout)
 
     def wait(self, pid: str, timeout: float = 300) -> dict:
@@ -63,6 +67,61 @@ class Server:
                 raise AssertionError("ComfyUI exited:\n" + self.log.read_text()[-4000:])
             time.sleep(0.5)
         raise AssertionError(f"prompt {pid} did not finish in {timeout} s:\n" + self.log.read_text()[-4000:])
+
+
+class Messages:
+    """A websocket client of the server (stdlib only): collects (opcode, payload) of every frame it receives
+    in a background thread. opcode 1 = JSON text, 2 = binary (4-byte event type + data, e.g. previews)."""
+
+    def __init__(self, url: str, client_id: str):
+        host, port = url.split("//")[1].split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                          .encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert b" 101 " in head.split(b"\r\n")[0], head
+        self.frames: list[tuple[int, bytes]] = []
+        self.sock.settimeout(None)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    def _read(self) -> None:
+        try:
+            while True:
+                b0, b1 = self._exact(2)
+                size = b1 & 0x7F
+                if size == 126:
+                    size = struct.unpack(">H", self._exact(2))[0]
+                elif size == 127:
+                    size = struct.unpack(">Q", self._exact(8))[0]
+                payload = self._exact(size)  # server frames are never masked
+                if b0 & 0x0F in (1, 2):
+                    self.frames.append((b0 & 0x0F, payload))
+        except (OSError, ConnectionError):
+            return
+
+    def previews(self) -> list[bytes]:
+        """Image data of the preview frames received (event 1: PREVIEW_IMAGE; 4: with metadata)."""
+        out = []
+        for opcode, payload in self.frames:
+            if opcode == 2 and struct.unpack(">I", payload[:4])[0] in (1, 4):
+                out.append(payload[4:])
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 @contextlib.contextmanager
@@ -87,7 +146,8 @@ def comfyui_server(tmp: Path, comfyui_path: str, python: str | None = None,
     log = tmp / "comfyui.log"
     cmd = [python or sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
            "--base-directory", str(base), "--extra-model-paths-config", str(yaml), "--disable-auto-launch",
-           "--database-url", f"sqlite:///{tmp / 'comfyui.db'}"]
+           "--database-url", f"sqlite:///{tmp / 'comfyui.db'}",
+           "--preview-method", "auto"]  # latent previews on, as artists run it (ComfyUI's default is none)
     with log.open("w") as f:
         proc = subprocess.Popen(cmd, cwd=comfyui_path, stdout=f, stderr=subprocess.STDOUT)
     srv = Server(f"http://127.0.0.1:{port}", proc, log, base)

@@ -102,8 +102,9 @@ def test_truncated_safetensors_is_a_clear_error(tmp_path):
 def test_non_checkpoint_and_missing_files(tmp_path):
     text = tmp_path / "unet.pth"
     text.write_text("<html>401 Unauthorized</html>")
-    with pytest.raises(HPError, match="unet"):
+    with pytest.raises(HPError, match="is not a plain weights checkpoint") as err:
         load_component("unet", text, preset="tiny")
+    assert "it was not loaded" in str(err.value)
     with pytest.raises(HPError, match="does not exist"):
         load_component("unet", tmp_path / "nope.pth", preset="tiny")
     empty = tmp_path / "dino.pth"

@@ -58,20 +58,24 @@ def inputs(tmp_path_factory):
 # ------------------------------------------------------------------------------------------ weights
 
 def test_weights_status_and_verify(tmp_path, capsys):
-    torch.save({"w": torch.ones(2)}, tmp_path / "x.pth")
+    from hp_core.models import build_component
+    torch.save({"w": torch.ones(2)}, tmp_path / "x.pth")  # loads with torch, but is no pose guider
     (tmp_path / "hyportrait").mkdir()
-    (tmp_path / "x.pth").rename(tmp_path / "hyportrait" / "dino.pth")
+    (tmp_path / "x.pth").rename(tmp_path / "hyportrait" / "pose_guider.pth")
     assert cli.main(["weights", "status", "--models-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^dino\s+unverified\s+required", out, re.M)
+    assert re.search(r"^pose_guider\s+unverified\s+required", out, re.M)
     assert re.search(r"^unet\s+missing\s+required", out, re.M)
     assert re.search(r"^scrfd\s+missing\s+optional", out, re.M)
     assert "weights download" in out
     assert cli.main(["weights", "verify", "--models-dir", str(tmp_path)]) == 1  # required files missing
-    assert cli.main(["weights", "verify", "--models-dir", str(tmp_path), "--only", "dino"]) == 0
-    assert "hyportrait/dino.pth" in W.read_lock(tmp_path)["files"]
-    (tmp_path / "hyportrait" / "dino.pth").write_bytes(b"changed")
-    assert cli.main(["weights", "verify", "--models-dir", str(tmp_path), "--only", "dino"]) == 1
+    assert cli.main(["weights", "verify", "--models-dir", str(tmp_path), "--only", "pose_guider"]) == 1
+    assert "BAD" in capsys.readouterr().out and W.read_lock(tmp_path)["files"] == {}
+    torch.save(build_component("pose_guider", "official").state_dict(), tmp_path / "hyportrait" / "pose_guider.pth")
+    assert cli.main(["weights", "verify", "--models-dir", str(tmp_path), "--only", "pose_guider"]) == 0
+    assert "hyportrait/pose_guider.pth" in W.read_lock(tmp_path)["files"]
+    (tmp_path / "hyportrait" / "pose_guider.pth").write_bytes(b"changed")
+    assert cli.main(["weights", "verify", "--models-dir", str(tmp_path), "--only", "pose_guider"]) == 1
     assert "BAD" in capsys.readouterr().out
 
 

@@ -73,8 +73,8 @@ class Frontend:
     def __init__(self, browser, url: str):
         self.browser, self.url = browser, url
 
-    def open(self):
-        page = self.browser.new_page()
+    def open(self, viewport: dict | None = None):
+        page = self.browser.new_page(viewport=viewport) if viewport else self.browser.new_page()
         page.errors = []
         page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
                 and page.errors.append(m.text))
@@ -105,7 +105,8 @@ def frontend(tmp_path_factory):
         user = base / "user" / "default"
         user.mkdir(parents=True)
         (user / "comfy.settings.json").write_text(json.dumps(
-            {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": True}), encoding="utf-8")
+            {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": True,
+             "Comfy.Minimap.Visible": False}), encoding="utf-8")
 
     tmp = tmp_path_factory.mktemp("comfy_frontend")
     with comfyui_server(tmp, COMFYUI_PATH, os.environ.get("COMFYUI_PYTHON", sys.executable), settings) as srv:
@@ -163,3 +164,59 @@ def test_a_broken_workflow_is_reported(frontend):
     assert report["flagged"] == [f"{renamed['id']}:HunyuanPortraitNoSuchNode"]
     assert any(f"link {link[0]} " in b and "AUDIO -> IMAGE" in b for b in report["broken"]), report["broken"]
     assert any("HunyuanPortraitNoSuchNode" in d for d in report["dialogs"]), report["dialogs"]
+
+
+# Runs in the page: load a UI workflow at its saved view and report the frontend's own geometry.
+LAYOUT = """async (wf) => {
+  await window.app.loadGraphData(wf, true, true, null);  // restore_view: open at the workflow's saved view
+  await new Promise(r => setTimeout(r, 400));
+  const c = window.app.canvas, g = window.app.graph, nodes = g._nodes || g.nodes;
+  c.setDirty(true, true); c.draw(true, true);
+  const ctx = c.canvas.getContext('2d');
+  const cr = c.canvas.getBoundingClientRect();  // node positions are canvas px; report window px
+  const screen = (x, y) => [cr.left + (x + c.ds.offset[0]) * c.ds.scale, cr.top + (y + c.ds.offset[1]) * c.ds.scale];
+  const out = nodes.map(n => {
+    const b = n.getBounding();  // [x, y, w, h] in graph units, title bar included
+    ctx.font = n.titleFontStyle || `${LiteGraph.NODE_TEXT_SIZE}px Arial`;
+    return { title: n.getTitle(), type: n.type, box: [...screen(b[0], b[1]), ...screen(b[0] + b[2], b[1] + b[3])],
+             width: n.size[0], titleWidth: ctx.measureText(n.getTitle()).width };
+  });
+  const rect = (sel) => { const e = document.querySelector(sel); if (!e) return null;
+    const r = e.getBoundingClientRect(); return r.width && r.height ? [r.left, r.top, r.right, r.bottom] : null; };
+  return { scale: c.ds.scale, threshold: c._lowQualityZoomThreshold, lowQuality: c.low_quality,
+           canvas: [cr.left, cr.top, cr.right, cr.bottom], nodes: out,
+           covers: [rect('.side-tool-bar-container'), rect('.comfyui-body-top'), rect('.comfyui-menu'),
+                    rect('.workflow-tabs-container'), rect('.graph-canvas-container .p-panel')].filter(Boolean) };
+}"""
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_default_view_shows_every_node_readably_in_a_1600x900_window(frontend, path):
+    """At the workflow's saved view: zoom above the frontend's low-quality threshold, every node inside the
+    canvas and clear of the side bar and menus, no two nodes overlapping, no title cut."""
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    page = frontend.open(viewport={"width": 1600, "height": 900})
+    try:
+        report = page.evaluate(LAYOUT, workflow)
+        shots = os.environ.get("HP_SCREENSHOTS")
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(shots) / f"{path.stem}.png"))
+    finally:
+        page.close()
+    assert report["scale"] == pytest.approx(workflow["extra"]["ds"]["scale"])  # the saved view was applied
+    assert report["scale"] > report["threshold"] and not report["lowQuality"], report["scale"]
+    left, top, right, bottom = report["canvas"]
+    right, bottom = min(right, 1600), min(bottom, 900)  # the window
+    for n in report["nodes"]:
+        x0, y0, x1, y1 = n["box"]
+        # 40 px at the bottom: the canvas's zoom / tool bar.
+        assert left <= x0 and top <= y0 and x1 <= right and y1 <= bottom - 40, f"{n['title']} off-screen: {n['box']}"
+        for c in report["covers"]:
+            assert x1 <= c[0] or c[2] <= x0 or y1 <= c[1] or c[3] <= y0, f"{n['title']} is under {c}"
+        assert n["titleWidth"] + 30 <= n["width"], f"title {n['title']!r} is cut"
+    boxes = report["nodes"]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a["box"], b["box"]
+            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, f"{a['title']} overlaps {b['title']}"

@@ -53,6 +53,7 @@ def _tiny_prompt(workflow: str = "basic", **sampler) -> dict:
             inputs["file"] = "driving.mp4"
         elif kind == "HunyuanPortraitModelLoader":
             inputs["preset"] = "tiny"
+            inputs["vae"] = "vae/diffusion_pytorch_model.safetensors"  # the tiny VAE is fp32 (not listed: fp16)
         elif kind == "HunyuanPortraitFaceCropMotionEncoder":
             inputs["frame_limit"] = USED_FRAMES
         elif kind == "HunyuanPortraitAppearanceExtractor":
@@ -76,8 +77,11 @@ def test_object_info_lists_every_node_as_declared(server):
         assert info[name]["output"] == list(cls.RETURN_TYPES)
         assert info[name]["category"] == "HunyuanPortrait"
     # The weights folder is known only through extra_model_paths.yaml: its files fill the dropdowns.
-    vae_choices = info["HunyuanPortraitModelLoader"]["input"]["required"]["vae"][0]
-    assert "vae/diffusion_pytorch_model.safetensors" in vae_choices
+    # Each dropdown offers its own network's file and only files that exist (the tiny VAE is fp32 only).
+    loader = info["HunyuanPortraitModelLoader"]["input"]["required"]
+    assert loader["vae"][0] == ["vae/diffusion_pytorch_model.safetensors"]
+    for name in ("unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider"):
+        assert loader[name][0] == [f"hyportrait/{name}.pth"], (name, loader[name][0])
 
 
 def test_basic_workflow_runs_and_second_run_is_cached(server):
@@ -142,3 +146,18 @@ def test_errors_reach_the_user_as_one_readable_message(server):
     err = next(m[1] for m in result["status"]["messages"] if m[0] == "execution_error")
     assert err["exception_type"].endswith("HPError")
     assert "preset" in err["exception_message"] and "tiny" in err["exception_message"]
+
+
+def test_sampler_previews_arrive_over_the_websocket(server):
+    from comfy_server import Messages
+
+    socket = Messages(server.url, "hp-preview")
+    try:
+        result = server.run(_tiny_prompt(seed=11, steps=3), client_id="hp-preview")
+        time.sleep(1)
+    finally:
+        socket.close()
+    assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:3000]
+    previews = socket.previews()
+    assert len(previews) >= 3, [(op, p[:16]) for op, p in socket.frames][:20]  # one per sampling step
+    assert all(b"\xff\xd8" in p[:200] for p in previews)  # JPEG images (latent2rgb of the middle frame)

@@ -72,7 +72,7 @@ def _probe(models_dir: str) -> dict:
     sigmas = torch.FloatTensor([700.0, 54.5, 4.248, 0.403, 0.0])
     settings = dict(sampler_name="euler", scheduler="karras", steps=4, appearance_cfg_min=2.0,
                     appearance_cfg_max=2.0, motion_cfg_min=2.0, motion_cfg_max=2.0, seed=1, denoise=1.0,
-                    context_window=6, context_overlap=2, shift=3, padding=1, motion_scale=1.0)
+                    context_window=6, context_overlap=2, shift=3, padding=1, motion_scale=1.0, noise_aug=0.0)
     node = m["HunyuanPortraitSampler"]()
     results, latents = {}, {}
     for name in cs.SAMPLER_NAMES:

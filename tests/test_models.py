@@ -69,12 +69,30 @@ def test_tiny_forward_shapes(tiny, frames):
 def test_pose_features_enter_after_conv_in(tiny):
     unet = tiny["unet"]
     args = (torch.randn(1, 2, 8, 8, 8), torch.tensor(0.1), torch.randn(1, 2, 16, 32), torch.tensor([[12.5, 0, 0]]))
-    with torch.no_grad():
-        a = unet(*args, pose_features=torch.zeros(1, 2, 32, 8, 8))
-        b = unet(*args)
-        c = unet(*args, pose_features=torch.ones(1, 2, 32, 8, 8))
+    pose = torch.randn(1, 2, 32, 8, 8)
+    seen = {}
+
+    def at_conv_in(module, inputs, out):
+        seen["conv_in_in"], seen["conv_in_out"] = inputs[0].clone(), out.clone()
+
+    def at_first_block(module, args, kwargs):
+        seen["block_in"] = kwargs["hidden_states"].clone()
+
+    hooks = [unet.conv_in.register_forward_hook(at_conv_in),
+             unet.down_blocks[0].register_forward_pre_hook(at_first_block, with_kwargs=True)]
+    try:
+        with torch.no_grad():
+            a = unet(*args, pose_features=torch.zeros(1, 2, 32, 8, 8))
+            b = unet(*args)
+            seen.clear()
+            unet(*args, pose_features=pose)
+    finally:
+        for h in hooks:
+            h.remove()
     torch.testing.assert_close(a, b)
-    assert not torch.allclose(a, c)
+    # conv_in sees the plain latents; the first block sees conv_in's output plus the pose features
+    torch.testing.assert_close(seen["conv_in_in"], args[0].flatten(0, 1))
+    torch.testing.assert_close(seen["block_in"], seen["conv_in_out"] + pose.flatten(0, 1))
 
 
 def test_headpose_output_mapping_closed_form():

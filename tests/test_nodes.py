@@ -19,11 +19,11 @@ import nodes
 from fakes import driving_frames, write_constant_onnx
 from hp_core.errors import HPError
 from hp_core.models import COMPONENTS
-from hp_core.pipeline import Settings, build_conditions, decode_latents, encode_motion, sample_latents
+from hp_core.pipeline import Settings, build_conditions, encode_motion, sample_latents
 from hp_core.preprocess.identity import align_arcface
 from hp_core.sampling import Cancelled, get_sigmas
 from nodes import bridge, core, loader
-from nodes_env import FakeDWPose, FakeKSampler, as_image, driving_video, make_models_dir, source_image
+from nodes_env import FakeDWPose, FakeKSampler, as_image, driving_video, source_image
 
 M = nodes.NODE_CLASS_MAPPINGS
 WIDGETS = ("INT", "FLOAT", "STRING", "BOOLEAN")
@@ -32,11 +32,6 @@ RES = 64  # generated side: the tiny VAE gives 8x8 latents
 
 
 # ---------------------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("hp_models"))
-
 
 @pytest.fixture(autouse=True)
 def _models_env(models_dir, monkeypatch):
@@ -87,7 +82,7 @@ def appearance(models, features, models_dir):
 
 SAMPLE = dict(sampler_name="euler", scheduler="karras", steps=2, appearance_cfg_min=1.5, appearance_cfg_max=2.5,
               motion_cfg_min=2.0, motion_cfg_max=3.0, seed=3, denoise=1.0, context_window=6, context_overlap=2,
-              shift=3, padding=2, motion_scale=1.0)
+              shift=3, padding=2, motion_scale=1.0, noise_aug=0.0)
 
 
 def _sample(models, appearance, motion, **change):
@@ -154,24 +149,33 @@ def test_pack_entry_point_exports_the_nodes():
 
 # ------------------------------------------------------------------------------------------ loader
 
-def test_loader_loads_the_files_strictly_and_reuses_them(models, models_dir):
+def test_loader_loads_the_files_strictly_and_reuses_them(models, models_dir, tmp_path, monkeypatch):
     assert models.preset == "tiny" and models.device.type == "cpu"
     for name in COMPONENTS:
-        module = getattr(models, name)
+        state = getattr(models, name).state_dict()
         saved = torch.load(models_dir / "hyportrait" / f"{name}.pth", weights_only=True)
-        key = next(iter(saved))
-        torch.testing.assert_close(module.state_dict()[key], saved[key].float(), rtol=0, atol=0)
-        assert next(module.parameters()).dtype == torch.float32  # 'auto' on the CPU
+        assert set(state) == set(saved), name  # every key, no more, no fewer
+        for key, tensor in saved.items():
+            torch.testing.assert_close(state[key], tensor.to(state[key].dtype), rtol=0, atol=0, msg=key)
+        assert next(getattr(models, name).parameters()).dtype == torch.float32  # 'auto' on the CPU
     assert _load() is models  # same files and settings: no second load
+    # strict: a file that lacks one key of its network is refused, naming the key
+    saved = torch.load(models_dir / "hyportrait" / "pose_guider.pth", weights_only=True)
+    dropped = sorted(saved)[-1]
+    del saved[dropped]
+    (tmp_path / "broken").mkdir()
+    torch.save(saved, tmp_path / "broken" / "pose_guider.pth")
+    monkeypatch.setenv("HP_MODELS_DIR", f"{models_dir}{os.pathsep}{tmp_path}")
+    with pytest.raises(HPError, match=r"pose_guider checkpoint .* 1 of its \d+ tensors are missing") as err:
+        _load(pose_guider="broken/pose_guider.pth")
+    assert dropped in str(err.value)
 
 
 def test_loader_dropdowns_list_the_folder_with_the_manifest_files_first(models, models_dir):
     spec = M["HunyuanPortraitModelLoader"].INPUT_TYPES()["required"]
-    for name in COMPONENTS:
-        assert spec[name][0][0] == f"hyportrait/{name}.pth" == spec[name][1]["default"]
-        assert "hyportrait/dino.pth" in spec[name][0]
-    assert spec["vae"][0][0] == "vae/diffusion_pytorch_model.fp16.safetensors"
-    assert "vae/diffusion_pytorch_model.safetensors" in spec["vae"][0]
+    for name in COMPONENTS:  # each dropdown: the file that is that network, not the others
+        assert spec[name][0] == [f"hyportrait/{name}.pth"] and spec[name][1]["default"] == spec[name][0][0]
+    assert spec["vae"][0] == ["vae/diffusion_pytorch_model.safetensors"]  # only the fp32 file exists
     listed = bridge.model_files()
     assert any((models_dir / ".hp_cache").iterdir())  # loading wrote its safetensors cache ...
     assert not any(n.startswith(".hp_cache/") for n in listed)  # ... which is no choice
@@ -335,6 +339,44 @@ def test_sampler_is_seeded_and_follows_the_settings(models, appearance, motion):
     torch.testing.assert_close(a, direct / 0.18215)
 
 
+def test_motion_scale_widget_reaches_the_unet(models, appearance, motion):
+    # 0 drops the motion attention term: the same as zero motion tokens (to_v_ip has no bias)
+    none = _sample(models, appearance, motion, motion_scale=0.0)
+    still = type(motion)(torch.zeros_like(motion.tokens), motion.ids, motion.rotation)
+    torch.testing.assert_close(none, _sample(models, appearance, still), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(none, _sample(models, appearance, motion), rtol=1e-4, atol=1e-4)
+
+
+def test_sampler_previews_the_middle_frame_each_step_without_changing_the_result(models, appearance, motion,
+                                                                                   monkeypatch):
+    plain = _sample(models, appearance, motion, steps=3)
+    updates, seen = [], []
+
+    class Bar:  # comfy.utils.ProgressBar: update_absolute(value, total, preview)
+        def __init__(self, total):
+            pass
+
+        def update_absolute(self, value, total=None, preview=None):
+            updates.append((value, total, preview))
+
+    class Previewer:  # what latent_preview.get_previewer returns
+        def decode_latent_to_preview_image(self, fmt, x0):
+            seen.append(x0.clone())
+            return ("JPEG", f"image {len(seen)}", 512)
+
+    monkeypatch.setattr(bridge, "COMFY", True)
+    monkeypatch.setattr(bridge, "_cu", type("cu", (), {"ProgressBar": Bar}))
+    monkeypatch.setattr(bridge, "_mm", type("mm", (), {"processing_interrupted": staticmethod(lambda: False)}))
+    monkeypatch.setattr(bridge, "latent_previewer", lambda: Previewer())
+    shown = _sample(models, appearance, motion, steps=3)
+    torch.testing.assert_close(shown, plain, rtol=0, atol=0)  # previews change nothing
+    assert [(v, t, p) for v, t, p in updates if p] == [(i, 3, ("JPEG", f"image {i}", 512)) for i in (1, 2, 3)]
+    assert all(x0.shape == (1, 4, RES // 8, RES // 8) for x0 in seen)
+    # The last Euler step lands on its denoised estimate: the last preview is the middle of the 4 + 2 * 2
+    # padded frames (index 4 = output frame 2), in the sampler's scaled latents.
+    torch.testing.assert_close(seen[-1][0], plain[2] * 0.18215, rtol=1e-4, atol=1e-4)
+
+
 def test_sigmas_input_replaces_the_schedule(models, appearance, motion):
     ours = _sample(models, appearance, motion, steps=3, scheduler="exponential")
     given = _sample(models, appearance, motion, steps=25, sigmas=get_sigmas("exponential", 3))
@@ -352,6 +394,9 @@ class Recorder:
 
     def __call__(self, done, total=None):
         self.calls.append(done)
+
+    def preview(self, done, total, denoised):  # bridge.Progress's preview hook; nothing to show here
+        pass
 
 
 def test_comfy_sampler_input_drives_the_denoiser(models, appearance, motion, monkeypatch):
@@ -427,13 +472,25 @@ def test_impossible_windows_fail_before_the_unet_runs(models, appearance, motion
 
 # ------------------------------------------------------------------------------- decode / paste back
 
+def _vae_by_hand(vae, raw, chunk):
+    """The release's decode written out: raw latents through vae.decode ``chunk`` frames at a time from
+    frame 0 (num_frames = chunk), then * 0.5 + 0.5 clamped, as (F, H, W, 3)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, raw.shape[0], chunk):
+            part = raw[i:i + chunk]
+            out.append(vae.decode(part, num_frames=part.shape[0]).sample)
+    return (torch.cat(out).float() * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+
+
 def test_decode_chunks_and_matches_the_vae(models, monkeypatch):
     monkeypatch.setattr(bridge, "Progress", Recorder)
     Recorder.instances.clear()
     lat = torch.randn(5, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     frames = M["HunyuanPortraitDecode"]().decode(models, {"samples": lat}, 2)[0]
     assert frames.shape == (5, RES, RES, 3) and 0 <= float(frames.min()) and float(frames.max()) <= 1
-    torch.testing.assert_close(frames, decode_latents(models, lat * 0.18215, chunk=2))
+    torch.testing.assert_close(frames, _vae_by_hand(models.vae, lat, 2), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(frames, _vae_by_hand(models.vae, lat, 5), rtol=1e-3, atol=1e-3)  # chunks matter
     assert Recorder.instances[0].calls == [2, 4, 5]
     with pytest.raises(HPError, match="frames, 4, h, w"):
         M["HunyuanPortraitDecode"]().decode(models, {"samples": lat[None]}, 2)

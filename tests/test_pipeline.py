@@ -5,7 +5,7 @@ import torch
 
 from hp_core import pipeline as P
 from hp_core.errors import HPError
-from hp_core.sampling.samplers import Cancelled
+from hp_core.sampling.samplers import Cancelled, sample
 
 from release_reference import release_loop
 
@@ -56,13 +56,35 @@ def test_same_seed_same_output_and_explicit_noise(models):
         P.sample_latents(models, cond, ref, settings, noise=noise[:, :3])
 
 
+class GaussianDenoiser:
+    """The exact denoiser of data x0 ~ N(mu, 1) per element: D(x, sigma) = (x + sigma^2 mu) / (1 + sigma^2)."""
+
+    def __init__(self, mu):
+        self.mu = mu
+        self.evaluations = self.unet_calls = 0  # PortraitDenoiser's counters, which sample_latents reports
+
+    def __call__(self, x, sigma, **_):
+        self.evaluations += 1
+        self.unet_calls += 1
+        s2 = float(sigma.flatten()[0]) ** 2
+        return (x + s2 * self.mu) / (1 + s2)
+
+
 @pytest.mark.parametrize("sampler", ["euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "lcm"])
-def test_every_sampler_runs_the_pipeline(models, sampler):
-    settings = P.Settings(steps=2, height=64, width=64, window=4, overlap=1, pad=1, sampler=sampler,
-                          schedule="exponential")
+def test_every_sampler_runs_the_pipeline(models, sampler, monkeypatch):
+    settings = P.Settings(steps=3, height=64, width=64, window=4, overlap=1, pad=1, sampler=sampler,
+                          schedule="exponential", seed=5)
     cond, ref = _conditions(models, 3, settings)
+    gauss = GaussianDenoiser(torch.linspace(-1, 1, 5 * 4 * 8 * 8).reshape(1, 5, 4, 8, 8))
+    monkeypatch.setattr(P, "PortraitDenoiser", lambda *a, **k: gauss)  # the UNet replaced by an exact denoiser
     out = P.sample_latents(models, cond, ref, settings)
-    assert out.shape == (3, 4, 8, 8) and torch.isfinite(out).all()
+    euler = P.sample_latents(models, cond, ref, P.replace(settings, sampler="euler"))
+    # what the named sampler does from the seeded start (noise: seed; the sampler's own noise: seed + 1)
+    sig = settings.sigma_schedule().float()
+    x0 = ref.unsqueeze(1) + sig[0] * P.initial_noise(settings, 5, (8, 8))
+    want = sample(sampler, gauss, x0, sig, generator=torch.Generator().manual_seed(6))[0, 1:4]
+    torch.testing.assert_close(out, want)
+    assert (out - euler).abs().max() > 1e-3  # a trajectory other than Euler's: the setting was used
 
 
 def test_one_frame_one_step_and_short_videos(models):
@@ -79,17 +101,21 @@ def test_one_frame_one_step_and_short_videos(models):
 def test_cancel_between_steps_then_next_run_works(models):
     settings = P.Settings(steps=3, height=64, width=64, window=6, overlap=2, pad=2)
     cond, ref = _conditions(models, 4, settings)
-    calls = {"n": 0}
-
-    def cancel_after_first_step():
-        calls["n"] += 1
-        return calls["n"] > 3
-
-    with pytest.raises(Cancelled):
-        P.sample_latents(models, cond, ref, settings, should_cancel=cancel_after_first_step)
-    a = P.sample_latents(models, cond, ref, settings)
-    b = P.sample_latents(models, cond, ref, settings)
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    before = P.sample_latents(models, cond, ref, settings)  # a run before any cancel
+    done, unet_calls = [], []
+    handle = models.unet.register_forward_pre_hook(lambda *a: unet_calls.append(1))
+    try:
+        with pytest.raises(Cancelled) as err:  # cancel pressed once the first step has finished
+            P.sample_latents(models, cond, ref, settings, progress=lambda i, n: done.append(i),
+                             should_cancel=lambda: bool(done))
+        cancelled_calls = len(unet_calls)
+        P.sample_latents(models, cond, ref, P.replace(settings, steps=1))
+    finally:
+        handle.remove()
+    assert err.value.step == 1 and err.value.total == 3 and done == [1]  # it stopped before step 2 of 3
+    assert cancelled_calls == len(unet_calls) - cancelled_calls  # exactly one step's UNet calls ran
+    after = P.sample_latents(models, cond, ref, settings)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)  # the cancel left nothing behind
 
 
 def test_progress_reports_every_step(models):
@@ -121,11 +147,55 @@ def test_bad_settings_fail_before_any_model_runs(models, change, match):
     assert not calls
 
 
-def test_denoise_strength_cuts_schedule_and_starts_near_reference(models):
+def test_denoise_strength_cuts_schedule_and_starts_near_reference(models, monkeypatch):
     full = P.Settings(steps=10).sigma_schedule()
     half = P.Settings(steps=10, denoise=0.5).sigma_schedule()
     assert len(half) == 6
     torch.testing.assert_close(half, full[5:])
+    seen = []
+
+    class Recording(P.PortraitDenoiser):
+        def __call__(self, x, sigma, **extra):
+            seen.append((x.clone(), float(sigma.flatten()[0])))
+            return super().__call__(x, sigma, **extra)
+
+    monkeypatch.setattr(P, "PortraitDenoiser", Recording)
+    settings = P.Settings(steps=10, denoise=0.5, height=64, width=64, window=6, overlap=2, pad=1)
+    cond, ref = _conditions(models, 2, settings)
+    P.sample_latents(models, cond, ref, settings)
+    # Euler visits the last half of the schedule, starting from the reference noised to its first sigma
+    assert [s for _, s in seen] == pytest.approx(half[:-1].tolist(), rel=1e-6)
+    noise = P.initial_noise(settings, cond.length, (8, 8))
+    torch.testing.assert_close(seen[0][0], ref.unsqueeze(1) + float(half[0]) * noise)
+    seen.clear()
+    P.sample_latents(models, cond, ref, P.replace(settings, denoise=0.1))  # one step from sigma ~ 0.03
+    start = seen[0][0]
+    assert (start - ref.unsqueeze(1)).abs().max() < 0.2 < (noise * float(full[0])).abs().max()
+
+
+def test_motion_scale_reaches_the_unet(models):
+    settings = P.Settings(steps=1, height=64, width=64, window=6, overlap=2, pad=1)
+    cond, ref = _conditions(models, 3, settings)
+    # 0 = no motion term: the same as zero motion tokens (to_v_ip has no bias, so zero tokens add nothing)
+    no_motion = P.sample_latents(models, cond, ref, P.replace(settings, motion_scale=0.0))
+    zeros = P.sample_latents(models, P.replace(cond, motion=torch.zeros_like(cond.motion)), ref, settings)
+    torch.testing.assert_close(no_motion, zeros, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(no_motion, P.sample_latents(models, cond, ref, settings), rtol=1e-4, atol=1e-4)
+    # at an adapter attention's output: out(s) = to_out(app + s * motion), so 2 - 1 = 1 - 0, and not 0
+    attn = next(m for n, m in models.unet.named_modules() if n.endswith("attn2"))
+    first = {}
+    handle = attn.register_forward_hook(lambda m, a, out: first.setdefault("out", out.detach().clone()))
+    try:
+        outs = []
+        for scale in (0.0, 1.0, 2.0):
+            first.clear()
+            P.sample_latents(models, cond, ref, P.replace(settings, motion_scale=scale))
+            outs.append(first["out"])
+    finally:
+        handle.remove()
+    step = outs[1] - outs[0]
+    assert step.abs().max() > 1e-4
+    torch.testing.assert_close(outs[2] - outs[1], step, rtol=1e-3, atol=1e-5)
 
 
 def test_decode_is_chunked_and_in_range(models):

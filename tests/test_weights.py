@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fakes import write_constant_onnx, write_fake_arcface, write_fake_yolo
 from hp_core import checkpoint as ckpt_mod
 from hp_core import weights as W
 from hp_core.errors import HPError
@@ -20,6 +21,23 @@ from hp_core.errors import HPError
 OFFICIAL_NAMES = ["unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider"]
 SVD_REPO = "stabilityai/stable-video-diffusion-img2vid-xt"
 ARC2FACE_COMMIT = "da2f1e9aa3954dad093213acfc9ae75a68da6ffd"
+DATA = Path(__file__).resolve().parent / "data"
+LISTINGS = json.loads((DATA / "hub_listings.json").read_text(encoding="utf-8"))["repos"]
+OFFICIAL_KEYS = json.loads((DATA / "official_checkpoint_keys.json").read_text(encoding="utf-8"))
+
+
+def official_pth(name: str, value: float = 0.0) -> bytes:
+    """A .pth with exactly the official keys and shapes (facts of official_checkpoint_keys.json), each tensor a
+    one-element storage expanded to its shape, so the file is small but its index is the release's."""
+    state = {}
+    for key, shape in OFFICIAL_KEYS[f"{name}.pth"]["keys"].items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0, dtype=torch.long)
+        else:
+            state[key] = torch.full((1,), value).expand(*shape) if shape else torch.tensor(value)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
 
 
 def raw_manifest() -> dict:
@@ -62,7 +80,8 @@ def test_manifest_has_the_seven_official_checkpoints():
         e = entries[name]
         assert e["component"] == name
         assert e["repo"] == "tencent/HunyuanPortrait"
-        assert e["filename"] == e["local_path"] == f"hyportrait/{name}.pth"
+        assert e["filename"] == f"{name}.pth"  # the repository root: it has no hyportrait/ folder
+        assert e["local_path"] == f"hyportrait/{name}.pth"  # where the pack (and the release's README) keeps it
         assert e["format"] == "pth" and e["required"] is True and e["gated"] is False
     from hp_core.models import COMPONENTS
     assert sorted(COMPONENTS) == sorted(OFFICIAL_NAMES)
@@ -100,6 +119,29 @@ def test_manifest_schema_fields():
         assert f["licence"].strip() and f["revision"].strip()
         assert f["local_path"] == f["filename"] or f["local_path"].endswith("/" + f["filename"])
     assert len(W.load_manifest()) == len(files)
+
+
+def test_manifest_matches_the_recorded_hub_listings():
+    """Every entry names a file its repository really has, at its revision, with the published pins."""
+    for f in raw_manifest()["files"]:
+        repo = LISTINGS.get(f["repo"])
+        assert repo is not None, f"{f['id']}: repository {f['repo']} has no recorded listing"
+        assert f["revision"] == repo["revision"], f["id"]
+        listed = repo["files"].get(f["filename"])
+        assert listed is not None, f"{f['id']}: {f['repo']} has no file {f['filename']!r}"
+        assert f["size"] == listed.get("size"), f"{f['id']}: size must be the published one (or null if none)"
+        assert f["sha256"] == listed.get("sha256"), f"{f['id']}: sha256 must be the published one (or null)"
+        assert f["gated"] == bool(repo.get("gated")), f["id"]
+
+
+def test_public_hashes_are_pinned():
+    e = by_id()
+    assert e["dino"]["sha256"] == "72095272688877777a518319de4748ea209a82242d33e87e03057a8a81379605"
+    assert (e["yoloface"]["size"], e["yoloface"]["sha256"]) == (
+        84574759, "5ef5928d2ee1350ea7050ad7524b26a2b55e5c69fee49cd499667bde6a215b17")
+    assert (e["arcface"]["size"], e["arcface"]["sha256"], e["arcface"]["revision"]) == (
+        260694151, "ec639a0429b4819130d1405a2d3b38beaa4cc4a6c5bd9cf48b94fdf65461de83", ARC2FACE_COMMIT)
+    assert e["svd_vae_config"]["size"] == 607
 
 
 @pytest.mark.parametrize("mutate, match", [
@@ -155,18 +197,18 @@ def test_require_lists_every_missing_file_and_where(tmp_path):
         W.require(["unet", "dino", "yoloface"], [tmp_path])
     text = str(err.value)
     assert "hyportrait/unet.pth" in text and "yoloface_v5m.pt" in text and "hyportrait/dino.pth" not in text
-    assert "https://huggingface.co/tencent/HunyuanPortrait/resolve/main/hyportrait/unet.pth" in text
-    assert str(tmp_path) in text
+    assert "https://huggingface.co/tencent/HunyuanPortrait/resolve/main/unet.pth" in text
+    assert str(tmp_path.resolve()) in text
 
 
 def test_status_rows(tmp_path):
     put(tmp_path, "hyportrait/unet.pth", pth_bytes(1))
-    put(tmp_path, "hyportrait/dino.pth", pth_bytes(2))
-    assert W.verify("dino", [tmp_path]).ok
+    put(tmp_path, "hyportrait/expression.pth", official_pth("expression", 2.0))
+    assert W.verify("expression", [tmp_path]).ok
     put(tmp_path, "hyportrait/image_proj.pth", b"")
     rows = {r.id: r for r in W.status([tmp_path])}
     assert rows["unet"].state == "unverified"
-    assert rows["dino"].state == "ok"
+    assert rows["expression"].state == "ok"
     assert rows["image_proj"].state == "bad"
     assert rows["motion_proj"].state == "missing" and rows["motion_proj"].path is None
     assert rows["svd_scheduler_config"].state == "bundled"
@@ -176,40 +218,40 @@ def test_status_rows(tmp_path):
 # -------------------------------------------------------------------------------------- verification
 
 def test_first_verify_pins_then_trusts_size_and_mtime(tmp_path, monkeypatch):
-    data = pth_bytes(3)
-    path = put(tmp_path, "hyportrait/unet.pth", data)
-    res = W.verify("unet", [tmp_path])
+    data = official_pth("pose_guider", 3.0)
+    path = put(tmp_path, "hyportrait/pose_guider.pth", data)
+    res = W.verify("pose_guider", [tmp_path])
     assert res.ok and res.sha256 == sha(data)
-    pin = W.read_lock(tmp_path)["files"]["hyportrait/unet.pth"]
+    pin = W.read_lock(tmp_path)["files"]["hyportrait/pose_guider.pth"]
     assert pin["sha256"] == sha(data) and pin["size"] == len(data) and pin["mtime_ns"] == path.stat().st_mtime_ns
 
     calls = []
     real = W.sha256_file
-    monkeypatch.setattr(W, "sha256_file", lambda p, **k: calls.append(p) or real(p, **k))
-    assert W.verify("unet", [tmp_path]).ok and calls == []
+    monkeypatch.setattr(W.verification, "sha256_file", lambda p, **k: calls.append(p) or real(p, **k))
+    assert W.verify("pose_guider", [tmp_path]).ok and calls == []
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert W.verify("unet", [tmp_path]).ok and len(calls) == 1
-    assert W.read_lock(tmp_path)["files"]["hyportrait/unet.pth"]["mtime_ns"] == path.stat().st_mtime_ns
-    assert W.verify("unet", [tmp_path], full=True).ok and len(calls) == 2
+    assert W.verify("pose_guider", [tmp_path]).ok and len(calls) == 1
+    assert W.read_lock(tmp_path)["files"]["hyportrait/pose_guider.pth"]["mtime_ns"] == path.stat().st_mtime_ns
+    assert W.verify("pose_guider", [tmp_path], full=True).ok and len(calls) == 2
 
 
 def test_read_only_folder_is_hashed_once_per_process(tmp_path, monkeypatch):
-    path = put(tmp_path, "hyportrait/dino.pth", pth_bytes(11))
-    monkeypatch.setattr(W, "_write_lock", lambda base, data: False)
+    path = put(tmp_path, "hyportrait/headpose.pth", official_pth("headpose", 11.0))
+    monkeypatch.setattr(W.lock, "_write_lock", lambda base, data: False)
     calls = []
     real = W.sha256_file
-    monkeypatch.setattr(W, "sha256_file", lambda p, **k: calls.append(p) or real(p, **k))
+    monkeypatch.setattr(W.verification, "sha256_file", lambda p, **k: calls.append(p) or real(p, **k))
     structure = []
     real_structure = W.check_structure
-    monkeypatch.setattr(W, "check_structure", lambda p, f: structure.append(p) or real_structure(p, f))
-    assert W.verify("dino", [tmp_path]).ok and W.verify("dino", [tmp_path]).ok
+    monkeypatch.setattr(W.structure, "check_structure", lambda p, f: structure.append(p) or real_structure(p, f))
+    assert W.verify("headpose", [tmp_path]).ok and W.verify("headpose", [tmp_path]).ok
     assert len(calls) == 1 and len(structure) == 1 and W.read_lock(tmp_path)["files"] == {}
     bump_mtime(path)
-    assert W.verify("dino", [tmp_path]).ok and len(calls) == 2
+    assert W.verify("headpose", [tmp_path]).ok and len(calls) == 2
 
 
 def test_truncated_file_is_rejected_and_never_loaded(tmp_path, monkeypatch):
-    data = pth_bytes(4)
+    data = official_pth("expression", 4.0)
     path = put(tmp_path, "hyportrait/expression.pth", data)
     assert W.verify("expression", [tmp_path]).ok
     path.write_bytes(data[: len(data) // 2])
@@ -224,12 +266,12 @@ def test_truncated_file_is_rejected_and_never_loaded(tmp_path, monkeypatch):
 
 
 def test_damaged_file_before_any_pin_is_rejected_and_not_pinned(tmp_path):
-    data = pth_bytes(5)
-    put(tmp_path, "hyportrait/headpose.pth", data[: len(data) - 40])
+    put(tmp_path, "hyportrait/headpose.pth", official_pth("headpose", 5.0)[:-40])
     res = W.verify("headpose", [tmp_path])
     assert res.state == "bad"
     assert "hyportrait/headpose.pth" not in W.read_lock(tmp_path)["files"]
     # A zip whose payload is flipped keeps its size but fails its CRC.
+    data = official_pth("pose_guider", 5.0)
     flipped = bytearray(data)
     start = data.index(b"PK\x03\x04", 200) - 64  # inside the tensor bytes stored before a later record
     flipped[start:start + 16] = bytes(b ^ 0xFF for b in flipped[start:start + 16])
@@ -238,9 +280,9 @@ def test_damaged_file_before_any_pin_is_rejected_and_not_pinned(tmp_path):
 
 
 def test_changed_file_after_pin_needs_repin(tmp_path):
-    path = put(tmp_path, "hyportrait/motion_proj.pth", pth_bytes(6))
+    path = put(tmp_path, "hyportrait/motion_proj.pth", official_pth("motion_proj", 6.0))
     assert W.verify("motion_proj", [tmp_path]).ok
-    new = pth_bytes(7)
+    new = official_pth("motion_proj", 7.0)
     path.write_bytes(new)
     bump_mtime(path)
     res = W.verify("motion_proj", [tmp_path])
@@ -254,11 +296,12 @@ def test_changed_file_after_pin_needs_repin(tmp_path):
 
 def _manifest_with(monkeypatch, entry_id: str, **changes):
     entries = [W.WeightEntry(**{**e.__dict__, **(changes if e.id == entry_id else {})}) for e in W.load_manifest()]
+    monkeypatch.setattr(W.manifest, "load_manifest", lambda path=None: entries)
     monkeypatch.setattr(W, "load_manifest", lambda path=None: entries)
 
 
 def test_manifest_size_and_hash_are_enforced_except_for_random_folders(tmp_path, monkeypatch):
-    good, other = pth_bytes(8), pth_bytes(9)
+    good, other = official_pth("image_proj", 8.0), official_pth("image_proj", 9.0)
     assert len(good) == len(other)
     _manifest_with(monkeypatch, "image_proj", size=len(good), sha256=sha(good))
     put(tmp_path, "hyportrait/image_proj.pth", other)
@@ -270,7 +313,7 @@ def test_manifest_size_and_hash_are_enforced_except_for_random_folders(tmp_path,
     assert "wrong size" in W.verify("image_proj", [tmp_path]).reason
     rnd = tmp_path / "random"
     put(rnd, "hyportrait/image_proj.pth", other)
-    (rnd / W.RANDOM_MARKER).write_text('{"preset": "tiny"}')
+    (rnd / W.RANDOM_MARKER).write_text('{"preset": "official"}')
     assert W.verify("image_proj", [rnd]).ok
 
 
@@ -286,8 +329,8 @@ def test_safetensors_header_check(tmp_path):
 # ------------------------------------------------------------------------------------------- caching
 
 def test_safetensors_cache_is_made_once_and_reused(tmp_path, monkeypatch):
-    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
-    state = {"weight": base, "view": base[1:], "steps": torch.tensor(5)}  # 'view' shares memory
+    base = torch.arange(64 * 261, dtype=torch.float32).reshape(64, 261)
+    state = {"weight": base, "bias": base[1, :64]}  # 'bias' shares memory with 'weight'
     path = tmp_path / "hyportrait" / "image_proj.pth"
     path.parent.mkdir(parents=True)
     torch.save(state, path)
@@ -307,10 +350,10 @@ def test_safetensors_cache_is_made_once_and_reused(tmp_path, monkeypatch):
             assert torch.equal(out[k], state[k])
 
     # A file replaced on purpose (re-pinned) gets a new cache entry; the stale one goes.
-    torch.save({"weight": torch.full((2, 2), 7.0)}, path)
+    torch.save({"weight": torch.full((64, 261), 7.0), "bias": torch.zeros(64)}, path)
     assert W.verify("image_proj", [tmp_path], repin=True).ok
     third = W.load_checkpoint("image_proj", [tmp_path])
-    assert torch.equal(third["weight"], torch.full((2, 2), 7.0))
+    assert torch.equal(third["weight"], torch.full((64, 261), 7.0))
     now = list((tmp_path / W.CACHE_SUBDIR).glob("hyportrait__image_proj.pth.*.safetensors"))
     assert len(now) == 1 and now != cached
 
@@ -318,11 +361,12 @@ def test_safetensors_cache_is_made_once_and_reused(tmp_path, monkeypatch):
 def test_damaged_cache_is_rebuilt(tmp_path):
     path = tmp_path / "hyportrait" / "pose_guider.pth"
     path.parent.mkdir(parents=True)
-    torch.save({"w": torch.ones(3)}, path)
+    path.write_bytes(official_pth("pose_guider", 1.0))
     W.load_checkpoint("pose_guider", [tmp_path], cache_dir=tmp_path / "c")
     (cached,) = (tmp_path / "c").glob("*.safetensors")
     cached.write_bytes(b"garbage")
-    assert torch.equal(W.load_checkpoint("pose_guider", [tmp_path], cache_dir=tmp_path / "c")["w"], torch.ones(3))
+    again_state = W.load_checkpoint("pose_guider", [tmp_path], cache_dir=tmp_path / "c")
+    assert torch.equal(again_state["conv_out.bias"], torch.ones(320))
     (again,) = (tmp_path / "c").glob("*.safetensors")
     assert again.read_bytes() != b"garbage"
 
@@ -335,28 +379,56 @@ def test_load_checkpoint_missing_says_where(tmp_path):
 
 # ------------------------------------------------------------------------------------------ download
 
-def content_for(entry: W.WeightEntry) -> bytes:
-    if entry.format in ("pth", "torchscript"):
-        return pth_bytes(len(entry.id))
-    if entry.format == "safetensors":
-        from safetensors.torch import save
-        return save({"decoder.conv_in.weight": torch.ones(2, 2)})
-    if entry.format == "json":
-        return b"{}"
-    return b"onnx-bytes-" + entry.id.encode()
+_CONTENT: dict[str, bytes] = {}
+
+
+def content_for(entry: W.WeightEntry, tmp: Path) -> bytes:
+    """Stand-in bytes with the structure of the real file (official keys/shapes, ONNX inputs/outputs, the
+    detector's call); the published hashes are then those of these bytes (see the hub fixture)."""
+    if entry.id in _CONTENT:
+        return _CONTENT[entry.id]
+    f = tmp / entry.id
+    if entry.format == "pth":
+        data = official_pth(entry.id, float(len(entry.id)))
+    elif entry.format == "safetensors":
+        from safetensors.torch import save_file
+
+        from hp_core.models import build_vae
+        save_file({k: v.contiguous() for k, v in build_vae("tiny").state_dict().items()}, str(f))
+        data = f.read_bytes()
+    elif entry.format == "json":
+        data = b"{}"
+    elif entry.id == "arcface":
+        data = write_fake_arcface(f).read_bytes()
+    elif entry.id == "yoloface":
+        data = write_fake_yolo(f).read_bytes()
+    else:
+        shape = [1, 3, 384, 288] if entry.id == "dwpose_pose" else [1, 3, 640, 640]
+        outs = {"dwpose_pose": 2, "scrfd": 9}.get(entry.id, 1)
+        data = _onnx_with_outputs(f, shape, outs)
+    _CONTENT[entry.id] = data
+    return data
+
+
+def _onnx_with_outputs(f: Path, shape: list, n: int) -> bytes:
+    import numpy as np
+    return write_constant_onnx(f, "input", shape, [np.zeros((1, 4), np.float32)] * n).read_bytes()
 
 
 class FakeHub:
-    """Stands in for huggingface_hub.hf_hub_download: writes <local_dir>/<filename> and its metadata."""
+    """Stands in for huggingface_hub.hf_hub_download, held to reality: it answers only the (repository,
+    path, revision) pairs of the recorded listings (tests/data/hub_listings.json) and a 404-like
+    EntryNotFoundError otherwise; it writes <local_dir>/<filename> and huggingface_hub's metadata."""
 
-    def __init__(self):
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
         self.calls = []
         self.errors = {}        # repo or filename -> exception to raise
         self.wrong_etag = set()
 
-    def content(self, filename):
-        entry = next(e for e in W.load_manifest() if e.filename == filename)
-        return content_for(entry)
+    def content(self, filename, repo=None):
+        entry = next(e for e in W.load_manifest() if e.filename == filename and repo in (None, e.repo))
+        return content_for(entry, self.tmp)
 
     def __call__(self, *, repo_id, filename, revision=None, local_dir=None, token=None, **kw):
         self.calls.append(dict(repo_id=repo_id, filename=filename, revision=revision,
@@ -364,7 +436,12 @@ class FakeHub:
         err = self.errors.get(repo_id) or self.errors.get(filename)
         if err is not None:
             raise err
-        data = self.content(filename)
+        listing = LISTINGS.get(repo_id)
+        if listing is None or filename not in listing["files"] or revision not in (None, listing["revision"]):
+            from huggingface_hub.errors import EntryNotFoundError
+            raise hub_error(EntryNotFoundError, f"404 Client Error: Entry Not Found for url: "
+                                                f"https://huggingface.co/{repo_id}/resolve/{revision}/{filename}")
+        data = self.content(filename, repo_id)
         dest = Path(local_dir) / filename
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)
@@ -379,10 +456,21 @@ class FakeHub:
 
 
 @pytest.fixture
-def hub(monkeypatch):
+def hub(monkeypatch, tmp_path_factory):
+    """The patched Hub, and a manifest whose published sizes/hashes are those of the stand-in bytes (the
+    real bytes cannot exist here); repositories, paths and revisions stay the manifest's own."""
     import huggingface_hub
     from huggingface_hub import constants
-    fake = FakeHub()
+    fake = FakeHub(tmp_path_factory.mktemp("hub"))
+    entries = []
+    for e in W.load_manifest():
+        if e.size or e.sha256:
+            data = content_for(e, fake.tmp)
+            e = W.WeightEntry(**{**e.__dict__, "size": len(data) if e.size else None,
+                                 "sha256": sha(data) if e.sha256 else None})
+        entries.append(e)
+    monkeypatch.setattr(W.manifest, "load_manifest", lambda path=None: entries)
+    monkeypatch.setattr(W, "load_manifest", lambda path=None: entries)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False, raising=False)
@@ -397,18 +485,20 @@ def hub_error(cls, text="error"):
 
 REQUIRED_DOWNLOADS = {"hyportrait/" + n + ".pth" for n in OFFICIAL_NAMES} | {
     "vae/diffusion_pytorch_model.fp16.safetensors", "arcface.onnx", "yoloface_v5m.pt"}
+REQUIRED_REPO_PATHS = {n + ".pth" for n in OFFICIAL_NAMES} | {
+    "vae/diffusion_pytorch_model.fp16.safetensors", "arcface.onnx", "yoloface_v5m.pt"}
 
 
 def test_download_fetches_only_what_is_missing(tmp_path, hub):
     dest = tmp_path / "models"
-    unet = put(dest, "hyportrait/unet.pth", pth_bytes(42))
+    unet = put(dest, "hyportrait/unet.pth", official_pth("unet", 42.0))
     written = W.download([dest], token="hf_secret", log=lambda s: None)
-    assert {c["filename"] for c in hub.calls} == REQUIRED_DOWNLOADS - {"hyportrait/unet.pth"}
+    assert {c["filename"] for c in hub.calls} == REQUIRED_REPO_PATHS - {"unet.pth"}
     assert all(c["token"] == "hf_secret" for c in hub.calls)
     calls = {c["filename"]: c for c in hub.calls}
     assert calls["arcface.onnx"]["revision"] == ARC2FACE_COMMIT
-    assert calls["hyportrait/dino.pth"]["local_dir"] == dest
-    assert unet.read_bytes() == pth_bytes(42)
+    assert calls["dino.pth"]["local_dir"] == dest / "hyportrait"
+    assert unet.read_bytes() == official_pth("unet", 42.0)
     assert {p.relative_to(dest).as_posix() for p in written} == REQUIRED_DOWNLOADS - {"hyportrait/unet.pth"}
     lock = W.read_lock(dest)["files"]
     assert lock["yoloface_v5m.pt"]["sha256"] == sha(hub.content("yoloface_v5m.pt"))
@@ -429,12 +519,12 @@ def test_download_fetches_only_what_is_missing(tmp_path, hub):
 def test_download_replaces_a_damaged_file(tmp_path, hub):
     put(tmp_path, "hyportrait/unet.pth", pth_bytes(1)[:100])
     W.download([tmp_path], ids=["unet"], log=lambda s: None)
-    assert [c["filename"] for c in hub.calls] == ["hyportrait/unet.pth"]
+    assert [c["filename"] for c in hub.calls] == ["unet.pth"]
     assert W.verify("unet", [tmp_path]).ok
 
 
 def test_download_checks_the_hub_etag(tmp_path, hub):
-    hub.wrong_etag.add("hyportrait/dino.pth")
+    hub.wrong_etag.add("dino.pth")
     with pytest.raises(HPError, match="failed verification"):
         W.download([tmp_path], ids=["dino", "headpose"], log=lambda s: None)
     assert not (tmp_path / "hyportrait/dino.pth").exists()
@@ -444,12 +534,12 @@ def test_download_checks_the_hub_etag(tmp_path, hub):
 def test_download_resumes_an_interrupted_file(tmp_path, monkeypatch, hub):
     """A dropped connection leaves huggingface_hub's partial file; the next run continues it."""
     import huggingface_hub
-    full = hub.content("hyportrait/dino.pth")
+    full = hub.content("dino.pth")
     resumed_from = []
     state = {"drop": True}
 
     def resumable(*, repo_id, filename, revision=None, local_dir=None, token=None, **kw):
-        if filename != "hyportrait/dino.pth":
+        if filename != "dino.pth":
             return hub(repo_id=repo_id, filename=filename, revision=revision, local_dir=local_dir, token=token)
         hub.calls.append(dict(filename=filename, local_dir=Path(local_dir)))
         part = Path(local_dir) / ".cache" / "huggingface" / "download" / (filename + ".incomplete")
@@ -475,7 +565,7 @@ def test_download_resumes_an_interrupted_file(tmp_path, monkeypatch, hub):
     assert W.verify("unet", [tmp_path]).ok            # finished before the drop, kept
     hub.calls.clear()
     W.download([tmp_path], ids=["unet", "dino", "image_proj"], log=lambda s: None)
-    assert [c["filename"] for c in hub.calls] == ["hyportrait/dino.pth", "hyportrait/image_proj.pth"]
+    assert [c["filename"] for c in hub.calls] == ["dino.pth", "image_proj.pth"]
     assert resumed_from == [len(full) // 3]
     assert (tmp_path / "hyportrait/dino.pth").read_bytes() == full
     assert W.read_lock(tmp_path)["files"]["hyportrait/dino.pth"]["sha256"] == sha(full)
@@ -502,18 +592,49 @@ def test_gated_reported_as_not_found_without_token(tmp_path, hub):
 
 
 def test_skip_uses_an_existing_vae_instead(tmp_path, hub):
-    W.download([tmp_path], skip=["svd_vae"], log=lambda s: None)
+    """`weights download --vae X` leaves the gated VAE alone, and X is the VAE the run then uses."""
+    from hp_core import cli
+    from hp_core.models import build_vae
+    from hp_core.svd_vae import load_vae
+    torch.manual_seed(3)
+    mine = tmp_path / "elsewhere" / "my_svd_vae"
+    build_vae("tiny").save_pretrained(str(mine))
+    models = tmp_path / "models"
+    lines = []
+    assert cli._cmd_weights(cli.build_parser().parse_args(
+        ["weights", "download", "--models-dir", str(models), "--vae", str(mine)]), out=lines.append) == 0
     assert SVD_REPO not in {c["repo_id"] for c in hub.calls}
+    assert not (models / "vae").exists()
+    assert any(str(mine) in line for line in lines)
+    found = W.preflight(W.needed_ids(), [models], vae=mine, preset="official")
+    assert found["svd_vae"] == mine
+    used = load_vae([models], found["svd_vae"])
+    ref = build_vae("tiny")
+    ref.load_state_dict(__import__("safetensors.torch", fromlist=["x"]).load_file(
+        str(mine / "diffusion_pytorch_model.safetensors")))
+    for k, v in ref.state_dict().items():
+        assert torch.equal(used.state_dict()[k], v), k
+    # A --vae that is no VAE is refused before anything is skipped or fetched.
+    hub.calls.clear()
+    (tmp_path / "not_a_vae.safetensors").write_bytes(open(tmp_path / "elsewhere" / "my_svd_vae" / "config.json", "rb")
+                                                      .read())
+    with pytest.raises(HPError, match="--vae"):
+        cli._cmd_weights(cli.build_parser().parse_args(
+            ["weights", "download", "--models-dir", str(models), "--vae", str(tmp_path / "not_a_vae.safetensors")]),
+            out=lines.append)
+    assert hub.calls == []
 
 
 def test_offline_mode_lists_missing_files_without_network(tmp_path, hub, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    put(tmp_path, "hyportrait/unet.pth", pth_bytes())
+    put(tmp_path, "hyportrait/unet.pth", official_pth("unet"))
     with pytest.raises(HPError) as err:
         W.download([tmp_path], log=lambda s: None)
     text = str(err.value)
     assert hub.calls == []
-    assert "Offline" in text and str(tmp_path) in text
+    assert "Offline" in text and str(tmp_path.resolve()) in text
+    assert "weights download" not in text  # the command that just failed is not suggested again
+    assert "HF_TOKEN" in text and "--token" in text and "--vae" in text and "models/vae" in text
     for rel in REQUIRED_DOWNLOADS - {"hyportrait/unet.pth"}:
         assert rel in text
     assert "hyportrait/unet.pth " not in text
@@ -526,15 +647,25 @@ def test_offline_mode_lists_missing_files_without_network(tmp_path, hub, monkeyp
     lambda: __import__("huggingface_hub.errors", fromlist=["x"]).LocalEntryNotFoundError("cannot reach the Hub"),
 ])
 def test_connection_errors_become_a_missing_files_message(tmp_path, hub, make_error):
-    hub.errors["hyportrait/unet.pth"] = make_error()
+    hub.errors["unet.pth"] = make_error()
     with pytest.raises(HPError) as err:
         W.download([tmp_path], ids=["unet", "dino"], log=lambda s: None)
     text = str(err.value)
     assert "No connection" in text and "hyportrait/unet.pth" in text and "hyportrait/dino.pth" in text
+    assert "weights download" not in text and str(tmp_path.resolve()) in text
     assert len(hub.calls) == 1  # no point trying the rest without a connection
 
 
 def test_unknown_errors_are_not_swallowed(tmp_path, hub):
-    hub.errors["hyportrait/unet.pth"] = KeyError("bug")
+    hub.errors["unet.pth"] = KeyError("bug")
     with pytest.raises(KeyError):
         W.download([tmp_path], ids=["unet"], log=lambda s: None)
+
+
+def test_the_stand_in_hub_refuses_paths_the_repository_does_not_have(tmp_path, hub, monkeypatch):
+    """The path the manifest used to ask for (hyportrait/unet.pth) does not exist upstream: 404."""
+    _manifest_with(monkeypatch, "unet", filename="hyportrait/unet.pth")
+    with pytest.raises(HPError) as err:
+        W.download([tmp_path], ids=["unet"], log=lambda s: None)
+    assert "is not in tencent/HunyuanPortrait" in str(err.value) and "404" in str(err.value)
+    assert not (tmp_path / "hyportrait" / "unet.pth").exists()

@@ -16,7 +16,7 @@ import torch
 import nodes
 from hp_core.sampling import get_sigmas
 from nodes import core
-from nodes_env import FakeDWPose, FakeKSampler, driving_video, make_models_dir, source_image
+from nodes_env import FakeDWPose, FakeKSampler, driving_video, source_image
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "workflows"
@@ -311,11 +311,6 @@ def tiny(prompt: dict) -> dict:
     return prompt
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("hp_models_wf"))
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_runs_end_to_end_on_tiny_weights(name, models_dir, monkeypatch):
     monkeypatch.setenv("HP_MODELS_DIR", str(models_dir))
@@ -332,3 +327,79 @@ def test_api_workflow_runs_end_to_end_on_tiny_weights(name, models_dir, monkeypa
     assert (240, 320, 3) in shapes  # pasted back into the full source
     sampler_id = next(k for k, v in prompt.items() if v["class_type"] == "HunyuanPortraitSampler")
     assert results[sampler_id][0]["samples"].shape == (4, 4, 8, 8)
+
+
+# ------------------------------------------------------------------------------------------ layout
+
+WINDOW = (1600, 900)
+SIDE_BAR, MENU, ZOOM_BAR = 64, 78, 50  # px of a 1600x900 window the frontend 1.27 keeps: side bar, tabs + menu
+CANVAS = (WINDOW[0] - SIDE_BAR, WINDOW[1] - MENU)  # the graph canvas; its zoom bar covers the bottom
+LOW_QUALITY_BELOW = 8 / 14         # MinFontSizeForLOD / LiteGraph.NODE_TEXT_SIZE at devicePixelRatio 1
+NODE_TITLE = 30                    # LiteGraph.NODE_TITLE_HEIGHT: the title bar sits above pos
+STAGES = ("Inputs", "Motion and appearance", "Sampling", "Decode and paste back", "Video out")
+
+
+def _box(node) -> tuple[float, float, float, float]:
+    x, y = node["pos"]
+    w, h = node["size"]
+    return x, y - NODE_TITLE, x + w, y + h
+
+
+def _title(node) -> str:
+    return node.get("title") or node["type"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_view_shows_every_node_readably(name):
+    ui, _ = _load(name)
+    scale, (ox, oy) = ui["extra"]["ds"]["scale"], ui["extra"]["ds"]["offset"]
+    assert LOW_QUALITY_BELOW < 0.6 <= scale <= 1.0  # widget text is drawn at this zoom
+    for node in ui["nodes"]:
+        x0, y0, x1, y1 = _box(node)
+        sx0, sy0, sx1, sy1 = ((x0 + ox) * scale, (y0 + oy) * scale, (x1 + ox) * scale, (y1 + oy) * scale)
+        assert sx0 >= 0 and sy0 >= 0 and sx1 <= CANVAS[0] and sy1 <= CANVAS[1] - ZOOM_BAR, \
+            f"{name}: {_title(node)} at screen {sx0:.0f},{sy0:.0f}..{sx1:.0f},{sy1:.0f} is outside the view"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_two_nodes_overlap_and_media_nodes_keep_room(name):
+    ui, _ = _load(name)
+    boxes = [(_title(n), _box(n)) for n in ui["nodes"]]
+    for i, (a, (ax0, ay0, ax1, ay1)) in enumerate(boxes):
+        for b, (bx0, by0, bx1, by1) in boxes[i + 1:]:
+            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, f"{name}: {a} overlaps {b}"
+    for node in ui["nodes"]:  # room for the image / video that appears after a run, inside the node
+        if node["type"] in ("PreviewImage", "SaveVideo", "LoadImage", "LoadVideo"):
+            assert node["size"][1] >= 240, f"{name}: {_title(node)} leaves no room for its preview"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_graph_reads_left_to_right_in_titled_stages(name):
+    ui, _ = _load(name)
+    groups = ui["groups"]
+    assert [g["title"].split(". ", 1)[1] for g in groups] == list(STAGES)
+    lefts = [g["bounding"][0] for g in groups]
+    assert lefts == sorted(lefts)
+    stage_of = {}
+    for node in ui["nodes"]:
+        x0, y0, x1, y1 = _box(node)
+        inside = [i for i, g in enumerate(groups)
+                  if g["bounding"][0] <= x0 and x1 <= g["bounding"][0] + g["bounding"][2]
+                  and g["bounding"][1] + 30 <= y0 and y1 <= g["bounding"][1] + g["bounding"][3]]
+        assert len(inside) == 1, f"{name}: {_title(node)} is in groups {inside}"
+        stage_of[node["id"]] = inside[0]
+    for link in ui["links"]:  # data never flows back to an earlier stage
+        assert stage_of[link[1]] <= stage_of[link[3]], f"{name}: link {link} flows right to left"
+    types = {n["type"]: stage_of[n["id"]] for n in ui["nodes"]}
+    assert types["HunyuanPortraitModelLoader"] == 0 and types["Note"] == 0
+    assert types["HunyuanPortraitSampler"] == 2 and types["SaveVideo"] == 4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_titles_fit_and_the_note_is_short(name):
+    ui, _ = _load(name)
+    for node in ui["nodes"]:
+        # Title font: 14 px sans; about 8.5 px a character at most, plus the collapse dot and padding.
+        assert len(_title(node)) * 8.5 + 40 <= node["size"][0], f"{name}: title {_title(node)!r} is cut"
+    note = next(n for n in ui["nodes"] if n["type"] == "Note")
+    assert note["widgets_values"][0].startswith("Set:") and len(note["widgets_values"][0]) <= 330

@@ -76,6 +76,16 @@ def node_spec(class_type: str) -> dict:
     return {"sockets": sockets, "widgets": widgets, "outputs": outputs}
 
 
+def node_height(n) -> float:
+    """Body height of a node (below its title bar): one row per slot pair and widget, or what it reserves."""
+    if n.height is not None:
+        return n.height
+    spec = node_spec(n.type)
+    sockets = len(spec["sockets"]) + sum(1 for name, *_ in spec["widgets"] if isinstance(n.values.get(name), Out))
+    rows = max(sockets, len(spec["outputs"])) + len(spec["widgets"])
+    return 46 + 24 * rows
+
+
 @dataclass(frozen=True)
 class Out:
     node: int
@@ -90,6 +100,7 @@ class Node:
     pos: tuple[float, float]
     width: float = 320
     title: str | None = None
+    height: float | None = None  # None: from the rows; media nodes reserve room for what appears after a run
 
     def __getitem__(self, slot: int) -> Out:
         return Out(self.id, slot)
@@ -99,10 +110,12 @@ class Node:
 class Graph:
     name: str
     nodes: list[Node] = field(default_factory=list)
+    groups: list[dict] = field(default_factory=list)
+    ds: dict = field(default_factory=lambda: {"scale": 0.7, "offset": [40.0, 40.0]})
 
     def add(self, class_type: str, values: dict | None = None, pos=(0, 0), width: float = 320,
-            title: str | None = None) -> Node:
-        node = Node(len(self.nodes) + 1, class_type, dict(values or {}), pos, width, title)
+            title: str | None = None, height: float | None = None) -> Node:
+        node = Node(len(self.nodes) + 1, class_type, dict(values or {}), pos, width, title, height)
         known = {n for n, *_ in node_spec(class_type)["sockets"]} | {n for n, *_ in node_spec(class_type)["widgets"]}
         unknown = set(node.values) - known
         if unknown:
@@ -176,12 +189,11 @@ class Graph:
             for name, kind, default in spec["widgets"]:
                 value = n.values.get(name, default)
                 widgets.append(default if isinstance(value, Out) else value)
-            rows = max(len(inputs), len(outputs)) + len(widgets)
             props = {"Node name for S&R": n.type}
             if n.type not in CORE:
                 props["cnr_id"] = PACK_ID
             entry = {"id": n.id, "type": n.type, "pos": [float(n.pos[0]), float(n.pos[1])],
-                     "size": [float(n.width), float(46 + 24 * rows + (120 if n.type == "Note" else 0))],
+                     "size": [float(n.width), float(node_height(n))],
                      "flags": {}, "order": order[n.id], "mode": 0, "inputs": inputs, "outputs": outputs,
                      "properties": props, "widgets_values": widgets}
             title = n.title or display.get(n.type)
@@ -197,9 +209,9 @@ class Graph:
             "last_link_id": len(links),
             "nodes": out_nodes,
             "links": [list(lk) for lk in links],
-            "groups": [],
+            "groups": self.groups,
             "config": {},
-            "extra": {"ds": {"scale": 0.7, "offset": [40.0, 40.0]}},
+            "extra": {"ds": self.ds},
             "version": 0.4,
         }
 
@@ -235,86 +247,137 @@ SOURCE_FILE = "hunyuan_portrait_source.png"
 DRIVING_FILE = "hunyuan_portrait_driving.mp4"
 
 
+# Layout, in graph units. The default view must show every node at a zoom where the frontend draws widget
+# text (LiteGraph's low-quality threshold: MinFontSizeForLOD 8 px / NODE_TEXT_SIZE 14 = 0.571 at DPR 1).
+WINDOW = (1600, 900)           # the window the default view is made for; the frontend 1.27 puts its canvas
+CANVAS = (1536, 822)           # right of the side bar (64 px) and below the tabs + menu (78 px)
+MARGINS = (10, 10, 10, 50)     # canvas px kept free: left, top, right, bottom (the zoom bar)
+MIN_SCALE = 0.6                # above the low-quality threshold, with a margin
+TITLE_H, GROUP_HEADER, PAD, GAP, COLUMN_GAP, STAGE_GAP = 30, 40, 15, 20, 30, 40
+# Media nodes reserve the room their image / video takes after a run (they would grow over neighbours).
+MEDIA = {"LoadImage": 330, "LoadVideo": 330, "PreviewImage": 250, "SaveVideo": 380}
+STAGE_COLORS = ("#3f789e", "#8A8", "#b06634", "#a1309b", "#88A")
+
+
+def layout(g: Graph, stages: list[tuple[str, list[list[Node]]]]) -> None:
+    """Place stages left to right, each a titled group of node columns; set the view that shows them all."""
+    x, bottom = 0.0, 0.0
+    boxes = []
+    for title, columns in stages:
+        cx, low = x + PAD, 0.0
+        for column in columns:
+            y = GROUP_HEADER + PAD
+            for n in column:
+                if n.height is None and n.type in MEDIA:
+                    n.height = MEDIA[n.type]
+                n.pos = (cx, y + TITLE_H)
+                y += TITLE_H + node_height(n) + GAP
+            low = max(low, y - GAP)
+            cx += max(n.width for n in column) + COLUMN_GAP
+        right = cx - COLUMN_GAP + PAD
+        boxes.append((title, x, right))
+        bottom = max(bottom, low + PAD)
+        x = right + STAGE_GAP
+    width = x - STAGE_GAP
+    g.groups = [{"id": i + 1, "title": title, "bounding": [left, 0.0, right - left, bottom],
+                 "color": STAGE_COLORS[i % len(STAGE_COLORS)], "font_size": 24, "flags": {}}
+                for i, (title, left, right) in enumerate(boxes)]
+    left, top, right_m, bottom_m = MARGINS
+    scale = min((CANVAS[0] - left - right_m) / width, (CANVAS[1] - top - bottom_m) / bottom, 1.0)
+    scale = int(scale * 100) / 100
+    if scale < MIN_SCALE:
+        raise ValueError(f"{g.name}: the layout needs zoom {scale} to fit, below {MIN_SCALE}")
+    g.ds = {"scale": scale, "offset": [round(left / scale, 2), round(top / scale, 2)]}
+
+
 def portrait_graph(name: str, note: str, *, loader: dict | None = None, face: dict | None = None,
                    sampler: dict | None = None, decode: dict | None = None, dwpose: bool = False,
                    comfy_sampler: bool = False, crop_video: bool = True) -> Graph:
     """The card's graph: load -> face crop -> motion / appearance (-> DWPose) -> sampler -> decode ->
-    paste back -> Create Video (driving fps + audio) -> Save Video."""
+    paste back -> Create Video (driving fps + audio) -> Save Video, laid out in five titled stages."""
     g = Graph(name)
-    g.add("Note", {"text": note}, pos=(20, -260), width=420)
-    image = g.add("LoadImage", {"image": SOURCE_FILE}, pos=(20, 20), width=300)
-    video = g.add("LoadVideo", {"file": DRIVING_FILE}, pos=(20, 420), width=300)
-    parts = g.add("GetVideoComponents", {"video": video[0]}, pos=(360, 420), width=220)
-    models = g.add("HunyuanPortraitModelLoader", {**LOADER_FILES, **(loader or {})}, pos=(360, -260), width=380)
+    models = g.add("HunyuanPortraitModelLoader", {**LOADER_FILES, **(loader or {})}, width=300, title="Load Models")
+    g.add("Note", {"text": note}, width=300, height=190)
+    image = g.add("LoadImage", {"image": SOURCE_FILE}, width=260, title="Source portrait")
+    video = g.add("LoadVideo", {"file": DRIVING_FILE}, width=260, title="Driving video")
+    parts = g.add("GetVideoComponents", {"video": video[0]}, width=260, title="Frames, audio, fps")
     crop = g.add("HunyuanPortraitFaceCropMotionEncoder",
-                 {"source_image": image[0], "driving_frames": parts[0], **(face or {})}, pos=(620, 300), width=340)
+                 {"source_image": image[0], "driving_frames": parts[0], **(face or {})}, width=300,
+                 title="Face Crop Motion Encoder")
     motion = g.add("HunyuanPortraitMotionExtractor", {"models": models[0], "motion_features": crop[0]},
-                   pos=(1000, 300), width=340)
+                   width=300, title="Motion Extractor")
     appearance = g.add("HunyuanPortraitAppearanceExtractor",
                        {"models": models[0], "source_image": image[0], "motion_features": crop[0]},
-                       pos=(1000, 20), width=340)
+                       width=300, title="Appearance Extractor")
+    stage2 = [crop, motion, appearance]
     values = {"models": models[0], "appearance": appearance[0], "motion": motion[0], **(sampler or {})}
     if dwpose:
-        pose = g.add("HunyuanPortraitDWPoseAlignment", {"motion_features": crop[0]}, pos=(1000, 520), width=340)
-        g.add("PreviewImage", {"images": pose[1]}, pos=(1000, 680), width=300)
+        pose = g.add("HunyuanPortraitDWPoseAlignment", {"motion_features": crop[0]}, width=300,
+                     title="DWPose Alignment")
+        stage2 += [pose, g.add("PreviewImage", {"images": pose[1]}, width=300, title="Aligned poses")]
         values["pose"] = pose[0]
+    sample = g.add("HunyuanPortraitSampler", values, width=330, title="Sampler (SVD + adapters)")
+    stage3 = [sample]
     if comfy_sampler:
-        select = g.add("KSamplerSelect", {"sampler_name": "dpmpp_2m"}, pos=(1000, 560), width=300)
-        sigmas = g.add("AlignYourStepsScheduler", {"model_type": "SVD", "steps": 10, "denoise": 1.0},
-                       pos=(1000, 680), width=300)
+        select = g.add("KSamplerSelect", {"sampler_name": "dpmpp_2m"}, width=330)
+        sigmas = g.add("AlignYourStepsScheduler", {"model_type": "SVD", "steps": 10, "denoise": 1.0}, width=330)
         values["sampler"], values["sigmas"] = select[0], sigmas[0]
-    sample = g.add("HunyuanPortraitSampler", values, pos=(1380, 20), width=360)
+        stage3 += [select, sigmas]
     frames = g.add("HunyuanPortraitDecode", {"models": models[0], "latent": sample[0], **(decode or {})},
-                   pos=(1780, 20), width=300)
+                   width=260, title="Decode")
     full = g.add("HunyuanPortraitPasteBack", {"frames": frames[0], "source_image": image[0],
-                                              "appearance": appearance[0]}, pos=(1780, 200), width=300)
-    g.add("PreviewImage", {"images": appearance[1]}, pos=(1380, 560), width=300)
-    video_full = g.add("CreateVideo", {"images": full[0], "fps": parts[2], "audio": parts[1]}, pos=(2120, 200),
-                       width=260)
-    g.add("SaveVideo", {"video": video_full[0], "filename_prefix": f"HunyuanPortrait/{name}"}, pos=(2420, 200),
-          width=420)
+                                              "appearance": appearance[0]}, width=260, title="Paste Back")
+    crop_preview = g.add("PreviewImage", {"images": appearance[1]}, width=260, title="Source crop")
+    creates, saves = [], []
     if crop_video:
-        video_crop = g.add("CreateVideo", {"images": frames[0], "fps": parts[2], "audio": parts[1]},
-                           pos=(2120, 20), width=260)
-        g.add("SaveVideo", {"video": video_crop[0], "filename_prefix": f"HunyuanPortrait/{name}_crop"},
-              pos=(2420, -300), width=420)
+        video_crop = g.add("CreateVideo", {"images": frames[0], "fps": parts[2], "audio": parts[1]}, width=200)
+        creates.append(video_crop)
+        saves.append(g.add("SaveVideo", {"video": video_crop[0], "filename_prefix": f"HunyuanPortrait/{name}_crop"},
+                           width=280, title="Save crop video"))
+    video_full = g.add("CreateVideo", {"images": full[0], "fps": parts[2], "audio": parts[1]}, width=200)
+    creates.append(video_full)
+    saves.append(g.add("SaveVideo", {"video": video_full[0], "filename_prefix": f"HunyuanPortrait/{name}"},
+                       width=280, title="Save full video"))
+    note = next(n for n in g.nodes if n.type == "Note")
+    layout(g, [("1. Inputs", [[models, note], [image, video, parts]]),
+               ("2. Motion and appearance", [stage2]),
+               ("3. Sampling", [stage3]),
+               ("4. Decode and paste back", [[frames, full, crop_preview]]),
+               ("5. Video out", [creates, saves])])
     return g
 
 
 WORKFLOWS = {
     "hunyuan_portrait_basic": lambda: portrait_graph(
         "hunyuan_portrait_basic",
-        "HunyuanPortrait, the release's settings: euler, Karras sigmas 700 -> 0.002, 25 steps, appearance and "
-        "motion CFG 2, windows of 25 frames with overlap 3, 15 padding frames, seed 72580.\n\n"
-        "Put the weights in models/hunyuan_portrait (python -m hp_core weights download), a portrait in "
-        "LoadImage and a driving video in LoadVideo. The result keeps the driving video's fps and audio; one "
-        "video is the 512x512 crop, the other is pasted back into the full source image."),
+        "Set: a portrait in Source portrait, a driving video in Driving video, the weights in Load Models "
+        "(models/hunyuan_portrait; python -m hp_core weights download).\n"
+        "The release's settings: euler, karras, 25 steps, CFG 2 / 2, seed 72580. Saves the 512x512 crop and "
+        "the full image, with the driving fps and audio."),
     "hunyuan_portrait_long_video": lambda: portrait_graph(
         "hunyuan_portrait_long_video",
-        "Long driving videos: every frame is used (frame_limit 0); the sampler covers the video with "
-        "overlapping 25-frame windows, so memory does not grow with length. Landmark smoothing calms detector "
-        "jitter; a wider overlap (5) smooths window seams; keep_on_gpu 'unet' sends the encoders and VAE back "
-        "to the CPU after use; decode_chunk 4 bounds decoder memory. Lower context_window if you run out of "
-        "memory. Long videos take a while: every 22 frames cost one UNet window per step.",
+        "Set: portrait, driving video, weights (as in basic).\n"
+        "Long videos: every frame is used (frame_limit 0), 25-frame windows with overlap 5, landmark "
+        "smoothing 5, keep_on_gpu 'unet', decode_chunk 4. Out of memory: lower context_window.",
         loader={"keep_on_gpu": "unet"}, face={"frame_limit": 0, "smoothing": 5},
         sampler={"context_overlap": 5}, decode={"decode_chunk": 4}, crop_video=False),
     "hunyuan_portrait_dwpose": lambda: portrait_graph(
         "hunyuan_portrait_dwpose",
-        "DWPose-aligned pose guidance (the paper's method; the release feeds blank pose images): DWPose reads "
-        "the source and driving crops, the driving skeletons are moved to the source's nose and scaled to its "
-        "bone lengths, and the pose guider sees them. Needs dwpose/yolox_l.onnx and dwpose/dw-ll_ucoco_384.onnx "
-        "in models/hunyuan_portrait (python -m hp_core weights download --optional).",
+        "Set: portrait, driving video, weights (as in basic), plus dwpose/yolox_l.onnx and "
+        "dwpose/dw-ll_ucoco_384.onnx (weights download --optional).\n"
+        "The driving skeletons are aligned to the source face and guide the pose guider (the paper's method).",
         dwpose=True),
     "hunyuan_portrait_fast": lambda: portrait_graph(
         "hunyuan_portrait_fast",
-        "Fast preview: dpmpp_2m with Align-Your-Steps sigmas for SVD (ays_svd) at 10 steps instead of euler at "
-        "25. Lower the appearance extractor's resolution to 256 for an even quicker rough draft.",
+        "Set: portrait, driving video, weights (as in basic).\n"
+        "Fast draft: dpmpp_2m with Align-Your-Steps sigmas (ays_svd), 10 steps. For an even quicker draft, "
+        "set the Appearance Extractor's resolution to 256.",
         sampler={"sampler_name": "dpmpp_2m", "scheduler": "ays_svd", "steps": 10}),
     "hunyuan_portrait_comfy_sampler": lambda: portrait_graph(
         "hunyuan_portrait_comfy_sampler",
-        "Any ComfyUI sampler and scheduler can drive the sampler: here KSamplerSelect (dpmpp_2m) and "
-        "AlignYourStepsScheduler (model_type SVD, 10 steps) are connected to its optional sampler and sigmas "
-        "inputs, which replace its own sampler_name, scheduler, steps and denoise.",
+        "Set: portrait, driving video, weights (as in basic).\n"
+        "Any ComfyUI sampler drives the Sampler: KSamplerSelect and AlignYourStepsScheduler (model_type SVD) "
+        "replace its sampler_name, scheduler, steps and denoise.",
         comfy_sampler=True, crop_video=False),
 }
 

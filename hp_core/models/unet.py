@@ -10,17 +10,24 @@ Built on diffusers' ``UNetSpatioTemporalConditionModel`` and its blocks; the met
 
 Speed: the release copies the temporal context once per spatial position (H*W identical copies) before
 projecting it. Here the temporal processor projects the (B, N, C) context once per window and lets every
-position attend to it, which is the same arithmetic (see tests/test_unet.py).
+position attend to it, which is the same arithmetic (see tests/test_models.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from diffusers import UNetSpatioTemporalConditionModel
+from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 from diffusers.models.transformers.transformer_temporal import (TransformerSpatioTemporalModel,
                                                                 TransformerTemporalModelOutput)
 from torch import nn
+
+from ..errors import HPError
+from .sdpa import sdpa_backends, sdpa_context
 
 CONTEXT_SHARED = "shared"          # temporal context projected once per window (ours)
 CONTEXT_PER_POSITION = "per_position"  # the release's arithmetic: one copy per spatial position
@@ -31,10 +38,33 @@ def _heads_split(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.view(b, n, heads, c // heads).transpose(1, 2)
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B,Nq,C) x (B,Nk,C) -> (B,Nq,C), multi-head scaled dot-product attention."""
-    y = F.scaled_dot_product_attention(_heads_split(q, heads), _heads_split(k, heads), _heads_split(v, heads))
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,Nq,C) x (B,Nk,C) -> (B,Nq,C), multi-head scaled dot-product attention (optional key mask)."""
+    y = F.scaled_dot_product_attention(_heads_split(q, heads), _heads_split(k, heads), _heads_split(v, heads),
+                                       attn_mask=mask)
     return y.transpose(1, 2).reshape(q.shape[0], q.shape[1], -1)
+
+
+def _take(x: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """Rows ``rows`` of x (dim 0): a view when they are one contiguous run (the usual branch layout)."""
+    if rows == list(range(rows[0], rows[-1] + 1)):
+        return x[rows[0]:rows[-1] + 1]
+    return x.index_select(0, torch.tensor(rows, device=x.device))
+
+
+def _key_mask(mask: torch.Tensor | None, groups: int, tokens: int) -> torch.Tensor | None:
+    """A key mask over the context tokens, (groups, N) or (groups, 1, N), bool (True = attend) or additive
+    float -> (groups, 1, 1, N) for SDPA; anything else is refused (diffusers passes none to SVD blocks)."""
+    if mask is None:
+        return None
+    if mask.ndim == 3 and mask.shape[1] == 1:
+        mask = mask[:, 0]
+    if mask.ndim != 2 or mask.shape != (groups, tokens):
+        raise HPError(f"The adapter attention takes a key mask of shape ({groups}, {tokens}) or "
+                      f"({groups}, 1, {tokens}), got {tuple(mask.shape)}.",
+                      hint="Mask context tokens only (one row per context row); query masks are not supported.")
+    return mask[:, None, None, :]
 
 
 class AdapterAttnProcessor(nn.Module):
@@ -43,6 +73,13 @@ class AdapterAttnProcessor(nn.Module):
     The context holds appearance tokens first and ``num_motion_tokens`` motion tokens last. When the
     context batch is smaller than the query batch (temporal blocks: queries are (B*H*W, F, C), the
     context is (B, N, C)), each context row serves the H*W consecutive query rows of its window.
+
+    Exact savings (``present``, set by ``PortraitUNet.forward``): one (appearance, motion) flag pair per
+    batch row, False promising that those tokens are zeros. to_k_ip/to_v_ip have no bias, so zero motion
+    tokens give k = v = 0 and the motion term is exactly 0: skipped. Zero appearance tokens give keys that
+    are all to_k's bias (equal logits, a uniform softmax) and values that are all to_v's bias b_v, so the
+    appearance term is exactly b_v (0 in SVD, which has no to_k/to_v bias) whatever the query: taken as
+    that constant without attending. A row with neither needs no query at all: its output is to_out(b_v).
     """
 
     def __init__(self, hidden_size: int, cross_attention_dim: int, num_motion_tokens: int,
@@ -53,25 +90,64 @@ class AdapterAttnProcessor(nn.Module):
         self.to_v_ip = nn.ModuleList([nn.Linear(cross_attention_dim, hidden_size, bias=False)])
         self.num_motion_tokens = num_motion_tokens
         self.motion_scale = motion_scale
+        self.present: list[tuple[bool, bool]] | None = None
+
+    def _row_flags(self, groups: int) -> tuple[list[int], list[int]]:
+        """Context rows whose appearance / motion tokens may be non-zero."""
+        present = self.present or [(True, True)]
+        if groups % len(present):
+            raise ValueError(f"context batch {groups} is not a multiple of the {len(present)} flagged rows")
+        per = groups // len(present)
+        app = [i for i in range(groups) if present[i // per][0]]
+        mot = [i for i in range(groups) if present[i // per][1] and self.motion_scale != 0]
+        return app, mot
 
     def forward(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor = None,
-                attention_mask=None, temb=None, **_ignored) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None, temb=None, **_ignored) -> torch.Tensor:
         if encoder_hidden_states is None:
             raise ValueError("adapter attention needs a context (appearance + motion tokens)")
         rows, nq, _ = hidden_states.shape
-        groups = encoder_hidden_states.shape[0]
+        groups, tokens = encoder_hidden_states.shape[:2]
         if rows % groups:
             raise ValueError(f"query batch {rows} is not a multiple of context batch {groups}")
+        mask = _key_mask(attention_mask, groups, tokens)
+        split = tokens - self.num_motion_tokens
+        app_rows, mot_rows = self._row_flags(groups)
+        need = sorted(set(app_rows) | set(mot_rows))
         # Fold the positions that share a context row into the query sequence: (B*P, Nq, C) -> (B, P*Nq, C).
-        q = attn.to_q(hidden_states).reshape(groups, (rows // groups) * nq, -1)
-        app = encoder_hidden_states[:, :-self.num_motion_tokens]
-        motion = encoder_hidden_states[:, -self.num_motion_tokens:]
-        out = _attend(q, attn.to_k(app), attn.to_v(app), attn.heads)
-        if self.motion_scale != 0:
-            out = out + self.motion_scale * _attend(q, self.to_k_ip[0](motion), self.to_v_ip[0](motion),
-                                                    attn.heads)
-        out = attn.to_out[1](attn.to_out[0](out.reshape(rows, nq, -1)))
-        return out / attn.rescale_output_factor
+        folded = hidden_states.reshape(groups, (rows // groups) * nq, -1)
+        v_bias = attn.to_v.bias
+        const = (v_bias if v_bias is not None
+                 else hidden_states.new_zeros(attn.to_v.out_features))  # appearance term of zero tokens
+        out_const = attn.to_out[1](attn.to_out[0](const))
+        if not need:
+            return (out_const / attn.rescale_output_factor).expand(rows, nq, -1)
+        q = attn.to_q(_take(folded, need))
+        where = {row: i for i, row in enumerate(need)}
+
+        def term(sel: list[int], to_k, to_v, part: slice) -> torch.Tensor:
+            ctx = _take(encoder_hidden_states, sel)[:, part]
+            m = _take(mask, sel)[..., part] if mask is not None else None
+            return _attend(_take(q, [where[r] for r in sel]), to_k(ctx), to_v(ctx), attn.heads, m)
+
+        if app_rows == need:
+            y = term(app_rows, attn.to_k, attn.to_v, slice(0, split))
+        else:
+            y = const.expand_as(q).clone()
+            if app_rows:
+                y[[where[r] for r in app_rows]] = term(app_rows, attn.to_k, attn.to_v, slice(0, split))
+        if mot_rows:
+            mot = self.motion_scale * term(mot_rows, self.to_k_ip[0], self.to_v_ip[0], slice(split, tokens))
+            if mot_rows == need:
+                y = y + mot
+            else:
+                y[[where[r] for r in mot_rows]] += mot
+        y = attn.to_out[1](attn.to_out[0](y))
+        if len(need) < groups:
+            full = out_const.expand(groups, *y.shape[1:]).clone()
+            full[need] = y
+            y = full
+        return y.reshape(rows, nq, -1) / attn.rescale_output_factor
 
 
 class _PortraitSpatioTemporalTransformer(TransformerSpatioTemporalModel):
@@ -108,13 +184,29 @@ class _PortraitSpatioTemporalTransformer(TransformerSpatioTemporalModel):
 class PortraitUNet(UNetSpatioTemporalConditionModel):
     """SVD UNet whose forward takes per-frame context tokens and optional pose features.
 
-    forward(sample (B,F,8,h,w), timestep (scalar or (B,)), context (B,F,N,C), added_time_ids (B,3),
-            pose_features (B,F,C0,h,w) or None) -> (B,F,4,h,w)
+    forward(sample (B,F,8,h,w), timestep (scalar or (B,)), context (B,F,N,C) or (B,N,C),
+            added_time_ids (B,3), pose_features (B,F,C0,h,w) or None) -> (B,F,4,h,w)
+
+    The parent's contract holds: latent sides that are not a multiple of 2**num_upsamplers are upsampled
+    to their skip connection's size; ``return_dict=True`` gives a ``UNetSpatioTemporalConditionOutput``,
+    ``False`` a tuple; left out (None) it gives the bare tensor, the convention of this project's callers.
+    ``num_motion_tokens`` is part of ``unet.config``.
     """
 
     def __init__(self, *args, num_motion_tokens: int = 64, **kwargs):
         super().__init__(*args, **kwargs)
+        self.register_to_config(num_motion_tokens=num_motion_tokens)
         self._install_adapters(num_motion_tokens)
+
+    @classmethod
+    def extract_init_dict(cls, config_dict, **kwargs):
+        """diffusers reads init arguments off the signature; ours passes the parent's through ``**kwargs``,
+        so ``from_config`` hands num_motion_tokens and the parent's arguments on explicitly."""
+        config_dict = dict(config_dict)
+        motion = config_dict.pop("num_motion_tokens", 64)
+        parent, unused, hidden = UNetSpatioTemporalConditionModel.extract_init_dict(
+            {**config_dict, "_class_name": "UNetSpatioTemporalConditionModel"}, **kwargs)
+        return {**parent, "num_motion_tokens": motion}, unused, hidden
 
     def _install_adapters(self, num_motion_tokens: int) -> None:
         procs = {}
@@ -144,35 +236,93 @@ class PortraitUNet(UNetSpatioTemporalConditionModel):
             if isinstance(module, AdapterAttnProcessor):
                 module.motion_scale = float(scale)
 
-    def forward(self, sample: torch.Tensor, timestep, context: torch.Tensor, added_time_ids: torch.Tensor,
-                pose_features: torch.Tensor | None = None, return_dict: bool = False):
+    def set_sdpa_backend(self, backend: str | None) -> None:
+        """Pin every attention of this UNet to one SDPA backend ("flash", "efficient", "math", "cudnn");
+        None lets PyTorch choose (the default)."""
+        self.sdpa_backend = sdpa_backends(backend)
+
+    def conditioning_features(self, cond_latents: torch.Tensor) -> torch.Tensor:
+        """conv_in's share of the conditioning latents (B,Cc,h,w) -> (B,C0,h,w), without conv_in's bias.
+
+        conv_in is linear in its input channels, so conv_in(cat[x, lat]) = conv(x, W_x) + b + conv(lat, W_lat):
+        the second part is the same for every window and step and is computed once by the denoiser."""
+        cc = cond_latents.shape[1]
+        w = self.conv_in.weight[:, -cc:]
+        return F.conv2d(cond_latents.to(w.dtype), w, None, self.conv_in.stride, self.conv_in.padding)
+
+    def added_embedding(self, added_time_ids: torch.Tensor) -> torch.Tensor:
+        """The added-time embedding (B,3) -> (B,D): constant over a run, so the denoiser computes it once."""
+        batch = added_time_ids.shape[0]
+        added = self.add_time_proj(added_time_ids.flatten()).reshape(batch, -1)
+        return self.add_embedding(added.to(self.add_embedding.linear_1.weight.dtype))
+
+    @contextlib.contextmanager
+    def _branch_flags(self, present):
+        procs = [m for m in self.modules() if isinstance(m, AdapterAttnProcessor)]
+        for p in procs:
+            p.present = list(present) if present is not None else None
+        try:
+            yield
+        finally:
+            for p in procs:
+                p.present = None
+
+    def forward(self, sample: torch.Tensor, timestep, context: torch.Tensor, added_time_ids: torch.Tensor | None,
+                pose_features: torch.Tensor | None = None, return_dict: bool | None = None, *,
+                present: Sequence[tuple[bool, bool]] | None = None, cond_features: torch.Tensor | None = None,
+                added_emb: torch.Tensor | None = None):
+        """Keyword-only speed-ups (results equal within rounding): ``present`` = per batch row (appearance,
+        motion) flags, False promising zero tokens (see AdapterAttnProcessor); ``cond_features`` (B,C0,h,w)
+        from ``conditioning_features`` with ``sample`` holding only the noisy channels; ``added_emb`` (B,D)
+        from ``added_embedding`` in place of ``added_time_ids``."""
         batch, frames = sample.shape[:2]
+        if present is not None and len(present) != batch:
+            raise ValueError(f"present has {len(present)} rows for a batch of {batch}")
+        if context.ndim == 3:  # the parent's (B, N, C): the same tokens for every frame
+            context = context.unsqueeze(1).expand(-1, frames, -1, -1)
+        up_factor = 2 ** self.num_upsamplers
+        forward_upsample_size = any(s % up_factor for s in sample.shape[-2:])
         t = torch.as_tensor(timestep, device=sample.device, dtype=torch.float32).reshape(-1).expand(batch)
         emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
-        added = self.add_time_proj(added_time_ids.flatten()).reshape(batch, -1).to(emb.dtype)
-        emb = (emb + self.add_embedding(added)).repeat_interleave(frames, dim=0)
+        if added_emb is None:
+            added_emb = self.added_embedding(added_time_ids)
+        emb = (emb + added_emb.to(emb.dtype).expand(batch, -1)).repeat_interleave(frames, dim=0)
         ctx = context.reshape(batch * frames, *context.shape[2:]).to(sample.dtype)
 
-        x = self.conv_in(sample.flatten(0, 1))
+        if cond_features is None:
+            x = self.conv_in(sample.flatten(0, 1))
+        else:
+            noisy = sample.shape[2]
+            x = F.conv2d(sample.flatten(0, 1), self.conv_in.weight[:, :noisy], self.conv_in.bias,
+                         self.conv_in.stride, self.conv_in.padding)
+            x = (x.unflatten(0, (batch, frames)) + cond_features.to(x.dtype).unsqueeze(1)).flatten(0, 1)
         if pose_features is not None:
             x = x + pose_features.reshape(x.shape).to(x.dtype)
         indicator = torch.zeros(batch, frames, dtype=x.dtype, device=x.device)
 
-        skips = (x,)
-        for block in self.down_blocks:
-            if getattr(block, "has_cross_attention", False):
-                x, res = block(hidden_states=x, temb=emb, encoder_hidden_states=ctx,
+        with self._branch_flags(present), sdpa_context(getattr(self, "sdpa_backend", None)):
+            skips = (x,)
+            for block in self.down_blocks:
+                if getattr(block, "has_cross_attention", False):
+                    x, res = block(hidden_states=x, temb=emb, encoder_hidden_states=ctx,
+                                   image_only_indicator=indicator)
+                else:
+                    x, res = block(hidden_states=x, temb=emb, image_only_indicator=indicator)
+                skips += res
+            x = self.mid_block(hidden_states=x, temb=emb, encoder_hidden_states=ctx,
                                image_only_indicator=indicator)
-            else:
-                x, res = block(hidden_states=x, temb=emb, image_only_indicator=indicator)
-            skips += res
-        x = self.mid_block(hidden_states=x, temb=emb, encoder_hidden_states=ctx, image_only_indicator=indicator)
-        for block in self.up_blocks:
-            res, skips = skips[-len(block.resnets):], skips[: -len(block.resnets)]
-            if getattr(block, "has_cross_attention", False):
-                x = block(hidden_states=x, temb=emb, res_hidden_states_tuple=res, encoder_hidden_states=ctx,
-                          image_only_indicator=indicator)
-            else:
-                x = block(hidden_states=x, temb=emb, res_hidden_states_tuple=res, image_only_indicator=indicator)
-        x = self.conv_out(F.silu(self.conv_norm_out(x)))
-        return x.reshape(batch, frames, *x.shape[1:])
+            for i, block in enumerate(self.up_blocks):
+                res, skips = skips[-len(block.resnets):], skips[: -len(block.resnets)]
+                # As the parent: odd latent sides round up when downsampled; upsample back to the skip's size.
+                size = skips[-1].shape[2:] if forward_upsample_size and i < len(self.up_blocks) - 1 else None
+                if getattr(block, "has_cross_attention", False):
+                    x = block(hidden_states=x, temb=emb, res_hidden_states_tuple=res, encoder_hidden_states=ctx,
+                              upsample_size=size, image_only_indicator=indicator)
+                else:
+                    x = block(hidden_states=x, temb=emb, res_hidden_states_tuple=res, upsample_size=size,
+                              image_only_indicator=indicator)
+        x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
+        out = x.reshape(batch, frames, *x.shape[1:])
+        if return_dict is None:
+            return out
+        return UNetSpatioTemporalConditionOutput(sample=out) if return_dict else (out,)

@@ -9,6 +9,7 @@ score threshold 0.5, NMS IoU 0.4 with "+1 pixel" areas.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -22,6 +23,21 @@ ANCHORS_PER_CELL = 2
 SCORE_THRESHOLD = 0.5
 IOU_THRESHOLD = 0.4
 DEFAULT_INPUT = (640, 640)  # (w, h) when the file leaves it dynamic
+# Where SCRFD models with landmarks sit inside an insightface model root (e.g. ComfyUI's models/insightface,
+# which other face packs fill): buffalo_l's det_10g, antelopev2's scrfd_10g_bnkps (its zip often nests a
+# second antelopev2 folder).
+INSIGHTFACE_FILES = ("models/buffalo_l/det_10g.onnx", "models/antelopev2/scrfd_10g_bnkps.onnx",
+                     "models/antelopev2/antelopev2/scrfd_10g_bnkps.onnx")
+
+
+def find_scrfd(roots: Sequence[str | os.PathLike]) -> Path | None:
+    """The first SCRFD file of INSIGHTFACE_FILES under any of the insightface roots, or None."""
+    for root in roots:
+        for rel in INSIGHTFACE_FILES:
+            path = Path(root) / rel
+            if path.is_file():
+                return path
+    return None
 
 
 def letterbox_top_left(image: np.ndarray, input_wh: tuple[int, int]) -> tuple[np.ndarray, float]:

@@ -1,0 +1,126 @@
+"""Loading a verified checkpoint, through a safetensors cache so a .pth pickle is unpickled only once.
+
+The .pth is read once (torch.load weights_only) and written as safetensors next to the models
+(<models>/.hp_cache/), or in $HP_CACHE_DIR / ~/.cache/hunyuan_portrait when that is read-only; later
+loads read the safetensors copy. Reading and confirming are two steps, so the file is pinned and cached
+only once the caller's strict load succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import HPError
+from . import manifest as M
+from . import verification as V
+
+CACHE_SUBDIR = ".hp_cache"
+ENV_CACHE_DIR = "HP_CACHE_DIR"
+
+
+def _cache_dirs(base: Path, cache_dir) -> list[Path]:
+    if cache_dir is not None:
+        return [Path(cache_dir)]
+    user = os.environ.get(ENV_CACHE_DIR) or Path.home() / ".cache" / "hunyuan_portrait"
+    return [base / CACHE_SUBDIR, Path(user)]
+
+
+def _cache_stem(res: V.VerifyResult) -> str:
+    return res.path.relative_to(res.base).as_posix().replace("/", "__")
+
+
+def cache_path(res: V.VerifyResult, cache_root: Path) -> Path:
+    """Where the safetensors copy of a verified .pth goes: keyed by the file's size, mtime and sha256."""
+    st = res.path.stat()
+    key = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:{res.sha256}".encode()).hexdigest()[:16]
+    return cache_root / f"{_cache_stem(res)}.{key}.safetensors"
+
+
+def _save_safetensors(state: dict, path: Path, metadata: dict) -> None:
+    from safetensors.torch import save_file
+    storages, out = set(), {}
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr() if v.numel() else None
+        # safetensors refuses tensors that share memory; such copies are rare and small.
+        out[k] = v.clone() if ptr is not None and ptr in storages else v.contiguous()
+        if ptr is not None:
+            storages.add(ptr)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        save_file(out, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class Checkpoint:
+    """A verified file's state dict, not yet confirmed (pinned and cached) by a successful load."""
+
+    state: dict
+    result: V.VerifyResult
+    from_cache: bool
+    cache_dir: str | os.PathLike | None = None
+
+
+def read_checkpoint(entry_id: str, search_dirs, *, cache_dir: str | os.PathLike | None = None,
+                    preset: str | None = None) -> Checkpoint:
+    """Verify (without pinning) and read a .pth/.safetensors file (or its cached copy) into CPU tensors.
+
+    A damaged or wrong file raises HPError and is never unpickled. Call ``confirm_checkpoint`` after the
+    strict load succeeded: only then is the file pinned and its cache written.
+    """
+    from ..checkpoint import read_state_dict
+
+    entry = M.get_entry(entry_id)
+    if entry.format not in ("pth", "safetensors"):
+        raise HPError(f"{entry.local_path} is a {entry.format} file, not a checkpoint of tensors.")
+    res = V.verify(entry_id, search_dirs, preset=preset, pin=False)
+    if not res.ok:
+        raise HPError(res.message)
+    if entry.format == "safetensors" or res.path.suffix == ".safetensors":
+        return Checkpoint(read_state_dict(res.path, component=entry.component), res, True, cache_dir)
+    for root in _cache_dirs(res.base, cache_dir):
+        cached = cache_path(res, root)
+        if cached.is_file():
+            try:
+                return Checkpoint(read_state_dict(cached, component=entry.component), res, True, cache_dir)
+            except HPError:
+                cached.unlink(missing_ok=True)  # a damaged cache is rebuilt from the verified .pth
+    return Checkpoint(read_state_dict(res.path, component=entry.component), res, False, cache_dir)
+
+
+def confirm_checkpoint(ckpt: Checkpoint) -> None:
+    """The checkpoint loaded strictly: pin its file and, for a .pth, keep the safetensors copy."""
+    V.confirm(ckpt.result)
+    if ckpt.from_cache:
+        return
+    res = ckpt.result
+    st = res.path.stat()
+    meta = {"source": res.path.relative_to(res.base).as_posix(), "source_size": str(st.st_size),
+            "source_mtime_ns": str(st.st_mtime_ns), "source_sha256": res.sha256 or ""}
+    stem = _cache_stem(res)
+    for root in _cache_dirs(res.base, ckpt.cache_dir):
+        cached = cache_path(res, root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            _save_safetensors(ckpt.state, cached, meta)
+        except OSError:
+            continue  # not writable: try the next cache folder, else keep no copy
+        for old in root.glob(f"{stem}.*.safetensors"):
+            if old != cached and re.fullmatch(r"[0-9a-f]{16}", old.name[len(stem) + 1:-12]):
+                old.unlink(missing_ok=True)
+        break
+
+
+def load_checkpoint(entry_id: str, search_dirs, *, cache_dir: str | os.PathLike | None = None,
+                    preset: str | None = None) -> dict:
+    """Verified state dict (name -> CPU tensor) of a checkpoint whose structure has been checked, pinned
+    and cached (read_checkpoint + confirm_checkpoint, for callers that load it right away)."""
+    ckpt = read_checkpoint(entry_id, search_dirs, cache_dir=cache_dir, preset=preset)
+    confirm_checkpoint(ckpt)
+    return ckpt.state

@@ -1,0 +1,163 @@
+"""Downloading from the Hugging Face Hub: only what is missing or damaged, verified before it is kept.
+
+Each file is asked for at its path in its repository (``filename``) and written where the pack keeps it
+(``local_path``: hf_hub_download's local_dir is the part of local_path before filename).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from ..errors import HPError
+from . import lock as K
+from . import locations as L
+from . import manifest as M
+from . import verification as V
+from .messages import gated_message, missing_message
+
+
+def offline_requested() -> bool:
+    """True when HF_HUB_OFFLINE asks huggingface_hub not to touch the network."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    try:
+        from huggingface_hub import constants
+        return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+    except ImportError:
+        return False
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    """Network trouble (no connection, DNS, timeout, offline mode) rather than an answer from the Hub."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        name, module = type(err).__name__, type(err).__module__
+        if name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError"):
+            return True
+        if isinstance(err, (ConnectionError, TimeoutError)):
+            return True
+        if module.split(".")[0] in ("httpx", "httpx2", "httpcore", "requests", "urllib3") and \
+                any(s in name for s in ("Connect", "Timeout", "Network", "Proxy", "Protocol")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _hub_download(**kwargs) -> str:
+    import huggingface_hub  # attribute looked up per call, so tests can patch it
+    return huggingface_hub.hf_hub_download(**kwargs)
+
+
+def _hub_etag(local_dir: Path, filename: str) -> str | None:
+    """The etag huggingface_hub recorded for a file it downloaded into local_dir (sha256 for LFS files)."""
+    meta = local_dir / ".cache" / "huggingface" / "download" / (filename + ".metadata")
+    try:
+        lines = meta.read_text(encoding="utf-8").splitlines()
+        return lines[1].strip().strip('"') if len(lines) > 1 else None
+    except OSError:
+        return None
+
+
+def _local_dir(entry: M.WeightEntry, dest: Path) -> Path:
+    return dest / entry.local_dir_prefix if entry.local_dir_prefix else dest
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:200]
+
+
+def download(search_dirs, *, ids: Sequence[str] | None = None, include_optional: bool = False,
+             token: str | None = None, skip: Iterable[str] = (), log: Callable[[str], None] = print) -> list[Path]:
+    """Fetch the files that are missing or damaged into search_dirs[0]; return the paths written.
+
+    Needs huggingface_hub. ``ids`` picks files (default: every required file, plus the optional ones with
+    ``include_optional``; files the pack ships a copy of are skipped). ``token`` defaults to HF_TOKEN.
+    ``skip``: ids not to fetch (e.g. 'svd_vae' when the user has a VAE). Raises HPError for gated
+    repositories without access, offline mode and connection failures.
+    """
+    dirs = L.as_dirs(search_dirs)
+    if not dirs:
+        raise HPError("No models folder to download into.", hint="Pass --models-dir or set HP_MODELS_DIR.")
+    dest = dirs[0]
+    skip = set(skip)
+    if ids is not None:
+        entries = [M.get_entry(i) for i in ids]
+    else:
+        entries = [e for e in M.load_manifest() if (e.required or include_optional) and not e.bundled]
+    todo = []
+    for entry in entries:
+        if entry.id in skip:
+            continue
+        found = L.locate(entry, dirs)
+        if found is not None:
+            res = V.verify(entry.id, dirs)
+            if res.ok:
+                continue
+            base, path, _ = found
+            log(f"{path} is not usable ({res.reason}); fetching the published file.")
+            if path == dest / entry.local_path:  # files elsewhere stay; the fresh copy is found first
+                path.unlink()
+                K.unpin(base, entry.local_path)
+        todo.append(entry)
+    if not todo:
+        return []
+    if offline_requested():
+        raise HPError(missing_message(todo, dirs, "Offline mode (HF_HUB_OFFLINE=1) is on, so nothing was "
+                                      "downloaded; these files are missing", suggest_download=False))
+    try:
+        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
+                                            RepositoryNotFoundError, RevisionNotFoundError)
+    except ImportError as err:
+        raise HPError("Downloading needs the huggingface_hub package (`pip install huggingface_hub`).\n"
+                      + missing_message(todo, dirs, suggest_download=False)) from err
+    dest.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    gated: list[M.WeightEntry] = []
+    failed: list[str] = []
+    for i, entry in enumerate(todo):
+        log(f"[{i + 1}/{len(todo)}] {entry.repo}@{entry.revision[:12]} {entry.filename} -> {dest / entry.local_path}")
+        local_dir = _local_dir(entry, dest)
+        try:
+            local_dir.mkdir(parents=True, exist_ok=True)
+            path = Path(_hub_download(repo_id=entry.repo, filename=entry.filename, revision=entry.revision,
+                                      local_dir=str(local_dir), token=token or None))
+        except Exception as err:  # noqa: BLE001 - sorted below; anything unknown is re-raised
+            if _is_connection_error(err):  # checked first: LocalEntryNotFoundError is an EntryNotFoundError
+                raise HPError(missing_message(todo[i:], dirs, f"No connection to the Hugging Face Hub "
+                                              f"({_short(err)}); files already fetched are kept; these are "
+                                              f"still missing", suggest_download=False)) from err
+            if isinstance(err, GatedRepoError) or (isinstance(err, RepositoryNotFoundError) and entry.gated):
+                # Without a token some huggingface_hub versions report a gated repository as not found (401).
+                gated.append(entry)
+            elif isinstance(err, RepositoryNotFoundError):
+                failed.append(f"{entry.local_path}: repository {entry.repo} not found ({_short(err)})")
+            elif isinstance(err, (EntryNotFoundError, RevisionNotFoundError)):
+                failed.append(f"{entry.local_path}: {entry.filename}@{entry.revision} is not in {entry.repo} "
+                              f"({_short(err)}); the manifest may be outdated: update the node pack")
+            elif isinstance(err, HfHubHTTPError):
+                failed.append(f"{entry.local_path}: the Hub answered with an error ({_short(err)}); "
+                              f"it may be busy, so try again later")
+            else:
+                raise
+            continue
+        res = V.verify(entry.id, [dest], etag=_hub_etag(local_dir, entry.filename),
+                       origin=f"{entry.repo}@{entry.revision}")
+        if not res.ok:
+            path.unlink(missing_ok=True)
+            K.unpin(dest, entry.local_path)
+            failed.append(f"{entry.local_path}: the download failed verification ({res.reason})")
+            continue
+        written.append(path)
+    problems = []
+    if gated:
+        problems.extend(gated_message(e, dest) for e in {e.repo: e for e in gated}.values())
+        problems.append("Still missing: " + ", ".join(e.local_path for e in gated) + ".")
+    problems.extend(failed)
+    if problems:
+        raise HPError(f"Some weights could not be downloaded into {dest.resolve()}:\n" + "\n".join(problems))
+    return written
+
