@@ -103,23 +103,24 @@ class Recorder:
 
 
 def test_decoded_frames_stream_to_the_writer_unchanged(monkeypatch, tmp_path):
-    """11 latents (not a multiple of the decode chunk of 8): chunks equal one decode over everything,
+    """11 output frames with 2 padding frames each side (not a multiple of the decode chunk of 8): the
+    streamed chunks, counted from padded frame 0 as the release does, equal one decode over everything,
     truncated to uint8 as the release writes frames; the paste-back writer gets each frame pasted."""
     from hp_core.preprocess import paste_back
 
     torch.manual_seed(0)
     models = P.random_models("tiny", seed=0)
-    latents = torch.randn(11, 4, 8, 8) * 0.5
+    padded = torch.randn(2 + 11 + 2, 4, 8, 8) * 0.5
     source = np.full((40, 50, 3), 90, np.uint8)
     plan = R.Plan(source, V.VideoInfo(64, 64, 10.0, 1.1, False), {}, [], torch.device("cpu"), {})
     req = R.RunRequest(image=tmp_path / "i.png", video=tmp_path / "v.mp4", out=tmp_path / "o.mp4",
-                       paste_back=tmp_path / "p.mp4")
+                       paste_back=tmp_path / "p.mp4", settings=P.Settings(pad=2))
     Recorder.made = []
     monkeypatch.setattr(V, "VideoWriter", Recorder)
-    R.write_outputs(req, models, latents, (5, 2, 37, 34), plan)
+    R.write_outputs(req, models, padded, (5, 2, 37, 34), plan)
     crop, full = Recorder.made
-    whole = (P.decode_latents(models, latents, 8).numpy() * 255).astype(np.uint8)
-    assert [len(f) for f in crop.frames] == [8, 3]
+    whole = (P.decode_latents(models, padded, 8, pad=2).numpy() * 255).astype(np.uint8)
+    assert [len(f) for f in crop.frames] == [6, 5]  # padded chunks [0, 8) and [8, 15), padding cut
     np.testing.assert_array_equal(np.concatenate(crop.frames), whole)
     np.testing.assert_array_equal(np.concatenate(full.frames)[10], paste_back(source, whole[10], (5, 2, 37, 34)))
     assert crop.state == full.state == "committed"
