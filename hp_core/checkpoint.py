@@ -78,14 +78,20 @@ def _is_zip(path: Path) -> bool:
     return zipfile.is_zipfile(path)
 
 
+def key_differences(got: Mapping[str, tuple], expected: Mapping[str, tuple]) -> tuple[list, list, list]:
+    """(missing, unexpected, wrong-shape) keys of ``got`` against ``expected`` (key -> shape), each sorted."""
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    return missing, unexpected, wrong
+
+
 def check_state_dict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *,
                      component: str, source: str = "the given weights") -> None:
     """Raise HPError unless ``state`` has exactly the keys and shapes of ``module.state_dict()``."""
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    missing, unexpected, wrong = key_differences(got, expected)
     if not (missing or unexpected or wrong):
         return
     parts = []

@@ -179,15 +179,13 @@ def _vae_keys(index: dict) -> dict:
 def compare_checkpoint(index: dict[str, TensorInfo], component: str, preset: str) -> str | None:
     """None when the keys and shapes are those of ``component`` at ``preset``; else what differs and what
     the file looks like instead."""
-    from ..checkpoint import guess_component
+    from ..checkpoint import guess_component, key_differences
 
     got = {k: v.shape for k, v in (_vae_keys(index) if component == "vae" else index).items()}
     want = expected_shapes(component, preset)
     if got == want:
         return None
-    missing = sorted(set(want) - set(got))
-    unexpected = sorted(set(got) - set(want))
-    wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+    missing, unexpected, wrong = key_differences(got, want)
     parts = []
     if missing:
         parts.append(f"{len(missing)} of its {len(want)} tensors are missing (e.g. {missing[0]})")
