@@ -132,7 +132,7 @@ def test_one_precision_table_for_library_cli_and_nodes():
     from nodes import loader
 
     f16, f32, bf16 = torch.float16, torch.float32, torch.bfloat16
-    release = {"unet": f16, "dino": f16, "image_proj": f16, "pose_guider": f16,  # OFFICIAL_INFERENCE.md
+    release = {"unet": f16, "dino": f16, "image_proj": f16, "pose_guider": f16,  # the release's precisions
                "motion_proj": f32, "expression": f32, "headpose": f32, "vae": f32}
     cuda = torch.device("cuda")
     assert precision_dtypes("auto", cuda) == release == DEFAULT_DTYPES
