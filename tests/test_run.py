@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from fakes import portrait, write_fake_arcface, write_fake_yolo
+from fakes import portrait
 from hp_core import pipeline as P
 from hp_core import run as R
 from hp_core import video as V
-from hp_core import weights as W
+from nodes_env import make_models_dir
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -25,10 +24,7 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
-    models = d / "models"
-    W.write_random_weights(models, "tiny", log=lambda s: None)
-    write_fake_yolo(models / "yoloface_v5m.pt")
-    write_fake_arcface(models / "arcface.onnx")
+    make_models_dir(d / "models")
     Image.fromarray(portrait()).save(d / "face.png")
     frames = np.stack([portrait(64, 64, (12 + t % 9, 14, 40 + t % 9, 46)) for t in range(30)])
     subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x64",

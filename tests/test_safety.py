@@ -20,7 +20,7 @@ from PIL import Image
 from fakes import portrait, write_fake_arcface, write_fake_yolo
 from hp_core import cli
 from hp_core import preprocess as PP
-from hp_core import weights as W
+from nodes_env import make_models_dir
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -46,10 +46,7 @@ def make_clip(path: Path, frames: int = 4, audio: bool = True) -> Path:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     d = tmp_path_factory.mktemp("safety")
-    models = d / "models"
-    W.write_random_weights(models, "tiny", log=lambda s: None)
-    write_fake_yolo(models / "yoloface_v5m.pt")
-    write_fake_arcface(models / "arcface.onnx")
+    make_models_dir(d / "models")
     Image.fromarray(portrait()).save(d / "face.png")
     make_clip(d / "drive_audio.mp4", audio=True)
     make_clip(d / "drive_silent.mp4", audio=False)
