@@ -29,10 +29,14 @@ def _conditions(models, frames, settings):
     return P.build_conditions(app, motion.tokens, cond, None, settings), ref
 
 
-def _count_unet(models):
+def _sample_counting_unet_calls(models, cond, ref, settings, noise):
+    """sample_latents' result and the batch size of every UNet call it made."""
     calls = []
     handle = models.unet.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
-    return calls, handle
+    try:
+        return P.sample_latents(models, cond, ref, settings, noise=noise), calls
+    finally:
+        handle.remove()
 
 
 def test_zero_token_rows_equal_to_out_of_the_value_bias():
@@ -61,11 +65,7 @@ def test_branch_modes_equal_release_loop_tightly(models, mode):
                           branch_mode=mode)
     cond, ref = _conditions(models, 6, settings)
     noise = P.initial_noise(settings, cond.length, (8, 8))
-    calls, handle = _count_unet(models)
-    try:
-        ours = P.sample_latents(models, cond, ref, settings, noise=noise)
-    finally:
-        handle.remove()
+    ours, calls = _sample_counting_unet_calls(models, cond, ref, settings, noise)
     with torch.no_grad():
         want = release_loop(models, cond, ref, settings, noise)
     torch.testing.assert_close(ours, want, rtol=2e-5, atol=2e-5)
@@ -89,11 +89,7 @@ def test_empty_interval_runs_one_unet_evaluation_per_window_per_step(models):
                           guidance_interval=(1e5, 1e6))  # above sigma_max: no step is guided
     cond, ref = _conditions(models, 6, settings)
     noise = P.initial_noise(settings, cond.length, (8, 8))
-    calls, handle = _count_unet(models)
-    try:
-        ours = P.sample_latents(models, cond, ref, settings, noise=noise)
-    finally:
-        handle.remove()
+    ours, calls = _sample_counting_unet_calls(models, cond, ref, settings, noise)
     windows = math.ceil(cond.length / 6)
     assert calls == [1] * windows * 4  # one UNet call of batch 1 (the full branch) per window per step
     # outside the interval guidance is off: the same as guidance scales of 1 (out = full) on every step
