@@ -174,17 +174,24 @@ def test_loader_node_reports_every_problem_at_once(tiny_dir, tmp_path, monkeypat
 
 # ------------------------------------------------------------------------- layouts users already have
 
+@pytest.fixture
+def hub_calls(monkeypatch):
+    """Every download the code asks the Hub for (none is served): the list stays empty when nothing is fetched."""
+    import huggingface_hub
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **k: calls.append(k))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return calls
+
+
 def _release_files(root: Path, tiny_dir: Path, pth_dir: str) -> None:
     for n in COMPONENTS:
         (root / pth_dir).mkdir(parents=True, exist_ok=True)
         shutil.copy(tiny_dir / "hyportrait" / f"{n}.pth", root / pth_dir / f"{n}.pth")
 
 
-def test_release_pretrained_weights_folder_is_used_without_download(tiny_dir, tmp_path, monkeypatch):
-    import huggingface_hub
-    calls = []
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **k: calls.append(k))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def test_release_pretrained_weights_folder_is_used_without_download(tiny_dir, tmp_path, hub_calls):
+    calls = hub_calls
     # As the release's README leaves it: pretrained_weights/{hyportrait/*.pth, arcface.onnx, yoloface_v5m.pt, vae/}
     pw = tmp_path / "pretrained_weights"
     _release_files(pw, tiny_dir, "hyportrait")
@@ -204,11 +211,8 @@ def test_release_pretrained_weights_folder_is_used_without_download(tiny_dir, tm
     assert W.resolve("yoloface", [tmp_path]) == pw / "yoloface_v5m.pt"
 
 
-def test_local_dir_root_layout_is_used_without_download(tiny_dir, tmp_path, monkeypatch):
-    import huggingface_hub
-    calls = []
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **k: calls.append(k))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def test_local_dir_root_layout_is_used_without_download(tiny_dir, tmp_path, hub_calls):
+    calls = hub_calls
     # `huggingface-cli download tencent/HunyuanPortrait --local-dir X`: the seven files at X's root
     x = tmp_path / "X"
     _release_files(x, tiny_dir, ".")
