@@ -22,7 +22,7 @@ from .memory import check_decoding, plan_sampling
 from .models.sdpa import sdpa_backends
 from .sampling.denoiser import BRANCH_MODES, Conditions, GuidanceSettings, PortraitDenoiser, planned_evaluations
 from .sampling.guidance import pad_frames, pad_motion, unpad
-from .sampling.samplers import SAMPLERS, sample
+from .sampling.samplers import SAMPLERS, sample, step_reporter
 from .sampling.schedules import SCHEDULES, get_sigmas
 from .sampling.windows import validate_windows
 
@@ -352,9 +352,11 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
     ``keep_padding`` the whole padded sequence (pad + F + pad, 4, h, w), which ``decode_latents(..., pad=)``
     needs to decode as the release does.
 
-    ``preview(done, total, denoised)`` sees each step's denoised estimate (1, L, 4, h, w) of the built-in
-    samplers (a ComfyUI SAMPLER reports it through its own callback).
-    ``sampler_fn(denoiser, x, sigmas) -> x`` replaces the built-in sampler (e.g. a ComfyUI SAMPLER);
+    ``progress(done, total)`` and ``preview(done, total, denoised)`` see each step (denoised: the estimate
+    (1, L, 4, h, w)), whichever sampler runs.
+    ``sampler_fn`` replaces the built-in sampler: a function with k-diffusion's signature
+    ``(model, x, sigmas, extra_args=None, callback=None, disable=None) -> x`` (a registered sampler's
+    ``function``, or a ComfyUI SAMPLER through nodes/comfy_sampler), called with ``extra_args={"seed": seed}``;
     ``sigmas`` replaces the schedule (e.g. a ComfyUI SIGMAS input); ``noise`` replaces the seeded noise.
     """
     settings.validate()
@@ -384,16 +386,10 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
         log.info("sampling: %d UNet evaluations planned (one branch over one window each; samplers with several "
                  "model calls per step multiply it), branch mode %s", planned_evaluations(sig, length, guidance),
                  plan.branch_mode)
-        total = sig.numel() - 1
-
-        def callback(i, _total, _x, denoised):
-            if progress is not None:
-                progress(i + 1, total)
-            if preview is not None:
-                preview(i + 1, total, denoised)
-
+        callback = step_reporter(sig.numel() - 1, progress, preview)
         if sampler_fn is not None:
-            x = sampler_fn(denoiser, x, sig.float())
+            x = sampler_fn(denoiser, x, sig.float(), extra_args={"seed": int(settings.seed)}, callback=callback,
+                           disable=True)
         else:
             gen = torch.Generator("cpu").manual_seed((int(settings.seed) + 1) % (SEED_MAX + 1))
             x = sample(settings.sampler, denoiser, x, sig.float(), generator=gen, callback=callback,

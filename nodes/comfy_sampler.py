@@ -81,26 +81,18 @@ class ComfyDenoiser:
         return self.denoiser(x, sigma)
 
 
-def sampler_function(sampler, seed: int, progress: Callable[[int, int], None] | None = None,
-                     preview: Callable[[int, int, torch.Tensor], None] | None = None):
-    """A ``sampler_fn(denoiser, x, sigmas)`` for hp_core.pipeline.sample_latents from a ComfyUI SAMPLER
-    (``preview(done, total, denoised)`` sees each step's denoised estimate)."""
+def sampler_function(sampler):
+    """The k-diffusion style function (``fn(model, x, sigmas, extra_args=None, callback=None, disable=None)``)
+    that hp_core.pipeline.sample_latents takes as ``sampler_fn``, running a ComfyUI SAMPLER on our
+    denoiser with the SAMPLER's own options."""
     if not hasattr(sampler, "sampler_function"):
         raise HPError(f"The SAMPLER input ({type(sampler).__name__}) is not a k-diffusion style ComfyUI sampler.",
                       hint="Connect KSamplerSelect or another node that outputs a KSAMPLER.")
     options = dict(getattr(sampler, "extra_options", {}) or {})
 
-    def run(denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-        total = len(sigmas) - 1
-
-        def callback(info):
-            if progress is not None:
-                progress(int(info["i"]) + 1, total)
-            if preview is not None and info.get("denoised") is not None:
-                preview(int(info["i"]) + 1, total, info["denoised"])
-
-        return sampler.sampler_function(ComfyDenoiser(denoiser), x, sigmas, extra_args={"seed": int(seed)},
-                                        callback=callback, disable=True, **options)
+    def run(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args=None, callback=None, disable=None):
+        return sampler.sampler_function(ComfyDenoiser(model), x, sigmas, extra_args=extra_args, callback=callback,
+                                        disable=disable, **options)
 
     return run
 

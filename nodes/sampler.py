@@ -146,8 +146,7 @@ class HunyuanPortraitSampler:
         cond_latents = self.conditioning_latents(models, appearance, settings)
         conditions = build_conditions(appearance.tokens, motion.tokens, cond_latents,
                                       pose_frames(pose, frames, resolution), settings)
-        run = (comfy_sampler.sampler_function(sampler, seed, progress, progress.preview) if sampler is not None
-               else None)
+        run = comfy_sampler.sampler_function(sampler) if sampler is not None else None
         with bridge.readable_errors("sampling", "context_window (e.g. 16), the resolution or the precision"):
             padded = sample_latents(models, conditions, appearance.ref_latents, settings, progress=progress,
                                     should_cancel=bridge.interrupted, sampler_fn=run, sigmas=schedule,

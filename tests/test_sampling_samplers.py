@@ -1,12 +1,13 @@
 """Samplers on an analytic problem: Gaussian data N(mu, s^2) has the exact denoiser (s^2 x + sigma^2 mu)/(s^2 + sigma^2)."""
 
+import inspect
 import math
 
 import pytest
 import torch
 
 from hp_core.errors import HPError
-from hp_core.sampling import SAMPLERS, STOCHASTIC_SAMPLERS, Cancelled, draw_noise, get_sigmas, sample
+from hp_core.sampling import REGISTRY, SAMPLERS, STOCHASTIC_SAMPLERS, Cancelled, draw_noise, get_sigmas, sample
 from hp_core.sampling.v_prediction import c_noise, denoised_to_v, scale_input, v_to_denoised
 
 MU, S, SMAX = 0.7, 0.5, 80.0
@@ -178,7 +179,7 @@ def test_cancel_raises_between_steps_and_a_later_call_works(z, name):
     with pytest.raises(Cancelled) as info:
         sample(
             name, model, x, sig, generator=torch.Generator().manual_seed(5),
-            should_cancel=should_cancel, callback=lambda i, n, xx, d: done.append(i),
+            should_cancel=should_cancel, callback=lambda info: done.append(info["i"]),
         )
     assert isinstance(info.value, HPError) and info.value.step == 2
     assert done == [0, 1]
@@ -189,12 +190,21 @@ def test_cancel_raises_between_steps_and_a_later_call_works(z, name):
     assert torch.equal(again, fresh)
 
 
-def test_callback_sees_every_step_in_order(z):
+def test_callback_sees_every_step_in_order_as_a_k_diffusion_dict(z):
     seen = []
     sig = get_sigmas("karras", 5, sigma_max=SMAX)
-    out = sample("heun", gaussian_denoiser, start(z[:50]), sig, callback=lambda i, n, x, d: seen.append((i, n, x)))
-    assert [(i, n) for i, n, _ in seen] == [(i, 5) for i in range(5)]
-    assert torch.equal(seen[-1][2], out)
+    x0 = start(z[:50])
+    out = sample("heun", gaussian_denoiser, x0, sig, callback=seen.append)
+    assert [info["i"] for info in seen] == list(range(5))
+    assert all(set(info) == {"x", "i", "sigma", "sigma_hat", "denoised"} for info in seen)
+    assert [float(info["sigma"]) for info in seen] == sig[:-1].tolist()
+    # "x" is the sample the step started from, "denoised" the model's estimate there (k-diffusion's meaning).
+    assert torch.equal(seen[0]["x"], x0)
+    for info in seen:
+        assert torch.equal(info["denoised"], gaussian_denoiser(info["x"], info["sigma"].reshape(1)))
+    # The last step (Heun's plain Euler step to sigma 0) ends on the returned sample.
+    last = seen[-1]
+    assert torch.equal(out, last["x"] + (last["x"] - last["denoised"]) / last["sigma"] * (0 - last["sigma"]))
 
 
 def test_model_gets_a_sigma_batch_and_extra_args():
@@ -244,3 +254,43 @@ def test_bad_arguments_raise_before_the_model_runs():
         with pytest.raises(HPError):
             sample("euler", model, x, bad)
     assert calls == []
+
+
+# ---------------------------------------------------------------------------------------------- the registry
+KDIFF_PARAMS = ["model", "x", "sigmas", "extra_args", "callback", "disable"]
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_registry_entry_has_k_diffusion_signature_options_and_randomness(name):
+    spec = REGISTRY[name]
+    params = inspect.signature(spec.function).parameters
+    assert list(params)[:6] == KDIFF_PARAMS
+    assert all(params[p].default is None for p in KDIFF_PARAMS[3:])
+    extra = {p: v.default for p, v in params.items() if p not in KDIFF_PARAMS}
+    # Every option the registry lists is a keyword of the function with the same default, and the only
+    # other keyword is noise_sampler, which exactly the stochastic samplers take.
+    assert {p: d for p, d in extra.items() if p != "noise_sampler"} == dict(spec.options)
+    assert ("noise_sampler" in extra) == spec.stochastic == (name in STOCHASTIC_SAMPLERS)
+    assert SAMPLERS == tuple(REGISTRY)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_registry_function_called_the_way_comfyui_ksampler_calls_it_equals_sample(z, name):
+    """ComfyUI's KSAMPLER.sample calls sampler_function(model_k, noise, sigmas, extra_args=..., callback=...,
+    disable=..., **extra_options), with the seed and model_options in extra_args, which reach the model."""
+    spec = REGISTRY[name]
+    sig = get_sigmas("karras", 6, sigma_max=SMAX)
+    x = start(z[:64])
+    seen_extra, steps = [], []
+
+    def model_k(xx, sigma, model_options=None, seed=None):
+        seen_extra.append((model_options, seed))
+        return gaussian_denoiser(xx, sigma)
+
+    theirs = spec.function(model_k, x, sig, extra_args={"model_options": {"k": 1}, "seed": 11},
+                           callback=lambda info: steps.append(info["i"]), disable=True, **spec.options)
+    ours = sample(name, gaussian_denoiser, x, sig, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(theirs, ours)  # the same numbers; stochastic ones seeded from extra_args["seed"]
+    assert seen_extra
+    assert all(opts == {"k": 1} and seed == 11 for opts, seed in seen_extra)
+    assert steps == list(range(6))
