@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..errors import HPError
+from .schedules import check_sigma_values
 
 Denoiser = Callable[..., torch.Tensor]
 StepCallback = Callable[[dict], None]
@@ -145,11 +146,7 @@ def _check_sigmas(sigmas: torch.Tensor) -> None:
             "Sigmas must be a 1-D tensor with at least two entries (start and end noise level).",
             hint="Build them with hp_core.sampling.get_sigmas.",
         )
-    vals = sigmas.detach().double().cpu()
-    if not bool(torch.isfinite(vals).all()) or bool((vals[:-1] <= 0).any()) or float(vals[-1]) < 0:
-        raise HPError("Sigmas must be finite, positive, and only the last may be 0.", hint="Check the sigma list.")
-    if bool((vals[1:] >= vals[:-1]).any()):
-        raise HPError("Sigmas must be strictly descending.", hint="Sort them from the largest noise level down.")
+    check_sigma_values(sigmas.detach().double().cpu().tolist())
 
 
 class _Loop:

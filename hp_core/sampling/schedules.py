@@ -70,6 +70,17 @@ def get_sigmas(
     return torch.from_numpy(levels)
 
 
+def check_sigma_values(vals: Sequence[float]) -> None:
+    """The one rule for a sigma schedule: finite, positive, strictly descending; only the last may be 0."""
+    if any(not math.isfinite(v) or v <= 0 for v in vals[:-1]) or not math.isfinite(vals[-1]) or vals[-1] < 0:
+        raise HPError(
+            "Sigmas must be finite and positive (only the last one may be 0).",
+            hint="Remove zero, negative or infinite entries from the list.",
+        )
+    if any(b >= a for a, b in zip(vals, vals[1:])):
+        raise HPError("Sigmas must be strictly descending.", hint="Sort the list from the largest noise level down.")
+
+
 def custom_sigmas(values: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """Validate a user sigma list (descending, positive, finite) and append the final 0 if missing."""
     try:
@@ -83,14 +94,7 @@ def custom_sigmas(values: Sequence[float] | torch.Tensor) -> torch.Tensor:
         raise HPError("The sigma list is empty.", hint="Give at least one positive sigma, e.g. 14.6, 1.1, 0.")
     if vals[-1] != 0.0:
         vals.append(0.0)
-    body = vals[:-1]
-    if any(not math.isfinite(v) or v <= 0 for v in body):
-        raise HPError(
-            "Sigmas must be finite and positive (only the last one may be 0).",
-            hint="Remove zero, negative or infinite entries from the list.",
-        )
-    if any(b >= a for a, b in zip(vals, vals[1:])):
-        raise HPError("Sigmas must be strictly descending.", hint="Sort the list from the largest noise level down.")
+    check_sigma_values(vals)
     return torch.tensor(vals, dtype=torch.float32)
 
 
