@@ -61,3 +61,13 @@ def test_every_third_party_import_is_listed():
     third_party = {m for m in _imported_modules() if m not in stdlib | ours | HOST}
     listed = {MODULE_OF[d] for d in _requirements() if d in MODULE_OF}
     assert third_party <= listed, f"imported but not listed: {sorted(third_party - listed)}"
+
+
+def test_test_requirements_add_no_second_onnxruntime_or_opencv():
+    """Installing the test requirements into a pack's environment keeps its onnxruntime-gpu and OpenCV:
+    they include requirements.txt as is, and list no other distribution of the same modules."""
+    lines = [l.split("#")[0].strip() for l in (ROOT / "requirements-test.txt").read_text().splitlines()]
+    assert "-r requirements.txt" in lines
+    extra = _names(l for l in lines if l and not l.startswith("-r"))
+    assert extra and not any(d.startswith(("onnxruntime", "opencv")) for d in extra), extra
+    assert {MODULE_OF[d] for d in _requirements() if d in MODULE_OF} >= {"onnxruntime", "cv2"}
