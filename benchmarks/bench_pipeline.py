@@ -70,11 +70,11 @@ class _PeakMeter:
 
 
 def prepare(preset: str, device, size: int, frames: int, window: int, steps: int, *, path: str = "batched",
-            interval=(0.3, 15.0)):
+            interval=(0.3, 15.0), pad: int = 15):
     """Random-weight models of a preset on ``device`` (UNet, pose guider, DINO and image projection in fp16 on
     CUDA) and every input of the sampling stage for ``frames`` driving frames at ``size`` x ``size`` pixels:
     (models, conditions, reference latents, settings, noise). ``path`` picks the branch mode and interval as
-    run_one's paths do. Also used by bench_preview.py."""
+    run_one's paths do; ``pad`` frames pad each side (the release: 15). Also used by bench_preview.py."""
     import torch
 
     from hp_core import pipeline as P
@@ -89,7 +89,7 @@ def prepare(preset: str, device, size: int, frames: int, window: int, steps: int
             getattr(models, name).to(device)
     d = models.dims
     settings = P.Settings(steps=steps, height=size, width=size, window=window, overlap=min(3, window - 1),
-                          branch_mode="sequential" if path == "sequential" else "batched",
+                          pad=pad, branch_mode="sequential" if path == "sequential" else "batched",
                           guidance_interval=tuple(interval) if path == "interval" else None)
     g = torch.Generator().manual_seed(0)
     app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
