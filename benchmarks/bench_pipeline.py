@@ -69,6 +69,40 @@ class _PeakMeter:
         return False
 
 
+def prepare(preset: str, device, size: int, frames: int, window: int, steps: int, *, path: str = "batched",
+            interval=(0.3, 15.0), pad: int = 15):
+    """Random-weight models of a preset on ``device`` (UNet, pose guider, DINO and image projection in fp16 on
+    CUDA) and every input of the sampling stage for ``frames`` driving frames at ``size`` x ``size`` pixels:
+    (models, conditions, reference latents, settings, noise). ``path`` picks the branch mode and interval as
+    run_one's paths do; ``pad`` frames pad each side (the release: 15). Also used by bench_preview.py."""
+    import torch
+
+    from hp_core import pipeline as P
+
+    device = torch.device(device)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    models = P.random_models(preset, seed=0, device=device)
+    if device.type == "cuda":
+        for name in ("unet", "pose_guider", "dino", "image_proj"):
+            getattr(models, name).to(device, torch.float16)
+        for name in ("vae", "motion_proj", "expression", "headpose"):
+            getattr(models, name).to(device)
+    d = models.dims
+    settings = P.Settings(steps=steps, height=size, width=size, window=window, overlap=min(3, window - 1),
+                          pad=pad, branch_mode="sequential" if path == "sequential" else "batched",
+                          guidance_interval=tuple(interval) if path == "interval" else None)
+    g = torch.Generator().manual_seed(0)
+    app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
+                              torch.randn(512, generator=g))
+    chunks = -(-frames // 25)
+    motion = P.encode_motion(models, torch.rand(frames, 3, 64, 64, generator=g),
+                             torch.rand(frames, 3, 64, 64, generator=g), [(10, 20)] * chunks)
+    ref, cond_lat = P.encode_reference(models, torch.rand(1, 3, size, size, generator=g) * 2 - 1)
+    cond = P.build_conditions(app, motion.tokens, cond_lat, None, settings)
+    noise = P.initial_noise(settings, cond.length, tuple(ref.shape[-2:]))
+    return models, cond, ref, settings, noise
+
+
 def run_one(args) -> dict:
     """One measurement (run in its own process so memory figures do not leak between runs)."""
     import torch
@@ -77,31 +111,11 @@ def run_one(args) -> dict:
     from release_reference import release_loop
 
     device = torch.device(args.device)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    models = P.random_models(args.preset, seed=0, device=device)
-    if device.type == "cuda":
-        for name in ("unet", "pose_guider", "dino", "image_proj"):
-            getattr(models, name).to(device, torch.float16)
-        for name in ("vae", "motion_proj", "expression", "headpose"):
-            getattr(models, name).to(device)
-    d = models.dims
-    settings = P.Settings(steps=args.steps, height=args.size, width=args.size, window=args.window,
-                          overlap=min(3, args.window - 1),
-                          branch_mode="sequential" if args.path == "sequential" else "batched",
-                          guidance_interval=tuple(args.interval) if args.path == "interval" else None)
+    models, cond, ref, settings, noise = prepare(args.preset, device, args.size, args.frames, args.window,
+                                                 args.steps, path=args.path, interval=args.interval)
     if args.path == "fp32":
         models.unet.float()
         models.pose_guider.float()
-    g = torch.Generator().manual_seed(0)
-    frames = args.frames
-    app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
-                              torch.randn(512, generator=g))
-    chunks = -(-frames // 25)
-    motion = P.encode_motion(models, torch.rand(frames, 3, 64, 64, generator=g),
-                             torch.rand(frames, 3, 64, 64, generator=g), [(10, 20)] * chunks)
-    ref, cond_lat = P.encode_reference(models, torch.rand(1, 3, args.size, args.size, generator=g) * 2 - 1)
-    cond = P.build_conditions(app, motion.tokens, cond_lat, None, settings)
-    noise = P.initial_noise(settings, cond.length, tuple(ref.shape[-2:]))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     latents = None
@@ -131,7 +145,7 @@ def run_one(args) -> dict:
             seconds = time.perf_counter() - t0
     if args.save and latents is not None:
         torch.save(latents.float().cpu(), args.save)
-    return {"path": args.path, "frames": frames, "peak_bytes": meter.total, "added_bytes": meter.added,
+    return {"path": args.path, "frames": args.frames, "peak_bytes": meter.total, "added_bytes": meter.added,
             "sec_per_step": seconds / args.steps}
 
 
