@@ -6,6 +6,7 @@ plain PyTorch behaviour, so the node classes run anywhere.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ except ImportError:
 MODEL_EXTENSIONS = {".pth", ".pt", ".safetensors", ".bin", ".ckpt", ".onnx", ".json"}
 WEIGHT_EXTENSIONS = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
 COMFY_VAE_PREFIX = "[models/vae] "
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------ folders
@@ -364,7 +366,9 @@ class Progress:
 
     def preview(self, done: int, total: int, denoised: torch.Tensor) -> None:
         """Send the middle frame of a denoised estimate (1, L, 4, h, w) or (L, 4, h, w), scaled SVD latents,
-        as this step's preview image. Nothing happens outside ComfyUI or with previews turned off."""
+        as this step's preview image. Nothing happens outside ComfyUI or with previews turned off. The frame
+        goes to the previewer's device (TAESD sits on ComfyUI's device; the estimate waits on the CPU), and a
+        previewer that fails turns previews off for this run with a warning: a preview never stops sampling."""
         if self._bar is None:
             return
         if self._previewer is None:
@@ -372,8 +376,14 @@ class Progress:
         if not self._previewer:
             return
         frames = denoised[0] if denoised.ndim == 5 else denoised
-        middle = frames[frames.shape[0] // 2][None].detach()
-        image = self._previewer.decode_latent_to_preview_image("JPEG", middle)
+        middle = frames[frames.shape[0] // 2][None].detach().to(torch_device())
+        try:
+            image = self._previewer.decode_latent_to_preview_image("JPEG", middle)
+        except Exception as err:  # noqa: BLE001 - any previewer failure only costs the previews
+            self._previewer = False
+            log.warning("HunyuanPortrait: live previews are off for this run, the previewer failed: %s: %s",
+                        type(err).__name__, err)
+            return
         self.total = int(total) or self.total
         self._bar.update_absolute(min(int(done), self.total), self.total, image)
 

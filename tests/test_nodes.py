@@ -366,7 +366,8 @@ def test_sampler_previews_the_middle_frame_each_step_without_changing_the_result
 
     monkeypatch.setattr(bridge, "COMFY", True)
     monkeypatch.setattr(bridge, "_cu", type("cu", (), {"ProgressBar": Bar}))
-    monkeypatch.setattr(bridge, "_mm", type("mm", (), {"processing_interrupted": staticmethod(lambda: False)}))
+    monkeypatch.setattr(bridge, "_mm", type("mm", (), {"processing_interrupted": staticmethod(lambda: False),
+                                                        "get_torch_device": staticmethod(lambda: torch.device("cpu"))}))
     monkeypatch.setattr(bridge, "latent_previewer", lambda: Previewer())
     shown = _sample(models, appearance, motion, steps=3)
     torch.testing.assert_close(shown, plain, rtol=0, atol=0)  # previews change nothing
@@ -375,6 +376,40 @@ def test_sampler_previews_the_middle_frame_each_step_without_changing_the_result
     # The last Euler step lands on its denoised estimate: the last preview is the middle of the 4 + 2 * 2
     # padded frames (index 4 = output frame 2), in the sampler's scaled latents.
     torch.testing.assert_close(seen[-1][0], plain[2] * 0.18215, rtol=1e-4, atol=1e-4)
+
+
+def test_preview_goes_to_the_previewers_device_and_a_failing_previewer_only_costs_previews(
+        models, appearance, motion, monkeypatch, caplog):
+    """TAESD sits on ComfyUI's device while the step's estimate waits on the CPU: the frame is moved there.
+    A previewer that raises (a missing TAESD file, a device mismatch) turns previews off with one warning,
+    and sampling goes on to the same result with its progress bar."""
+    plain = _sample(models, appearance, motion, steps=3)
+    updates, devices = [], []
+
+    class Bar:
+        def __init__(self, total):
+            pass
+
+        def update_absolute(self, value, total=None, preview=None):
+            updates.append((value, preview))
+
+    class BrokenPreviewer:
+        def decode_latent_to_preview_image(self, fmt, x0):
+            devices.append(x0.device.type)
+            raise RuntimeError("Expected all tensors to be on the same device")
+
+    monkeypatch.setattr(bridge, "COMFY", True)
+    monkeypatch.setattr(bridge, "_cu", type("cu", (), {"ProgressBar": Bar}))
+    monkeypatch.setattr(bridge, "_mm", type("mm", (), {"processing_interrupted": staticmethod(lambda: False)}))
+    monkeypatch.setattr(bridge, "latent_previewer", lambda: BrokenPreviewer())
+    monkeypatch.setattr(bridge, "torch_device", lambda: torch.device("meta"))  # ComfyUI's device, seen apart
+    with caplog.at_level("WARNING"):
+        shown = _sample(models, appearance, motion, steps=3)
+    torch.testing.assert_close(shown, plain, rtol=0, atol=0)
+    assert devices == ["meta"]  # moved to the previewer's device; after the failure it is not asked again
+    assert [v for v, p in updates] == [1, 2, 3] and not any(p for v, p in updates)
+    warnings = [r.getMessage() for r in caplog.records if "previews are off" in r.getMessage()]
+    assert len(warnings) == 1 and "same device" in warnings[0]
 
 
 def test_sigmas_input_replaces_the_schedule(models, appearance, motion):
