@@ -21,6 +21,32 @@ from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# What makes an example workflow run in seconds on the tiny weights, by node type: API input names, which
+# are also the frontend's widget names. The server tests set them in the API prompt, the browser tests in
+# the loaded graph's widgets.
+TINY_INPUTS = {
+    "LoadImage": {"image": "portrait.png"},
+    "LoadVideo": {"file": "driving.mp4"},
+    # The tiny VAE is fp32 (the fp16 file is not there).
+    "HunyuanPortraitModelLoader": {"preset": "tiny", "vae": "vae/diffusion_pytorch_model.safetensors"},
+    "HunyuanPortraitFaceCropMotionEncoder": {"frame_limit": 4},
+    "HunyuanPortraitAppearanceExtractor": {"resolution": 64},
+    "HunyuanPortraitSampler": {"steps": 2, "padding": 2, "context_window": 8, "context_overlap": 2},
+    "AlignYourStepsScheduler": {"steps": 3},
+}
+
+
+def write_inputs(folder: Path, portrait_hw: tuple[int, int] = (240, 320), driving_hw: tuple[int, int] = (200, 200),
+                 frames: int = 6, fps: float = 25.0) -> None:
+    """The synthetic source portrait and driving clip TINY_INPUTS names, into ComfyUI's input folder."""
+    from fakes import driving_frames, portrait
+    from PIL import Image
+
+    from hp_core.video import write_video
+
+    Image.fromarray(portrait(*portrait_hw)).save(folder / TINY_INPUTS["LoadImage"]["image"])
+    write_video(folder / TINY_INPUTS["LoadVideo"]["file"], driving_frames(frames, *driving_hw), fps)
+
 
 def _free_port() -> int:
     with socket.socket() as s:

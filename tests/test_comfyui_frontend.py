@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,8 @@ CHECK = """async (wf) => {
 class Frontend:
     """A headless Chromium that opens the ComfyUI page and records console errors and uncaught exceptions."""
 
-    def __init__(self, browser, url: str):
-        self.browser, self.url = browser, url
+    def __init__(self, browser, server):
+        self.browser, self.server, self.url = browser, server, server.url
 
     def open(self, viewport: dict | None = None):
         page = self.browser.new_page(viewport=viewport) if viewport else self.browser.new_page()
@@ -95,25 +96,42 @@ class Frontend:
         report["console"] = list(page.errors)
         return report
 
+    def run(self, page, timeout: float = 240) -> dict:
+        """Queue the loaded graph as the Run button does; wait until it finished; its history entry."""
+        seen = set(self.server.get("/history"))
+        page.errors.clear()
+        # Its answer is no help (false also after a clean queueing); a refused prompt logs an error.
+        page.evaluate("window.app.queuePrompt(0, 1)")
+        assert not page.errors, page.errors
+        end = time.time() + timeout
+        while time.time() < end:
+            done = {k: v for k, v in self.server.get("/history").items() if k not in seen}
+            if done:
+                return next(iter(done.values()))
+            time.sleep(0.5)
+        raise AssertionError(f"no run finished in {timeout} s: {page.errors}\n" + self.server.log.read_text()[-3000:])
+
 
 @pytest.fixture(scope="module")
 def frontend(tmp_path_factory):
-    from comfy_server import comfyui_server
+    from comfy_server import comfyui_server, write_inputs
 
-    def settings(base):
+    def prepare(base):
         # A first visit opens the template browser; a returning user's settings keep the page to the graph.
+        # Everything else is the frontend's default, the minimap included.
         user = base / "user" / "default"
         user.mkdir(parents=True)
         (user / "comfy.settings.json").write_text(json.dumps(
-            {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": True,
-             "Comfy.Minimap.Visible": False}), encoding="utf-8")
+            {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": True}), encoding="utf-8")
+        # Portrait-orientation (3:4) source and driving clip: the tallest the workflows keep preview room for.
+        write_inputs(base / "input", portrait_hw=(320, 240), driving_hw=(264, 200))
 
     tmp = tmp_path_factory.mktemp("comfy_frontend")
-    with comfyui_server(tmp, COMFYUI_PATH, os.environ.get("COMFYUI_PYTHON", sys.executable), settings) as srv:
+    with comfyui_server(tmp, COMFYUI_PATH, os.environ.get("COMFYUI_PYTHON", sys.executable), prepare) as srv:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
-                yield Frontend(browser, srv.url)
+                yield Frontend(browser, srv)
             finally:
                 browser.close()
 
@@ -166,57 +184,167 @@ def test_a_broken_workflow_is_reported(frontend):
     assert any("HunyuanPortraitNoSuchNode" in d for d in report["dialogs"]), report["dialogs"]
 
 
-# Runs in the page: load a UI workflow at its saved view and report the frontend's own geometry.
-LAYOUT = """async (wf) => {
-  await window.app.loadGraphData(wf, true, true, null);  // restore_view: open at the workflow's saved view
+# Runs in the page: load a UI workflow at its saved view (restore_view), as opening the file does.
+LOAD_AT_SAVED_VIEW = """async (wf) => {
+  await window.app.loadGraphData(wf, true, true, null);
   await new Promise(r => setTimeout(r, 400));
+}"""
+
+# Runs in the page: the frontend's own geometry of the graph on screen, in window px. Node boxes come from
+# getBounding (title bar included; the size grows when a preview lands); DOM widgets (video players, text
+# areas) are reported with their node; covers are the page's elements drawn over the canvas.
+GEOMETRY = """() => {
   const c = window.app.canvas, g = window.app.graph, nodes = g._nodes || g.nodes;
   c.setDirty(true, true); c.draw(true, true);
   const ctx = c.canvas.getContext('2d');
   const cr = c.canvas.getBoundingClientRect();  // node positions are canvas px; report window px
   const screen = (x, y) => [cr.left + (x + c.ds.offset[0]) * c.ds.scale, cr.top + (y + c.ds.offset[1]) * c.ds.scale];
+  const box = (e) => { const r = e.getBoundingClientRect();
+    return r.width && r.height && getComputedStyle(e).display !== 'none' ? [r.left, r.top, r.right, r.bottom] : null; };
   const out = nodes.map(n => {
     const b = n.getBounding();  // [x, y, w, h] in graph units, title bar included
     ctx.font = n.titleFontStyle || `${LiteGraph.NODE_TEXT_SIZE}px Arial`;
+    const doms = (n.widgets || []).filter(w => w.element).map(w => ({ name: w.name, box: box(w.element) }))
+                                   .filter(w => w.box);
+    const video = n.videoContainer?.querySelector('video');
     return { title: n.getTitle(), type: n.type, box: [...screen(b[0], b[1]), ...screen(b[0] + b[2], b[1] + b[3])],
-             width: n.size[0], titleWidth: ctx.measureText(n.getTitle()).width };
+             width: n.size[0], height: n.size[1], titleWidth: ctx.measureText(n.getTitle()).width, doms,
+             images: n.imgs?.length || 0, video: video ? [video.videoWidth, video.videoHeight] : null };
   });
-  const rect = (sel) => { const e = document.querySelector(sel); if (!e) return null;
-    const r = e.getBoundingClientRect(); return r.width && r.height ? [r.left, r.top, r.right, r.bottom] : null; };
+  const rect = (sel) => { const e = document.querySelector(sel); return e ? box(e) : null; };
+  const covers = { 'side bar': rect('.side-tool-bar-container'), 'top bar': rect('.comfyui-body-top'),
+                   'menu': rect('.comfyui-menu'), 'tabs': rect('.workflow-tabs-container'),
+                   'canvas panel': rect('.graph-canvas-container .p-panel'), 'minimap': rect('.litegraph-minimap') };
   return { scale: c.ds.scale, threshold: c._lowQualityZoomThreshold, lowQuality: c.low_quality,
            canvas: [cr.left, cr.top, cr.right, cr.bottom], nodes: out,
-           covers: [rect('.side-tool-bar-container'), rect('.comfyui-body-top'), rect('.comfyui-menu'),
-                    rect('.workflow-tabs-container'), rect('.graph-canvas-container .p-panel')].filter(Boolean) };
+           minimapSetting: window.app.extensionManager.setting.get('Comfy.Minimap.Visible'),
+           covers: Object.fromEntries(Object.entries(covers).filter(([, r]) => r)) };
 }"""
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_default_view_shows_every_node_readably_in_a_1600x900_window(frontend, path):
-    """At the workflow's saved view: zoom above the frontend's low-quality threshold, every node inside the
-    canvas and clear of the side bar and menus, no two nodes overlapping, no title cut."""
-    workflow = json.loads(path.read_text(encoding="utf-8"))
-    page = frontend.open(viewport={"width": 1600, "height": 900})
-    try:
-        report = page.evaluate(LAYOUT, workflow)
-        shots = os.environ.get("HP_SCREENSHOTS")
-        if shots:
-            Path(shots).mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(Path(shots) / f"{path.stem}.png"))
-    finally:
-        page.close()
-    assert report["scale"] == pytest.approx(workflow["extra"]["ds"]["scale"])  # the saved view was applied
+def _apart(a, b) -> bool:
+    return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+
+def check_layout(report: dict, when: str = "") -> None:
+    """Zoom above the frontend's low-quality threshold, every node (and its video player / text area) inside
+    the canvas and clear of the side bar, menus and minimap, no two nodes overlapping, no title cut."""
     assert report["scale"] > report["threshold"] and not report["lowQuality"], report["scale"]
+    # The frontend's default shows the minimap; it must be found where it is on, or nothing is checked.
+    assert report["minimapSetting"] is True, "the page should run with the default settings (minimap on)"
+    assert "minimap" in report["covers"], f"the minimap is on but no minimap element was found: {report['covers']}"
     left, top, right, bottom = report["canvas"]
     right, bottom = min(right, 1600), min(bottom, 900)  # the window
     for n in report["nodes"]:
         x0, y0, x1, y1 = n["box"]
         # 40 px at the bottom: the canvas's zoom / tool bar.
-        assert left <= x0 and top <= y0 and x1 <= right and y1 <= bottom - 40, f"{n['title']} off-screen: {n['box']}"
-        for c in report["covers"]:
-            assert x1 <= c[0] or c[2] <= x0 or y1 <= c[1] or c[3] <= y0, f"{n['title']} is under {c}"
+        assert left <= x0 and top <= y0 and x1 <= right and y1 <= bottom - 40, \
+            f"{when}: {n['title']} off-screen: {n['box']}"
+        for name, c in report["covers"].items():
+            assert _apart(n["box"], c), f"{when}: {n['title']} {n['box']} is under the {name} {c}"
+        for w in n["doms"]:
+            (wx0, wy0, wx1, wy1), slack = w["box"], 2
+            assert x0 - slack <= wx0 and y0 - slack <= wy0 and wx1 <= x1 + slack and wy1 <= y1 + slack, \
+                f"{when}: {n['title']}'s {w['name']} {w['box']} reaches out of the node {n['box']}"
         assert n["titleWidth"] + 30 <= n["width"], f"title {n['title']!r} is cut"
     boxes = report["nodes"]
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
-            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a["box"], b["box"]
-            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, f"{a['title']} overlaps {b['title']}"
+            assert _apart(a["box"], b["box"]), f"{when}: {a['title']} {a['box']} overlaps {b['title']} {b['box']}"
+
+
+def _screenshot(page, name: str) -> None:
+    shots = os.environ.get("HP_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(shots) / f"{name}.png"))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_default_view_shows_every_node_readably_in_a_1600x900_window(frontend, path):
+    """At the workflow's saved view: zoom above the frontend's low-quality threshold, every node inside the
+    canvas and clear of the side bar, menus and minimap, no two nodes overlapping, no title cut."""
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    page = frontend.open(viewport={"width": 1600, "height": 900})
+    try:
+        page.evaluate(LOAD_AT_SAVED_VIEW, workflow)
+        report = page.evaluate(GEOMETRY)
+        _screenshot(page, path.stem)
+    finally:
+        page.close()
+    assert report["scale"] == pytest.approx(workflow["extra"]["ds"]["scale"])  # the saved view was applied
+    check_layout(report, "at the saved view")
+
+
+def test_a_node_under_the_minimap_is_reported(frontend):
+    """The layout check sees the minimap: the basic workflow with a node moved under it fails."""
+    workflow = json.loads((ROOT / "workflows" / "hunyuan_portrait_basic.json").read_text(encoding="utf-8"))
+    page = frontend.open(viewport={"width": 1600, "height": 900})
+    try:
+        page.evaluate(LOAD_AT_SAVED_VIEW, workflow)
+        minimap = page.evaluate(GEOMETRY)["covers"]["minimap"]
+        # Move the last Create Video (small enough to fit) so its top-left corner is 20 px inside the minimap.
+        page.evaluate("""([x, y]) => { const c = window.app.canvas;
+          const n = window.app.graph._nodes.findLast(n => n.type === 'CreateVideo');
+          const r = c.canvas.getBoundingClientRect();
+          n.pos = [(x - r.left) / c.ds.scale - c.ds.offset[0], (y - r.top) / c.ds.scale - c.ds.offset[1]]; }""",
+                      [minimap[0] + 20, minimap[1] + 20 + 30 * workflow["extra"]["ds"]["scale"]])
+        report = page.evaluate(GEOMETRY)
+    finally:
+        page.close()
+    with pytest.raises(AssertionError, match="under the minimap"):
+        check_layout(report)
+
+
+# The workflows the tiny setup runs (DWPose needs its ONNX estimator, which the tiny models folder lacks).
+RUNNABLE = ["basic", "fast", "long_video", "comfy_sampler"]
+
+# Runs in the page: set widgets by node type ({type: {widget: value}}), as a user picks files and values.
+SET_WIDGETS = """(values) => {
+  for (const n of window.app.graph._nodes) for (const [name, value] of Object.entries(values[n.type] || {})) {
+    const w = n.widgets.find(w => w.name === name);
+    if (!w) throw new Error(`${n.type} has no widget ${name}`);
+    w.value = value; w.callback?.(value);
+  }
+  window.app.canvas.setDirty(true, true);
+}"""
+
+# Runs in the page: true once every node of these types shows its preview (picture or loaded video).
+PREVIEWS_SHOWN = """(types) => (window.app.graph._nodes).filter(n => types.includes(n.type)).every(n =>
+  n.imgs?.length || n.videoContainer?.querySelector('video')?.videoWidth)"""
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_no_node_overlaps_or_leaves_the_view_before_or_after_a_run(frontend, name):
+    """Run the workflow in the frontend on tiny weights with the synthetic portrait and driving clip picked in
+    its loaders: with the input previews shown, and again after the run with the sampler's latent preview,
+    the source-crop picture and both result videos in their nodes, every node is still readable and in
+    view, clear of the minimap and menus, and no two nodes overlap."""
+    from comfy_server import TINY_INPUTS
+
+    workflow = json.loads((ROOT / "workflows" / f"hunyuan_portrait_{name}.json").read_text(encoding="utf-8"))
+    values = {**TINY_INPUTS, "HunyuanPortraitSampler": {**TINY_INPUTS["HunyuanPortraitSampler"],
+                                                        "seed": 100 + RUNNABLE.index(name)}}  # not cached
+    page = frontend.open(viewport={"width": 1600, "height": 900})
+    try:
+        page.evaluate(LOAD_AT_SAVED_VIEW, workflow)
+        page.evaluate(SET_WIDGETS, values)
+        page.wait_for_function(PREVIEWS_SHOWN, arg=["LoadImage", "LoadVideo"], timeout=30_000)
+        page.wait_for_timeout(300)
+        before = page.evaluate(GEOMETRY)
+        _screenshot(page, f"{name}_before_run")
+        result = frontend.run(page)
+        assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:3000]
+        page.wait_for_function(PREVIEWS_SHOWN, arg=["PreviewImage", "SaveVideo", "HunyuanPortraitSampler"],
+                               timeout=30_000)
+        page.wait_for_timeout(500)  # the frontend sizes the node to the video once its data is there
+        after = page.evaluate(GEOMETRY)
+        _screenshot(page, f"{name}_after_run")
+    finally:
+        page.close()
+    check_layout(before, f"{name} before the run")
+    check_layout(after, f"{name} after the run")
+    shown = {n["type"] for n in after["nodes"] if n["images"] or n["video"]}
+    assert {"LoadImage", "LoadVideo", "HunyuanPortraitSampler", "PreviewImage", "SaveVideo"} <= shown, shown
+    players = [n for n in after["nodes"] if n["video"]]
+    assert all(any(w["name"] == "video-preview" for w in n["doms"]) for n in players), players

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from comfy_server import TINY_INPUTS
+
 pytestmark = [pytest.mark.comfyui]
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 6
-USED_FRAMES = 4
+USED_FRAMES = TINY_INPUTS["HunyuanPortraitFaceCropMotionEncoder"]["frame_limit"]
 
 if not COMFYUI_PATH:
     pytest.skip("COMFYUI_PATH is not set (path of a ComfyUI checkout)", allow_module_level=True)
@@ -29,39 +31,20 @@ if not COMFYUI_PATH:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from comfy_server import comfyui_server
-    from fakes import driving_frames, portrait
-    from hp_core.video import write_video
-    from PIL import Image
-
-    def inputs(base):
-        Image.fromarray(portrait()).save(base / "input" / "portrait.png")
-        write_video(base / "input" / "driving.mp4", driving_frames(FRAMES), 25.0)
+    from comfy_server import comfyui_server, write_inputs
 
     tmp = tmp_path_factory.mktemp("comfy")
-    with comfyui_server(tmp, COMFYUI_PATH, os.environ.get("COMFYUI_PYTHON", sys.executable), inputs) as srv:
+    with comfyui_server(tmp, COMFYUI_PATH, os.environ.get("COMFYUI_PYTHON", sys.executable),
+                        lambda base: write_inputs(base / "input", frames=FRAMES)) as srv:
         yield srv
 
 
 def _tiny_prompt(workflow: str = "basic", **sampler) -> dict:
     prompt = json.loads((ROOT / "workflows" / "api" / f"hunyuan_portrait_{workflow}.json").read_text())
     for node in prompt.values():
-        kind, inputs = node["class_type"], node["inputs"]
-        if kind == "LoadImage":
-            inputs["image"] = "portrait.png"
-        elif kind == "LoadVideo":
-            inputs["file"] = "driving.mp4"
-        elif kind == "HunyuanPortraitModelLoader":
-            inputs["preset"] = "tiny"
-            inputs["vae"] = "vae/diffusion_pytorch_model.safetensors"  # the tiny VAE is fp32 (not listed: fp16)
-        elif kind == "HunyuanPortraitFaceCropMotionEncoder":
-            inputs["frame_limit"] = USED_FRAMES
-        elif kind == "HunyuanPortraitAppearanceExtractor":
-            inputs["resolution"] = 64
-        elif kind == "HunyuanPortraitSampler":
-            inputs.update({"steps": 2, "padding": 2, "context_window": 8, "context_overlap": 2, **sampler})
-        elif kind == "AlignYourStepsScheduler":
-            inputs["steps"] = 3
+        node["inputs"].update(TINY_INPUTS.get(node["class_type"], {}))
+        if node["class_type"] == "HunyuanPortraitSampler":
+            node["inputs"].update(sampler)
     return prompt
 
 

@@ -334,6 +334,8 @@ def test_api_workflow_runs_end_to_end_on_tiny_weights(name, models_dir, monkeypa
 WINDOW = (1600, 900)
 SIDE_BAR, MENU, ZOOM_BAR = 64, 78, 50  # px of a 1600x900 window the frontend 1.27 keeps: side bar, tabs + menu
 CANVAS = (WINDOW[0] - SIDE_BAR, WINDOW[1] - MENU)  # the graph canvas; its zoom bar covers the bottom
+# The minimap (on by default): 250x200 px, 44 px from the window's right edge, 66 px above its bottom.
+MINIMAP = (WINDOW[0] - 44 - 250 - SIDE_BAR, WINDOW[1] - 66 - 200 - MENU, WINDOW[0] - 44 - SIDE_BAR, WINDOW[1] - 66 - MENU)
 LOW_QUALITY_BELOW = 8 / 14         # MinFontSizeForLOD / LiteGraph.NODE_TEXT_SIZE at devicePixelRatio 1
 NODE_TITLE = 30                    # LiteGraph.NODE_TITLE_HEIGHT: the title bar sits above pos
 STAGES = ("Inputs", "Motion and appearance", "Sampling", "Decode and paste back", "Video out")
@@ -359,6 +361,9 @@ def test_default_view_shows_every_node_readably(name):
         sx0, sy0, sx1, sy1 = ((x0 + ox) * scale, (y0 + oy) * scale, (x1 + ox) * scale, (y1 + oy) * scale)
         assert sx0 >= 0 and sy0 >= 0 and sx1 <= CANVAS[0] and sy1 <= CANVAS[1] - ZOOM_BAR, \
             f"{name}: {_title(node)} at screen {sx0:.0f},{sy0:.0f}..{sx1:.0f},{sy1:.0f} is outside the view"
+        mx0, my0, mx1, my1 = MINIMAP
+        assert sx1 <= mx0 or mx1 <= sx0 or sy1 <= my0 or my1 <= sy0, \
+            f"{name}: {_title(node)} at screen {sx0:.0f},{sy0:.0f}..{sx1:.0f},{sy1:.0f} is under the minimap"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -250,17 +250,54 @@ DRIVING_FILE = "hunyuan_portrait_driving.mp4"
 # Layout, in graph units. The default view must show every node at a zoom where the frontend draws widget
 # text (LiteGraph's low-quality threshold: MinFontSizeForLOD 8 px / NODE_TEXT_SIZE 14 = 0.571 at DPR 1).
 WINDOW = (1600, 900)           # the window the default view is made for; the frontend 1.27 puts its canvas
-CANVAS = (1536, 822)           # right of the side bar (64 px) and below the tabs + menu (78 px)
+SIDE_BAR, TOP_BARS = 64, 78    # right of the side bar and below the tabs + menu
+CANVAS = (WINDOW[0] - SIDE_BAR, WINDOW[1] - TOP_BARS)
 MARGINS = (10, 10, 10, 50)     # canvas px kept free: left, top, right, bottom (the zoom bar)
+# The minimap, shown by default (setting Comfy.Minimap.Visible), covers the canvas's bottom-right corner:
+# 250x200 px, 44 px from the window's right edge and 66 px above its bottom. Canvas px, with a gap around.
+MINIMAP_SIZE, MINIMAP_CORNER, MINIMAP_GAP = (250, 200), (44, 66), 10
+MINIMAP = (CANVAS[0] - MINIMAP_CORNER[0] - MINIMAP_SIZE[0], CANVAS[1] - MINIMAP_CORNER[1] - MINIMAP_SIZE[1],
+           CANVAS[0] - MINIMAP_CORNER[0], CANVAS[1] - MINIMAP_CORNER[1])
 MIN_SCALE = 0.6                # above the low-quality threshold, with a margin
-TITLE_H, GROUP_HEADER, PAD, GAP, COLUMN_GAP, STAGE_GAP = 30, 40, 15, 20, 30, 40
-# Media nodes reserve the room their image / video takes after a run (they would grow over neighbours).
-MEDIA = {"LoadImage": 330, "LoadVideo": 330, "PreviewImage": 250, "SaveVideo": 380}
+TITLE_H, GROUP_HEADER, PAD, GAP, COLUMN_GAP, STAGE_GAP = 30, 40, 15, 20, 30, 30
+# Nodes reserve the room their previews take when they appear (on loading a file, during and after a run);
+# otherwise the frontend grows them over their neighbours. Image previews: the frontend keeps at least
+# 220 px for the picture and fits the picture inside. Video previews: the frontend makes the player as wide
+# as the node and as tall as the clip's aspect asks; room is kept for portrait clips up to 3:4 (width:height),
+# so square and landscape clips fit too.
+IMAGE_PREVIEW = 220
+VIDEO_ASPECT = 4 / 3           # height / width of the tallest clip the video nodes keep room for
+MEDIA = {"LoadImage": 330, "PreviewImage": 250}
+VIDEO_NODES = ("LoadVideo", "SaveVideo")
+LIVE_PREVIEW = ("HunyuanPortraitSampler",)  # shows the latent being sampled
 STAGE_COLORS = ("#3f789e", "#8A8", "#b06634", "#a1309b", "#88A")
 
 
+def reserve_preview_room(n: Node) -> None:
+    """Give a node that shows an image or video the height it takes once the preview is there."""
+    if n.height is not None:
+        return
+    if n.type in MEDIA:
+        n.height = MEDIA[n.type]
+    elif n.type in VIDEO_NODES:
+        n.height = node_height(n) + round(n.width * VIDEO_ASPECT)
+    elif n.type in LIVE_PREVIEW:
+        n.height = node_height(n) + IMAGE_PREVIEW
+
+
+def _under_minimap(nodes: list[Node], scale: float) -> list[Node]:
+    """Nodes whose box (title bar included) reaches the minimap at this zoom, with the view's margins."""
+    left, top = MARGINS[:2]
+    x0, y0, x1, y1 = MINIMAP
+    return [n for n in nodes
+            if n.pos[0] * scale + left < x1 + MINIMAP_GAP and (n.pos[0] + n.width) * scale + left > x0 - MINIMAP_GAP
+            and (n.pos[1] - TITLE_H) * scale + top < y1 + MINIMAP_GAP
+            and (n.pos[1] + node_height(n)) * scale + top > y0 - MINIMAP_GAP]
+
+
 def layout(g: Graph, stages: list[tuple[str, list[list[Node]]]]) -> None:
-    """Place stages left to right, each a titled group of node columns; set the view that shows them all."""
+    """Place stages left to right, each a titled group of node columns; set the view that shows them all,
+    clear of the minimap, at the largest zoom that does."""
     x, bottom = 0.0, 0.0
     boxes = []
     for title, columns in stages:
@@ -268,8 +305,7 @@ def layout(g: Graph, stages: list[tuple[str, list[list[Node]]]]) -> None:
         for column in columns:
             y = GROUP_HEADER + PAD
             for n in column:
-                if n.height is None and n.type in MEDIA:
-                    n.height = MEDIA[n.type]
+                reserve_preview_room(n)
                 n.pos = (cx, y + TITLE_H)
                 y += TITLE_H + node_height(n) + GAP
             low = max(low, y - GAP)
@@ -285,8 +321,10 @@ def layout(g: Graph, stages: list[tuple[str, list[list[Node]]]]) -> None:
     left, top, right_m, bottom_m = MARGINS
     scale = min((CANVAS[0] - left - right_m) / width, (CANVAS[1] - top - bottom_m) / bottom, 1.0)
     scale = int(scale * 100) / 100
+    while scale >= MIN_SCALE and _under_minimap(g.nodes, scale):
+        scale = round(scale - 0.01, 2)
     if scale < MIN_SCALE:
-        raise ValueError(f"{g.name}: the layout needs zoom {scale} to fit, below {MIN_SCALE}")
+        raise ValueError(f"{g.name}: the layout needs zoom {scale} to fit beside the minimap, below {MIN_SCALE}")
     g.ds = {"scale": scale, "offset": [round(left / scale, 2), round(top / scale, 2)]}
 
 
@@ -316,13 +354,13 @@ def portrait_graph(name: str, note: str, *, loader: dict | None = None, face: di
                      title="DWPose Alignment")
         stage2 += [pose, g.add("PreviewImage", {"images": pose[1]}, width=300, title="Aligned poses")]
         values["pose"] = pose[0]
-    sample = g.add("HunyuanPortraitSampler", values, width=330, title="Sampler (SVD + adapters)")
-    stage3 = [sample]
-    if comfy_sampler:
-        select = g.add("KSamplerSelect", {"sampler_name": "dpmpp_2m"}, width=330)
-        sigmas = g.add("AlignYourStepsScheduler", {"model_type": "SVD", "steps": 10, "denoise": 1.0}, width=330)
+    sample = g.add("HunyuanPortraitSampler", values, width=300, title="Sampler (SVD + adapters)")
+    stage3 = [[sample]]
+    if comfy_sampler:  # in a column before the Sampler: below it they would be in the way of its preview
+        select = g.add("KSamplerSelect", {"sampler_name": "dpmpp_2m"}, width=260)
+        sigmas = g.add("AlignYourStepsScheduler", {"model_type": "SVD", "steps": 10, "denoise": 1.0}, width=260)
         values["sampler"], values["sigmas"] = select[0], sigmas[0]
-        stage3 += [select, sigmas]
+        stage3.insert(0, [select, sigmas])
     frames = g.add("HunyuanPortraitDecode", {"models": models[0], "latent": sample[0], **(decode or {})},
                    width=260, title="Decode")
     full = g.add("HunyuanPortraitPasteBack", {"frames": frames[0], "source_image": image[0],
@@ -330,20 +368,24 @@ def portrait_graph(name: str, note: str, *, loader: dict | None = None, face: di
     crop_preview = g.add("PreviewImage", {"images": appearance[1]}, width=260, title="Source crop")
     creates, saves = [], []
     if crop_video:
-        video_crop = g.add("CreateVideo", {"images": frames[0], "fps": parts[2], "audio": parts[1]}, width=200)
+        # 210: the frontend widens a narrower Create Video to that.
+        video_crop = g.add("CreateVideo", {"images": frames[0], "fps": parts[2], "audio": parts[1]}, width=210)
         creates.append(video_crop)
         saves.append(g.add("SaveVideo", {"video": video_crop[0], "filename_prefix": f"HunyuanPortrait/{name}_crop"},
-                           width=280, title="Save crop video"))
-    video_full = g.add("CreateVideo", {"images": full[0], "fps": parts[2], "audio": parts[1]}, width=200)
+                           width=260, title="Save crop video"))
+    video_full = g.add("CreateVideo", {"images": full[0], "fps": parts[2], "audio": parts[1]}, width=210)
     creates.append(video_full)
     saves.append(g.add("SaveVideo", {"video": video_full[0], "filename_prefix": f"HunyuanPortrait/{name}"},
-                       width=280, title="Save full video"))
+                       width=260, title="Save full video"))
     note = next(n for n in g.nodes if n.type == "Note")
     layout(g, [("1. Inputs", [[models, note], [image, video, parts]]),
                ("2. Motion and appearance", [stage2]),
-               ("3. Sampling", [stage3]),
+               ("3. Sampling", stage3),
                ("4. Decode and paste back", [[frames, full, crop_preview]]),
-               ("5. Video out", [creates, saves])])
+               # The Save Video nodes side by side, each in its own column: stacked, they would reach down
+               # into the minimap in the bottom-right corner; below its Create Video, a link would hide
+               # behind the nodes.
+               ("5. Video out", [creates] + [[save] for save in saves])])
     return g
 
 
