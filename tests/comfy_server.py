@@ -156,6 +156,7 @@ def comfyui_server(tmp: Path, comfyui_path: str, python: str | None = None,
     """Start ComfyUI (checkout comfyui_path, interpreter python) with the pack and tiny weights; stop it after.
 
     prepare(base) runs before the start, e.g. to put files into base / "input"."""
+    from fakes import write_fake_dwpose
     from nodes_env import make_models_dir
 
     base = tmp / "base"
@@ -163,6 +164,7 @@ def comfyui_server(tmp: Path, comfyui_path: str, python: str | None = None,
         (base / sub).mkdir(parents=True)
     (base / "custom_nodes" / "ComfyUI-HunyuanPortrait").symlink_to(ROOT, target_is_directory=True)
     make_models_dir(tmp / "elsewhere" / "hp")
+    write_fake_dwpose(tmp / "elsewhere" / "hp" / "dwpose")  # so the DWPose workflow runs too
     yaml = tmp / "extra_model_paths.yaml"
     yaml.write_text(f"hp_test:\n  base_path: {tmp / 'elsewhere'}\n  hunyuan_portrait: hp\n", encoding="utf-8")
     if prepare is not None:

@@ -296,8 +296,8 @@ def test_a_node_under_the_minimap_is_reported(frontend):
         check_layout(report)
 
 
-# The workflows the tiny setup runs (DWPose needs its ONNX estimator, which the tiny models folder lacks).
-RUNNABLE = ["basic", "fast", "long_video", "comfy_sampler"]
+# Every workflow runs on the tiny setup (DWPose on ONNX stand-ins of its two files).
+RUNNABLE = ["basic", "fast", "long_video", "comfy_sampler", "dwpose"]
 
 # Runs in the page: set widgets by node type ({type: {widget: value}}), as a user picks files and values.
 SET_WIDGETS = """(values) => {

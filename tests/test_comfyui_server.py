@@ -91,7 +91,7 @@ def test_basic_workflow_runs_and_second_run_is_cached(server):
     assert cached and loader in cached[0] and sampler in cached[0]
 
 
-@pytest.mark.parametrize("workflow", ["fast", "comfy_sampler", "long_video"])
+@pytest.mark.parametrize("workflow", ["fast", "comfy_sampler", "long_video", "dwpose"])
 def test_other_workflows_run(server, workflow):
     result = server.run(_tiny_prompt(workflow))
     assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:3000]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import nodes
-from fakes import driving_frames, write_constant_onnx
+from fakes import driving_frames, write_fake_dwpose
 from hp_core.errors import HPError
 from hp_core.models import COMPONENTS
 from hp_core.pipeline import Settings, build_conditions, encode_motion, sample_latents
@@ -305,13 +305,7 @@ def test_dwpose_alignment_draws_one_skeleton_per_frame(features, monkeypatch):
 
 
 def test_dwpose_node_opens_the_onnx_files_of_the_models_folder(features, models_dir, tmp_path, monkeypatch):
-    det = np.zeros((1, 8400, 6))
-    det[0, 8085, :6] = [0.5, 0.5, np.log(4), np.log(8), 0.9, 0.9]  # one person in a stride-32 cell
-    simcc_x, simcc_y = np.zeros((1, 133, 576)), np.zeros((1, 133, 768))
-    for k, (bx, by) in {0: (288, 300), 5: (400, 500), 6: (176, 500), 1: (288, 420)}.items():
-        simcc_x[0, k, bx], simcc_y[0, k, by] = 0.9, 0.9  # nose, shoulders (COCO ids)
-    write_constant_onnx(tmp_path / "dwpose" / "yolox_l.onnx", "images", [1, 3, 640, 640], [det])
-    write_constant_onnx(tmp_path / "dwpose" / "dw-ll_ucoco_384.onnx", "input", [1, 3, 384, 288], [simcc_x, simcc_y])
+    write_fake_dwpose(tmp_path / "dwpose")
     monkeypatch.setenv("HP_MODELS_DIR", f"{models_dir}{os.pathsep}{tmp_path}")  # a second models folder
     pose, _ = M["HunyuanPortraitDWPoseAlignment"]().align(features, True)
     assert pose.images.shape == (4, 512, 512, 3)
