@@ -91,12 +91,13 @@ def write_constant_onnx(path: str | Path, input_name: str, input_shape: list, ou
 
 
 def write_fake_dwpose(folder: str | Path) -> Path:
-    """The DWPose pair as constant ONNX stand-ins with the real files' input names and shapes (YOLOX-L
-    ``images`` (1, 3, 640, 640) -> (1, 8400, 6); dw-ll_ucoco_384 ``input`` (1, 3, 384, 288) -> SimCC x
-    (1, 133, 576) and y (1, 133, 768)): one person in a stride-32 cell, whose nose, neck and shoulders are
-    found in every crop. Written as ``folder``/yolox_l.onnx and dw-ll_ucoco_384.onnx."""
+    """The DWPose pair as constant ONNX stand-ins with the real files' input names and shapes and output shapes
+    (YOLOX-L ``images`` (1, 3, 640, 640) -> (1, 8400, 85): box, objectness, 80 COCO class scores;
+    dw-ll_ucoco_384 ``input`` (1, 3, 384, 288) -> SimCC x (1, 133, 576) and y (1, 133, 768)): one person in
+    a stride-32 cell, whose nose, neck and shoulders are found in every crop. Written as
+    ``folder``/yolox_l.onnx and dw-ll_ucoco_384.onnx."""
     folder = Path(folder)
-    det = np.zeros((1, 8400, 6))
+    det = np.zeros((1, 8400, 85))
     det[0, 8085, :6] = [0.5, 0.5, np.log(4), np.log(8), 0.9, 0.9]
     simcc_x, simcc_y = np.zeros((1, 133, 576)), np.zeros((1, 133, 768))
     for k, (bx, by) in {0: (288, 300), 5: (400, 500), 6: (176, 500), 1: (288, 420)}.items():

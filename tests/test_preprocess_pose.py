@@ -185,3 +185,20 @@ def test_dwpose_pipeline_on_stub_models(tmp_path):
     np.testing.assert_allclose(body[2, :2], [97, 144.25], atol=1e-4)
     np.testing.assert_allclose(body[1], [132, 144.25, 1.0], atol=1e-4)
     assert body[8, 2] == 0
+
+
+def test_dwpose_stand_ins_pass_the_structure_check_the_real_files_must_pass(tmp_path):
+    """The ONNX stand-ins the node and server tests run on have the real files' signature: the same check
+    that verifies a downloaded yolox_l.onnx / dw-ll_ucoco_384.onnx accepts them, and refuses them swapped."""
+    from fakes import write_fake_dwpose
+
+    from hp_core.weights.structure import check_onnx, onnx_signature
+
+    folder = write_fake_dwpose(tmp_path)
+    det, pose = folder / "yolox_l.onnx", folder / "dw-ll_ucoco_384.onnx"
+    assert check_onnx("dwpose_det", det) is None and check_onnx("dwpose_pose", pose) is None
+    assert check_onnx("dwpose_pose", det) is not None  # one output and a 640x640 input: not the pose model
+    (name, dims), = onnx_signature(det)[0]
+    assert (name, dims) == ("images", [1, 3, 640, 640])
+    assert [d for _, d in onnx_signature(det)[1]] == [[1, 8400, 85]]
+    assert [d for _, d in onnx_signature(pose)[1]] == [[1, 133, 576], [1, 133, 768]]
