@@ -251,8 +251,9 @@ def _to_uint8_frames(frames) -> np.ndarray:
     return frames
 
 
-def _pad_even(frames: np.ndarray) -> np.ndarray:
-    # yuv420p stores chroma at half resolution, so H.264 needs even sides; padding keeps every pixel.
+def pad_even(frames: np.ndarray) -> np.ndarray:
+    """Frames (N, H, W, C) with odd sides padded by one edge row / column: yuv420p stores chroma at half
+    resolution, so H.264 needs even sides; padding keeps every pixel."""
     _, h, w, _ = frames.shape
     if h % 2 == 0 and w % 2 == 0:
         return frames
@@ -303,7 +304,7 @@ class VideoWriter:
 
     def write(self, frames) -> None:
         """Append frames (F, H, W, 3) or one (H, W, 3); uint8, or float in [0, 1]; numpy or torch."""
-        block = _pad_even(_to_uint8_frames(frames))
+        block = pad_even(_to_uint8_frames(frames))
         if self._proc is None:
             self._start(*block.shape[1:3])
         if block.shape[1:3] != self._size:

@@ -10,6 +10,7 @@ import torch
 from hp_core.errors import HPError
 from hp_core.pipeline import VAE_SCALE, decode_latents
 from hp_core.preprocess import paste_back, soft_mask, to_rgb_uint8
+from hp_core.video import pad_even
 
 from . import bridge
 from .sockets import APPEARANCE, MODELS
@@ -108,7 +109,8 @@ class HunyuanPortraitPasteBack:
 
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("frames",)
-    OUTPUT_TOOLTIPS = ("The animated portrait at the source image's full resolution.",)
+    OUTPUT_TOOLTIPS = ("The animated portrait at the source image's full resolution (an odd side gets one edge "
+                       "row/column, so Save Video's H.264 accepts it).",)
     FUNCTION = "paste"
     CATEGORY = CATEGORY
     DESCRIPTION = ("Resizes every generated frame to the crop box and blends it into the original source image "
@@ -122,14 +124,18 @@ class HunyuanPortraitPasteBack:
                           hint="Connect the same source image as to the Appearance Extractor.")
         x1, y1, x2, y2 = appearance.crop_box
         masks = _masks(mask, frames.shape[0]) if mask is not None else [soft_mask(x2 - x1, y2 - y1, float(feather))]
-        out = torch.empty((frames.shape[0], *source.shape), dtype=torch.float32)
+        h, w = source.shape[:2]
+        if h % 2 or w % 2:
+            LOG.info("HunyuanPortrait Paste Back: the %dx%d source has an odd side; the frames get one edge "
+                     "row/column (%dx%d) so video encoders (H.264, yuv420p) accept them", w, h, w + w % 2, h + h % 2)
+        out = torch.empty((frames.shape[0], h + h % 2, w + w % 2, 3), dtype=torch.float32)
         progress = bridge.Progress(frames.shape[0])
         for i in range(frames.shape[0]):
             if i % 16 == 0:
                 bridge.check_interrupt()
             m = masks[min(i, len(masks) - 1)]
             blended = paste_back(source, frames[i].detach().cpu().float().numpy(), appearance.crop_box, m)
-            out[i] = torch.from_numpy(blended.astype(np.float32) / 255.0)
+            out[i] = torch.from_numpy(pad_even(blended[None])[0].astype(np.float32) / 255.0)
             progress(i + 1)
         return (out,)
 

@@ -544,6 +544,26 @@ def test_paste_back_blends_into_the_full_source(appearance):
     torch.testing.assert_close(soft[0, cy, (x1 + x2) // 2], torch.tensor([0.0, 1.0, 0.0]))      # centre: generated
 
 
+def test_paste_back_of_an_odd_sized_source_has_even_sides_for_save_video(features, models, caplog):
+    """ComfyUI's Save Video encodes H.264 in yuv420p, which refuses odd sides: a 225 px wide portrait gets one
+    edge column (every source pixel kept, as the CLI's writer does). The browser test runs the workflows on a
+    225 px wide portrait through the real Save Video."""
+    from fakes import portrait
+
+    src = as_image(portrait(240, 225)[None])
+    app = M["HunyuanPortraitAppearanceExtractor"]().extract(models, src, False, RES, "yolo", features)[0]
+    gen = torch.zeros(2, RES, RES, 3)
+    with caplog.at_level("INFO", logger="HunyuanPortrait"):
+        out = M["HunyuanPortraitPasteBack"]().paste(gen, src, app, 0.1)[0]
+    assert out.shape == (2, 240, 226, 3)
+    x1, y1, x2, y2 = app.crop_box
+    keep = torch.ones(240, 225, dtype=torch.bool)
+    keep[max(y1, 0):y2, max(x1, 0):x2] = False
+    torch.testing.assert_close(out[0, :, :225][keep], ((src[0] * 255).round() / 255)[keep], rtol=0, atol=1e-6)
+    torch.testing.assert_close(out[:, :, 225], out[:, :, 224], rtol=0, atol=0)  # the edge column repeated
+    assert any("odd side" in r.getMessage() for r in caplog.records)
+
+
 def test_paste_back_masks_and_size_checks(appearance):
     src = source_image()
     gen = torch.ones(2, RES, RES, 3)
