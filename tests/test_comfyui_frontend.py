@@ -123,8 +123,8 @@ def frontend(tmp_path_factory):
         user.mkdir(parents=True)
         (user / "comfy.settings.json").write_text(json.dumps(
             {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": True}), encoding="utf-8")
-        # Portrait-orientation (3:4) source and driving clip: the tallest the workflows keep preview room for.
-        write_inputs(base / "input", portrait_hw=(320, 240), driving_hw=(264, 200))
+        # A 9:16 source and driving clip (a phone held upright): the tallest the workflows keep preview room for.
+        write_inputs(base / "input", portrait_hw=(400, 225), driving_hw=(356, 200))
 
     tmp = tmp_path_factory.mktemp("comfy_frontend")
     with comfyui_server(tmp, COMFYUI_PATH, os.environ.get("COMFYUI_PYTHON", sys.executable), prepare) as srv:

@@ -263,10 +263,10 @@ TITLE_H, GROUP_HEADER, PAD, GAP, COLUMN_GAP, STAGE_GAP = 30, 40, 15, 20, 30, 30
 # Nodes reserve the room their previews take when they appear (on loading a file, during and after a run);
 # otherwise the frontend grows them over their neighbours. Image previews: the frontend keeps at least
 # 220 px for the picture and fits the picture inside. Video previews: the frontend makes the player as wide
-# as the node and as tall as the clip's aspect asks; room is kept for portrait clips up to 3:4 (width:height),
-# so square and landscape clips fit too.
+# as the node and as tall as the clip's aspect asks; room is kept for portrait clips up to 9:16 (width:height,
+# a phone held upright), so every flatter clip fits too. The crop video is always square.
 IMAGE_PREVIEW = 220
-VIDEO_ASPECT = 4 / 3           # height / width of the tallest clip the video nodes keep room for
+VIDEO_ASPECT = 16 / 9          # height / width of the tallest clip the video nodes keep room for
 MEDIA = {"LoadImage": 330, "PreviewImage": 250}
 VIDEO_NODES = ("LoadVideo", "SaveVideo")
 LIVE_PREVIEW = ("HunyuanPortraitSampler",)  # shows the latent being sampled
@@ -371,8 +371,10 @@ def portrait_graph(name: str, note: str, *, loader: dict | None = None, face: di
         # 210: the frontend widens a narrower Create Video to that.
         video_crop = g.add("CreateVideo", {"images": frames[0], "fps": parts[2], "audio": parts[1]}, width=210)
         creates.append(video_crop)
-        saves.append(g.add("SaveVideo", {"video": video_crop[0], "filename_prefix": f"HunyuanPortrait/{name}_crop"},
-                           width=260, title="Save crop video"))
+        save_crop = g.add("SaveVideo", {"video": video_crop[0], "filename_prefix": f"HunyuanPortrait/{name}_crop"},
+                          width=260, title="Save crop video")
+        save_crop.height = node_height(save_crop) + save_crop.width  # the crop is square
+        saves.append(save_crop)
     video_full = g.add("CreateVideo", {"images": full[0], "fps": parts[2], "audio": parts[1]}, width=210)
     creates.append(video_full)
     saves.append(g.add("SaveVideo", {"video": video_full[0], "filename_prefix": f"HunyuanPortrait/{name}"},
