@@ -458,6 +458,11 @@ def decode_latents(models: PortraitModels, latents: torch.Tensor, chunk: int = 8
 StageProgress = Callable[..., None]  # progress(done, total, stage)
 
 
+def stage_progress(progress: StageProgress | None, stage: str) -> ProgressFn | None:
+    """A stage's ``progress(done, total)`` from a whole run's ``progress(done, total, stage)``."""
+    return (lambda i, n: progress(i, n, stage)) if progress else None
+
+
 def _resize(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Bilinear, antialiased resize of (N,C,H,W) float images; a no-op at the same size."""
     if tuple(images.shape[-2:]) == tuple(hw):
@@ -542,11 +547,10 @@ def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torc
             intensity: tuple[int, int] | None = None) -> Animation:
     """The whole run from preprocessed inputs (hp_core.preprocess.prepare_inputs) to frames."""
     cond, ref, motion = conditions_from_prepared(models, prepared, settings, intensity=intensity, progress=progress)
-    step_progress = (lambda i, n: progress(i, n, "denoise")) if progress else None
-    padded = sample_latents(models, cond, ref, settings, noise=noise, progress=step_progress,
+    padded = sample_latents(models, cond, ref, settings, noise=noise, progress=stage_progress(progress, "denoise"),
                             should_cancel=should_cancel, sampler_fn=sampler_fn, sigmas=sigmas, keep_padding=True)
-    decode_progress = (lambda i, n: progress(i, n, "decode")) if progress else None
-    frames = decode_latents(models, padded, settings.decode_chunk, progress=decode_progress, pad=settings.pad)
+    frames = decode_latents(models, padded, settings.decode_chunk, progress=stage_progress(progress, "decode"),
+                            pad=settings.pad)
     return Animation(frames, unpad(padded, settings.pad), tuple(int(v) for v in prepared.crop_bbox), motion,
                      prepared, padded)
 

@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -23,11 +23,10 @@ from . import preprocess as PP
 from . import video as V
 from . import weights as W
 from .errors import HPError
-from .models import COMPONENTS, PRESET_DIMS, precision_dtypes
-from .pipeline import (Settings, appearance_at, build_conditions, encode_appearance, encode_motion, iter_decoded,
-                       encode_reference, load_models_from_dirs, reference_at, sample_latents)
-
-StageProgress = Callable[..., None]  # progress(done, total, stage)
+from .models import PRESET_DIMS, precision_dtypes
+from .pipeline import (Settings, StageProgress, appearance_at, build_conditions, encode_appearance, encode_motion,
+                       encode_reference, iter_decoded, load_models_from_dirs, reference_at, sample_latents,
+                       stage_progress)
 
 
 @dataclass
@@ -172,10 +171,6 @@ def motion_chunks(video: Path, track: PP.DrivingTrack, chunk: int,
                       hint="Re-encode the clip (e.g. to H.264 mp4); it does not decode the same way twice.")
 
 
-def _stage(progress: StageProgress | None, stage: str):
-    return (lambda i, n: progress(i, n, stage)) if progress else None
-
-
 @torch.no_grad()
 def run(request: RunRequest, progress: StageProgress | None = None) -> RunResult:
     """Animate ``request.image`` with ``request.video``; writes ``request.out`` (and ``paste_back``)."""
@@ -184,7 +179,7 @@ def run(request: RunRequest, progress: StageProgress | None = None) -> RunResult
     detector = PP.load_yolo_face(plan.weights["yoloface"], device=device)
     arcface = PP.load_arcface(plan.weights["arcface"]) if request.use_arcface else None
     source = PP.prepare_source(plan.source, detector, arcface=arcface)
-    faces = _stage(progress, "faces")
+    faces = stage_progress(progress, "faces")
     total = plan.info.frames_estimate
     if request.max_frames is not None and total is not None:
         total = min(total, request.max_frames)
@@ -210,7 +205,7 @@ def run(request: RunRequest, progress: StageProgress | None = None) -> RunResult
     del tokens
     if progress:
         progress(3, 3, "conditions")
-    padded = sample_latents(models, conditions, ref, settings, progress=_stage(progress, "denoise"),
+    padded = sample_latents(models, conditions, ref, settings, progress=stage_progress(progress, "denoise"),
                             keep_padding=True)
     del conditions
     write_outputs(request, models, padded, source.crop_bbox, plan, progress)
