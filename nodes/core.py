@@ -115,17 +115,6 @@ def resolve_choices(choices: dict[str, str], *, preset: str | None = None, vae: 
     raise HPError("\n".join(lines))
 
 
-def read_weights(name: str, path: Path) -> dict[str, torch.Tensor]:
-    """State dict of a network file: verified and cached by hp_core.weights when it is the manifest's
-    file, read directly (weights only) otherwise."""
-    from hp_core.checkpoint import read_state_dict
-
-    dirs = bridge.search_dirs()
-    if W.resolve(name, dirs) == path and path.suffix in (".pth", ".safetensors"):
-        return W.load_checkpoint(name, dirs)
-    return read_state_dict(path, component=name)
-
-
 def load_network(name: str, path: Path, preset: str, dtype: torch.dtype) -> torch.nn.Module:
     """One network built for ``preset`` with the file's weights, strictly, on the CPU in ``dtype``. The
     manifest's file is read through hp_core's verified cache and pinned only after the strict load."""
@@ -246,4 +235,4 @@ def clear_caches() -> None:
 
 
 __all__ = ["DETECTORS", "arcface", "clear_caches", "dwpose", "face_detector", "file_key", "load_network",
-           "load_vae", "manifest_path", "prepare", "read_weights", "require_entry", "resolve_choices"]
+           "load_vae", "manifest_path", "prepare", "require_entry", "resolve_choices"]
