@@ -20,7 +20,8 @@ from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae,
 from .models.motion_refiner import motion_tokens
 from .memory import check_decoding, plan_sampling
 from .models.sdpa import sdpa_backends
-from .sampling.denoiser import BRANCH_MODES, Conditions, GuidanceSettings, PortraitDenoiser, planned_evaluations
+from .sampling.denoiser import (BRANCH_MODES, Conditions, GuidanceSettings, PortraitDenoiser, guided,
+                               planned_evaluations)
 from .sampling.guidance import pad_frames, pad_motion, unpad
 from .sampling.samplers import SAMPLERS, sample, step_reporter
 from .sampling.schedules import SCHEDULES, get_sigmas
@@ -375,7 +376,7 @@ def sample_latents(models: PortraitModels, conditions: Conditions, ref_latents: 
         window, overlap = fit_window(settings.window, settings.overlap, length)
         apply_unet_options(unet, settings, models.device)
         interval = tuple(settings.guidance_interval) if settings.guidance_interval is not None else None
-        guided_steps = any(interval is None or interval[0] <= float(s) <= interval[1] for s in sig[:-1])
+        guided_steps = any(guided(float(s), interval) for s in sig[:-1])
         plan = plan_sampling(unet, models.device, window=window, latent_hw=hw,
                              branch_mode=settings.branch_mode, branches=3 if guided_steps else 1,
                              math_attention=settings.sdpa_backend == "math")
