@@ -3,7 +3,7 @@
 The estimates cover the activations of one UNet call (window x branches at the latent size) and of one
 decode chunk; the weights are already on the device when the checks run (inside ``PortraitModels.use``), so
 the free figure already accounts for them. Calibration (peak resident memory added by one forward, fp32 on
-the CPU, glibc mmap threshold lowered so freed tensors leave at once; see benchmarks/bench_memory.py):
+the CPU, glibc mmap threshold lowered so freed tensors leave at once, as benchmarks/bench_pipeline.py measures):
   UNet: about UNET_BYTES_PER_ELEMENT x (rows x C0 x h x w) elements of the first block's width, where
         rows = window x branches per call; attention with a linear-memory kernel (flash / efficient / the
         CPU's fused kernel); the math backend adds the (h*w)^2 score matrix per head.
