@@ -497,7 +497,7 @@ def test_download_fetches_only_what_is_missing(tmp_path, hub):
     assert all(c["token"] == "hf_secret" for c in hub.calls)
     calls = {c["filename"]: c for c in hub.calls}
     assert calls["arcface.onnx"]["revision"] == ARC2FACE_COMMIT
-    assert calls["dino.pth"]["local_dir"] == dest / "hyportrait"
+    assert calls["dino.pth"]["local_dir"] == dest / W.hub.STAGING / "hyportrait"  # staged, then moved in
     assert unet.read_bytes() == official_pth("unet", 42.0)
     assert {p.relative_to(dest).as_posix() for p in written} == REQUIRED_DOWNLOADS - {"hyportrait/unet.pth"}
     lock = W.read_lock(dest)["files"]
@@ -511,16 +511,58 @@ def test_download_fetches_only_what_is_missing(tmp_path, hub):
     W.download([dest], include_optional=True, log=lambda s: None)
     calls = {c["filename"]: c for c in hub.calls}
     assert set(calls) == {"yolox_l.onnx", "dw-ll_ucoco_384.onnx", "models/buffalo_l/det_10g.onnx"}
-    assert calls["yolox_l.onnx"]["local_dir"] == dest / "dwpose"
-    assert calls["models/buffalo_l/det_10g.onnx"]["local_dir"] == dest / "insightface"
+    assert calls["yolox_l.onnx"]["local_dir"] == dest / W.hub.STAGING / "dwpose"
+    assert calls["models/buffalo_l/det_10g.onnx"]["local_dir"] == dest / W.hub.STAGING / "insightface"
     assert W.resolve("scrfd", [dest]) == dest / "insightface/models/buffalo_l/det_10g.onnx"
+    assert not (dest / W.hub.STAGING).exists()  # nothing left behind once every file is in place
 
 
 def test_download_replaces_a_damaged_file(tmp_path, hub):
-    put(tmp_path, "hyportrait/unet.pth", pth_bytes(1)[:100])
-    W.download([tmp_path], ids=["unet"], log=lambda s: None)
+    damaged = pth_bytes(1)[:100]
+    put(tmp_path, "hyportrait/unet.pth", damaged)
+    lines = []
+    W.download([tmp_path], ids=["unet"], log=lines.append)
     assert [c["filename"] for c in hub.calls] == ["unet.pth"]
     assert W.verify("unet", [tmp_path]).ok
+    aside = list((tmp_path / "hyportrait").glob("unet.pth.replaced-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged  # moved aside, never deleted
+    assert any(str(aside[0]) in line for line in lines)          # and the log says where it went
+
+
+@pytest.mark.parametrize("failure", ["offline", "connection", "not_found", "bad_download"])
+def test_download_never_removes_a_file_before_its_replacement_is_verified(tmp_path, hub, monkeypatch, failure):
+    """A user's own unet.pth (changed after it was pinned) and a damaged dino.pth stay byte for byte when
+    no verified replacement arrives: offline, a dropped connection, a 404, a download that fails its hash."""
+    own = official_pth("unet", 7.0)
+    unet = put(tmp_path, "hyportrait/unet.pth", official_pth("unet", 1.0))
+    assert W.verify("unet", [tmp_path]).ok   # pinned ...
+    unet.write_bytes(own)                    # ... then replaced by the user with a file of the same shape
+    os.utime(unet, ns=(1, 1))
+    damaged = hub.content("dino.pth")[:-10]
+    dino = put(tmp_path, "hyportrait/dino.pth", damaged)
+    if failure == "offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    elif failure == "connection":
+        hub.errors["unet.pth"] = ConnectionError("Name or service not known")
+    elif failure == "not_found":
+        _manifest_with(monkeypatch, "unet", filename="nowhere/unet.pth")
+        _manifest_with(monkeypatch, "dino", filename="nowhere/dino.pth")
+    else:
+        hub.wrong_etag.update({"unet.pth", "dino.pth"})
+    with pytest.raises(HPError):
+        W.download([tmp_path], ids=["unet", "dino"], log=lambda s: None)
+    assert unet.read_bytes() == own
+    assert dino.read_bytes() == damaged
+    assert sorted(p.name for p in (tmp_path / "hyportrait").iterdir()) == ["dino.pth", "unet.pth"]
+    assert not (tmp_path / W.hub.STAGING / "hyportrait" / "unet.pth").exists()
+
+
+def test_download_into_a_new_folder_that_fails_leaves_no_empty_folders(tmp_path, hub):
+    hub.errors["unet.pth"] = ConnectionError("Name or service not known")
+    dest = tmp_path / "new" / "models"
+    with pytest.raises(HPError, match="No connection"):
+        W.download([dest], ids=["unet"], log=lambda s: None)
+    assert not (tmp_path / "new").exists()
 
 
 def test_download_checks_the_hub_etag(tmp_path, hub):

@@ -1,12 +1,17 @@
 """Downloading from the Hugging Face Hub: only what is missing or damaged, verified before it is kept.
 
-Each file is asked for at its path in its repository (``filename``) and written where the pack keeps it
-(``local_path``: hf_hub_download's local_dir is the part of local_path before filename).
+Each file is asked for at its path in its repository (``filename``) and fetched into a staging folder
+(``STAGING`` inside the models folder, laid out like it: hf_hub_download's local_dir is the part of
+``local_path`` before ``filename``). Only once the fetched file is whole and verified does it take its
+place at ``local_path``; a file that was there before (damaged, or the user's own) is moved aside, never
+deleted, and the log says where. An interrupted or failed download therefore never costs a file.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -61,8 +66,52 @@ def _hub_etag(local_dir: Path, filename: str) -> str | None:
         return None
 
 
-def _local_dir(entry: M.WeightEntry, dest: Path) -> Path:
-    return dest / entry.local_dir_prefix if entry.local_dir_prefix else dest
+STAGING = ".downloading"
+
+
+def _local_dir(entry: M.WeightEntry, stage: Path) -> Path:
+    return stage / entry.local_dir_prefix if entry.local_dir_prefix else stage
+
+
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` to a free ``<name>.replaced-<date-time>[-N]`` beside it and return the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        aside = path.with_name(f"{path.name}.replaced-{stamp}" + (f"-{n}" if n else ""))
+        if not aside.exists():
+            os.rename(path, aside)
+            return aside
+    raise HPError(f"Could not move {path} aside: too many earlier copies beside it.",
+                  hint="Remove the old *.replaced-* files there.")
+
+
+def _install(entry: M.WeightEntry, staged: Path, local_dir: Path, dest: Path, log: Callable[[str], None]) -> Path:
+    """Put a verified download at its place in ``dest``; an existing file there is moved aside first."""
+    target = dest / entry.local_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        aside = set_aside(target)
+        log(f"Your previous {entry.local_path} was kept as {aside} (delete it once you no longer need it).")
+    os.replace(staged, target)
+    notes = local_dir / ".cache" / "huggingface" / "download"  # huggingface_hub's notes on the staged copy
+    for note in notes.glob(glob.escape(entry.filename) + ".*"):
+        note.unlink(missing_ok=True)
+    return target
+
+
+def _prune(stage: Path) -> None:
+    """Remove the staging folder's empty folders (a partial download's folder stays, to be continued)."""
+    if not stage.is_dir():
+        return
+    for d in sorted((p for p in stage.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()
+        except OSError:
+            pass  # not empty: holds a partial download
+    try:
+        stage.rmdir()
+    except OSError:
+        pass
 
 
 def _short(err: BaseException) -> str:
@@ -97,11 +146,9 @@ def download(search_dirs, *, ids: Sequence[str] | None = None, include_optional:
             res = V.verify(entry.id, dirs)
             if res.ok:
                 continue
-            base, path, _ = found
-            log(f"{path} is not usable ({res.reason}); fetching the published file.")
-            if path == dest / entry.local_path:  # files elsewhere stay; the fresh copy is found first
-                path.unlink()
-                K.unpin(base, entry.local_path)
+            # Kept until a verified replacement is in place (then moved aside, never deleted); a copy in
+            # another folder or layout stays, and the fresh one in dest is found before it.
+            log(f"{found[1]} is not usable ({res.reason}); fetching the published file.")
         todo.append(entry)
     if not todo:
         return []
@@ -109,18 +156,35 @@ def download(search_dirs, *, ids: Sequence[str] | None = None, include_optional:
         raise HPError(missing_message(todo, dirs, "Offline mode (HF_HUB_OFFLINE=1) is on, so nothing was "
                                       "downloaded; these files are missing", suggest_download=False))
     try:
-        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
+        import huggingface_hub.errors  # noqa: F401 - only: is it there at all
     except ImportError as err:
         raise HPError("Downloading needs the huggingface_hub package (`pip install huggingface_hub`).\n"
                       + missing_message(todo, dirs, suggest_download=False)) from err
-    dest.mkdir(parents=True, exist_ok=True)
+    stage = dest / STAGING
+    created = {d for d in (dest, *dest.parents) if not d.exists()}
+    try:
+        return _fetch_all(todo, dirs, dest, stage, token, log)
+    finally:
+        _prune(stage)
+        for d in (dest, *dest.parents):  # a folder this call made and left empty goes too
+            if d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+
+
+def _fetch_all(todo: list[M.WeightEntry], dirs: list[Path], dest: Path, stage: Path, token: str | None,
+               log: Callable[[str], None]) -> list[Path]:
+    """Download, verify and install each of ``todo``; raise one HPError naming everything that failed."""
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
     written: list[Path] = []
     gated: list[M.WeightEntry] = []
     failed: list[str] = []
     for i, entry in enumerate(todo):
         log(f"[{i + 1}/{len(todo)}] {entry.repo}@{entry.revision[:12]} {entry.filename} -> {dest / entry.local_path}")
-        local_dir = _local_dir(entry, dest)
+        local_dir = _local_dir(entry, stage)
         try:
             local_dir.mkdir(parents=True, exist_ok=True)
             path = Path(_hub_download(repo_id=entry.repo, filename=entry.filename, revision=entry.revision,
@@ -144,14 +208,17 @@ def download(search_dirs, *, ids: Sequence[str] | None = None, include_optional:
             else:
                 raise
             continue
-        res = V.verify(entry.id, [dest], etag=_hub_etag(local_dir, entry.filename),
-                       origin=f"{entry.repo}@{entry.revision}")
+        res = V.verify(entry.id, [stage], etag=_hub_etag(local_dir, entry.filename),
+                       origin=f"{entry.repo}@{entry.revision}", preset="official", pin=False)
         if not res.ok:
-            path.unlink(missing_ok=True)
-            K.unpin(dest, entry.local_path)
+            path.unlink(missing_ok=True)  # our own staged copy; the file in dest, if any, is untouched
             failed.append(f"{entry.local_path}: the download failed verification ({res.reason})")
             continue
-        written.append(path)
+        target = _install(entry, path, local_dir, dest, log)
+        K.unpin(dest, entry.local_path)
+        V.confirm(V.VerifyResult(entry.id, "ok", target, dest, res.sha256, res.message, preset=res.preset,
+                                 origin=res.origin))
+        written.append(target)
     problems = []
     if gated:
         problems.extend(gated_message(e, dest) for e in {e.repo: e for e in gated}.values())
