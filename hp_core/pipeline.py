@@ -13,12 +13,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from .errors import HPError
 from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
-from .models.motion_refiner import motion_tokens
 from .memory import check_decoding, plan_sampling
+from .motion_edit import PortraitMotion
+from .performance import Performance
+from .performance import from_parts as performance_from_parts
 from .models.sdpa import sdpa_backends
 from .sampling.denoiser import (BRANCH_MODES, Conditions, GuidanceSettings, PortraitDenoiser, guided,
                                planned_evaluations)
@@ -228,15 +231,6 @@ def encode_appearance(models: PortraitModels, appearance: torch.Tensor, identity
         return proj(tokens.to(_dtype_of(proj))).float().cpu()
 
 
-@dataclass
-class MotionCondition:
-    """Per-frame motion tokens (F, Nm, C) fp32 on the CPU, with the intensity ids used per chunk."""
-
-    tokens: torch.Tensor
-    ids: list[tuple[int, int]]
-    rotation: torch.Tensor
-
-
 def _unit_frames(frames, sl: slice) -> torch.Tensor:
     """Frames [sl] as float (N,3,H,W) in [0,1], from a float tensor or a uint8 (F,H,W,3) array."""
     part = frames[sl]
@@ -248,8 +242,8 @@ def _unit_frames(frames, sl: slice) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_motion(models: PortraitModels, motion_crops, pose_images, ids: list[tuple[int, int]],
-                  chunk: int = 25, batch: int = 25) -> MotionCondition:
-    """Face crops and head-pose images -> motion tokens, with one (head, exp) id pair per ``chunk`` frames.
+                  chunk: int = 25, batch: int = 25, *, fps: float = 25.0, source_sha256: str = "") -> Performance:
+    """Face crops and head-pose images -> a Performance, with one (head, exp) id pair per ``chunk`` frames.
 
     Images are float (F,3,256,256) tensors in [0,1] or uint8 (F,256,256,3) arrays; uint8 input is converted
     a chunk at a time, and the encoders run ``batch`` frames at a time, so memory stays bounded.
@@ -260,26 +254,36 @@ def encode_motion(models: PortraitModels, motion_crops, pose_images, ids: list[t
     need = -(-frames // chunk)
     if len(ids) < need:
         raise HPError(f"{frames} frames need {need} intensity id pairs (one per {chunk} frames), got {len(ids)}.")
-    out, rots = [], []
+    refined_parts, rots, trans = [], [], []
     with models.use("expression", "headpose", "motion_proj") as (expr, head, refiner):
         for start in range(0, frames, chunk):
             crops = _unit_frames(motion_crops, slice(start, start + chunk))
             poses = _unit_frames(pose_images, slice(start, start + chunk))
             feats = torch.cat([expr(crops[i:i + batch].to(models.device, _dtype_of(expr)))
                                for i in range(0, crops.shape[0], batch)])
-            rot = torch.cat([head.encode(poses[i:i + batch].to(models.device, _dtype_of(head)))[0]
-                             for i in range(0, poses.shape[0], batch)])
+            pose = [head.encode(poses[i:i + batch].to(models.device, _dtype_of(head)))
+                    for i in range(0, poses.shape[0], batch)]
             head_id, exp_id = ids[start // chunk]
-            refined = refiner(feats.to(_dtype_of(refiner)), int(head_id), int(exp_id))
-            out.append(motion_tokens(refined, rot).float().cpu())
-            rots.append(rot.float().cpu())
-    return MotionCondition(torch.cat(out), [tuple(map(int, i)) for i in ids[:need]], torch.cat(rots))
+            refined_parts.append(refiner(feats.to(_dtype_of(refiner)), int(head_id), int(exp_id)).float().cpu())
+            rots.append(torch.cat([r for r, _ in pose]).float().cpu())
+            trans.append(torch.cat([t for _, t in pose]).float().cpu())
+    return performance_from_parts(torch.cat(refined_parts), torch.cat(rots), torch.cat(trans), ids[:need], fps=fps,
+                                  chunk=chunk, preset=models.preset, source_sha256=source_sha256)
+
+
+@torch.no_grad()
+def encode_portrait_motion(models: PortraitModels, pose_crop: np.ndarray, motion_crop: np.ndarray) -> PortraitMotion:
+    """The portrait's own head rotation and expression tokens: the portrait read as a one-frame driving clip
+    (its head-pose and expression crops, uint8 (256,256,3), cut by a driving frame's rules; one frame has
+    intensity ids (0, 0))."""
+    perf = encode_motion(models, motion_crop[None], pose_crop[None], [(0, 0)], chunk=1)
+    return PortraitMotion(rotation=perf.rotation[0], expression=perf.expression[0])
 
 
 def augmentation_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     """The noise of the reference's noise augmentation: standard normal, fp32, drawn on the CPU from a
     generator seeded with ``seed + 2`` (``seed`` draws the start noise, ``seed + 1`` the stochastic samplers')."""
-    gen = torch.Generator("cpu").manual_seed(int(seed) + 2)
+    gen = torch.Generator("cpu").manual_seed((int(seed) + 2) % (SEED_MAX + 1))
     return torch.randn(tuple(shape), generator=gen, dtype=torch.float32)
 
 
@@ -537,7 +541,7 @@ class Animation:
     frames: torch.Tensor
     latents: torch.Tensor
     crop_bbox: tuple[int, int, int, int]
-    motion: MotionCondition
+    motion: Performance
     prepared: object
     padded_latents: torch.Tensor | None = None
 
@@ -557,6 +561,6 @@ def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torc
 
 
 __all__ = ["Animation", "animate", "appearance_at", "fit_window", "SEED_MAX", "conditions_from_prepared", "pose_condition",
-           "reference_at", "Settings", "PortraitModels", "MotionCondition", "random_models", "load_models", "load_models_from_dirs",
-           "encode_appearance", "encode_motion", "encode_reference", "augmentation_noise", "build_conditions",
+           "reference_at", "Settings", "PortraitModels", "Performance", "random_models", "load_models", "load_models_from_dirs",
+           "encode_appearance", "encode_motion", "encode_portrait_motion", "encode_reference", "augmentation_noise", "build_conditions",
            "initial_noise", "sample_latents", "decode_chunks", "decode_latents", "iter_decoded", "apply_unet_options", "replace"]

@@ -10,6 +10,7 @@ path that is one of the inputs is refused. The stages themselves live in hp_core
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -24,18 +25,25 @@ from . import video as V
 from . import weights as W
 from .errors import HPError
 from .models import PRESET_DIMS, precision_dtypes
+from .motion_edit import MotionEdit, PortraitMotion, edit_performance
+from .performance import Performance, load_performance
+from .performance import concat as concat_performances
 from .pipeline import (Settings, StageProgress, appearance_at, build_conditions, encode_appearance, encode_motion,
-                       encode_reference, iter_decoded, load_models_from_dirs, reference_at, sample_latents,
-                       stage_progress)
+                       encode_portrait_motion, encode_reference, iter_decoded, load_models_from_dirs, reference_at,
+                       sample_latents, stage_progress)
 
 
 @dataclass
 class RunRequest:
-    """One animation run: input and output paths, models, device/precision and the sampling settings."""
+    """One animation run: input and output paths, models, device/precision, the motion edit and the sampling
+    settings. The motion comes from ``video`` (extracted afresh) or from ``motion`` (a saved performance)."""
 
     image: Path
-    video: Path
     out: Path
+    video: Path | None = None
+    motion: Path | None = None                             # a performance file (motion extract) instead
+    audio_file: Path | None = None                         # sound for the result; default: the video's
+    edit: MotionEdit = field(default_factory=MotionEdit)
     paste_back: Path | None = None
     models_dirs: list[Path] = field(default_factory=list)  # empty: $HP_MODELS_DIR or ./models/hunyuan_portrait
     settings: Settings = field(default_factory=Settings)
@@ -44,7 +52,7 @@ class RunRequest:
     precision: str = "auto"                                # see hp_core.models.precision
     vae: Path | None = None                                # an SVD VAE folder or file instead of the manifest's
     max_frames: int | None = None
-    audio: bool = True                                     # copy the driving clip's audio
+    audio: bool = True                                     # copy the driving clip's (or audio_file's) audio
     use_arcface: bool = True
 
 
@@ -62,14 +70,20 @@ class RunResult:
 
 @dataclass
 class Plan:
-    """What preflight found: the source image, the clip's description, weight files, device and dtypes."""
+    """What preflight found: the source image, the clip's description or the saved performance, weight files,
+    device and dtypes."""
 
-    source: np.ndarray
-    info: V.VideoInfo
+    source: np.ndarray | None
+    info: V.VideoInfo | None
     weights: dict[str, Path]
     search_dirs: list[Path]
     device: torch.device
     dtypes: dict[str, torch.dtype]
+    performance: Performance | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.performance.fps if self.performance is not None else self.info.fps
 
 
 # ------------------------------------------------------------------------------------------ preflight
@@ -84,16 +98,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _inputs(request: RunRequest) -> list[tuple[str, Path]]:
+    named = [("--image", request.image), ("--video", request.video), ("--motion", request.motion),
+             ("--audio", request.audio_file), ("--vae", request.vae)]
+    return [(flag, Path(path)) for flag, path in named if path is not None]
+
+
 def check_output_paths(request: RunRequest) -> None:
     """Refuse an output that is an input (or the other output); make sure each output folder is writable."""
     outputs = [("--out", Path(request.out))]
     if request.paste_back is not None:
         outputs.append(("--paste-back", Path(request.paste_back)))
-    inputs = [("--image", Path(request.image)), ("--video", Path(request.video))]
-    if request.vae is not None:
-        inputs.append(("--vae", Path(request.vae)))
     for flag, path in outputs:
-        for in_flag, in_path in inputs:
+        for in_flag, in_path in _inputs(request):
             if _same_file(path.expanduser(), in_path.expanduser()):
                 raise HPError(f"The output {flag} {path} is the input {in_flag} {in_path}; writing it would destroy "
                               "the input.", hint=f"Choose another name for {flag}.")
@@ -103,15 +120,19 @@ def check_output_paths(request: RunRequest) -> None:
     for flag, path in outputs:
         if path.expanduser().is_dir():
             raise HPError(f"The output {flag} {path} is a folder.", hint="Give a file name ending in .mp4.")
-        parent = path.expanduser().resolve().parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".hp-write-test-", dir=parent)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as err:
-            raise HPError(f"Cannot write {flag} into the folder {parent} ({err.strerror or err}).",
-                          hint="Choose a folder you can write to.") from err
+        check_writable_folder(path.expanduser().resolve().parent, flag)
+
+
+def check_writable_folder(folder: Path, flag: str) -> None:
+    """Make ``folder`` (and its parents) and prove a file can be written there, else one HPError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".hp-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise HPError(f"Cannot write {flag} into the folder {folder} ({err.strerror or err}).",
+                      hint="Choose a folder you can write to.") from err
 
 
 def weight_files(request: RunRequest, search_dirs: list[Path]) -> dict[str, Path]:
@@ -128,22 +149,41 @@ def _device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def preflight(request: RunRequest) -> Plan:
-    """Everything knowable before heavy work, cheapest first: settings, output paths, image and video readable,
-    weight files present and whole. Raises HPError at the first problem; the face detector has not run."""
+def check_request(request: RunRequest) -> None:
+    """The request's own rules, before any file is read."""
     request.settings.validate()
+    request.edit.validate()
     if request.preset not in PRESET_DIMS:
         raise HPError(f"Unknown preset {request.preset!r}.", hint=f"Use one of {', '.join(PRESET_DIMS)}.")
     if request.max_frames is not None and request.max_frames < 1:
         raise HPError(f"max_frames must be at least 1 (got {request.max_frames}).")
+    if request.video is None and request.motion is None:
+        raise HPError("Nothing drives the portrait.", hint="Give a driving clip (--video) or a saved performance "
+                                                            "(--motion).")
+
+
+def read_motion(request: RunRequest) -> Performance | None:
+    """The saved performance of ``request.motion`` (checked against the preset), or None."""
+    return None if request.motion is None else load_performance(request.motion, preset=request.preset)
+
+
+def preflight(request: RunRequest) -> Plan:
+    """Everything knowable before heavy work, cheapest first: settings, output paths, image and video readable,
+    weight files present and whole. Raises HPError at the first problem; the face detector has not run."""
+    check_request(request)
     check_output_paths(request)
     source = PP.read_image_file(request.image)
-    info = V.probe_video(request.video)
+    performance = read_motion(request)
+    if performance is not None:
+        request.edit.validate(performance.frames)
+    info = V.probe_video(request.video) if request.video is not None else None
+    if request.audio_file is not None and not Path(request.audio_file).expanduser().is_file():
+        raise HPError(f"The audio file {request.audio_file} does not exist.", hint="Check the --audio path.")
     device = _device(request.device)
     dtypes = precision_dtypes(request.precision, device)
     search_dirs = list(request.models_dirs) or W.default_search_dirs(None)
     weights = weight_files(request, search_dirs)
-    return Plan(source, info, weights, search_dirs, device, dtypes)
+    return Plan(source, info, weights, search_dirs, device, dtypes, performance)
 
 
 # ------------------------------------------------------------------------------------------ streaming
@@ -171,66 +211,136 @@ def motion_chunks(video: Path, track: PP.DrivingTrack, chunk: int,
                       hint="Re-encode the clip (e.g. to H.264 mp4); it does not decode the same way twice.")
 
 
+@dataclass
+class Extracted:
+    """A performance extracted from a clip, with what the face tracking noticed."""
+
+    performance: Performance
+    frames_without_face: int
+    warnings: list[str]
+
+
+@torch.no_grad()
+def extract_performance(video: Path, models, detector, *, chunk: int, fps: float, max_frames: int | None = None,
+                        frames_estimate: int | None = None, progress: StageProgress | None = None) -> Extracted:
+    """The driving side, streamed: face tracking over the clip, then the motion encoders and the refiner a
+    chunk at a time (``chunk`` frames per intensity id pair)."""
+    faces = stage_progress(progress, "faces")
+    total = frames_estimate if max_frames is None or frames_estimate is None else min(frames_estimate, max_frames)
+    track = PP.track_driving(V.iter_frames(video, max_frames=max_frames), detector,
+                             progress=(lambda i: faces(i, max(total or 0, i))) if faces else None)
+    ids = PP.intensity_ids(track.landmarks, chunk)
+    digest = W.sha256_file(video, progress=False)
+    parts = []
+    for k, (motion, pose) in enumerate(motion_chunks(video, track, chunk, max_frames)):
+        parts.append(encode_motion(models, motion, pose, [ids[k]], chunk=chunk, fps=fps, source_sha256=digest))
+        if progress:
+            progress(min((k + 1) * chunk, track.num_frames), track.num_frames, "motion")
+    return Extracted(concat_performances(parts), len(track.missing), track.warnings)
+
+
+def portrait_motion(models, source: PP.SourceFace) -> PortraitMotion:
+    """The portrait's own head rotation and expression tokens (for relative and still edits)."""
+    return encode_portrait_motion(models, source.pose_crop, source.motion_crop)
+
+
 @torch.no_grad()
 def run(request: RunRequest, progress: StageProgress | None = None) -> RunResult:
-    """Animate ``request.image`` with ``request.video``; writes ``request.out`` (and ``paste_back``)."""
+    """Animate ``request.image`` with ``request.video`` or ``request.motion``; writes ``request.out`` (and
+    ``paste_back``). The portrait's face is found first, so a portrait without one fails in seconds."""
     plan = preflight(request)
-    settings, device = request.settings, plan.device
-    detector = PP.load_yolo_face(plan.weights["yoloface"], device=device)
-    arcface = PP.load_arcface(plan.weights["arcface"]) if request.use_arcface else None
-    source = PP.prepare_source(plan.source, detector, arcface=arcface)
-    faces = stage_progress(progress, "faces")
-    total = plan.info.frames_estimate
-    if request.max_frames is not None and total is not None:
-        total = min(total, request.max_frames)
-    track = PP.track_driving(V.iter_frames(request.video, max_frames=request.max_frames), detector,
-                             progress=(lambda i: faces(i, max(total or 0, i))) if faces else None)
-    del detector, arcface
-
-    models = load_models_from_dirs(plan.search_dirs, preset=request.preset, device=device, dtypes=plan.dtypes,
-                                   vae=request.vae)
-    hw = (settings.height, settings.width)
-    if progress:
-        progress(0, 3, "conditions")
-    appearance = encode_appearance(models, appearance_at(source, models.dims.appearance_size),
-                                   torch.as_tensor(source.identity, dtype=torch.float32))
-    ids = PP.intensity_ids(track.landmarks, settings.motion_chunk)
-    tokens = [encode_motion(models, motion, pose, [ids[k]], chunk=settings.motion_chunk).tokens
-              for k, (motion, pose) in enumerate(motion_chunks(request.video, track, settings.motion_chunk,
-                                                               request.max_frames))]
-    if progress:
-        progress(2, 3, "conditions")
-    ref, cond = encode_reference(models, reference_at(source, hw), settings.noise_aug, settings.seed)
-    conditions = build_conditions(appearance, torch.cat(tokens), cond, None, settings)
-    del tokens
-    if progress:
-        progress(3, 3, "conditions")
-    padded = sample_latents(models, conditions, ref, settings, progress=stage_progress(progress, "denoise"),
-                            keep_padding=True)
-    del conditions
-    write_outputs(request, models, padded, source.crop_bbox, plan, progress)
-    return RunResult(Path(request.out), Path(request.paste_back) if request.paste_back else None,
-                     int(padded.shape[0]) - 2 * settings.pad, plan.info.fps, len(track.missing), source.warnings + track.warnings)
+    session = Session(request, plan)
+    source = session.prepare(plan.source)
+    extracted = session.performance(progress)
+    return session.animate(source, plan.source, extracted, request.out, request.paste_back, progress)
 
 
-def write_outputs(request: RunRequest, models, padded: torch.Tensor, crop_bbox, plan: Plan,
-                  progress: StageProgress | None = None) -> None:
+class Session:
+    """Detectors and models loaded once (the networks when first needed), shared by the performance and
+    every portrait it drives."""
+
+    def __init__(self, request: RunRequest, plan: Plan):
+        self.request, self.plan = request, plan
+        self.detector = PP.load_yolo_face(plan.weights["yoloface"], device=plan.device)
+        self.arcface = PP.load_arcface(plan.weights["arcface"]) if request.use_arcface else None
+
+    @functools.cached_property
+    def models(self):
+        """Every network, verified and loaded on first use."""
+        return load_models_from_dirs(self.plan.search_dirs, preset=self.request.preset, device=self.plan.device,
+                                     dtypes=self.plan.dtypes, vae=self.request.vae)
+
+    def prepare(self, source_rgb: np.ndarray) -> PP.SourceFace:
+        """The portrait side's preprocessing (face, crop, identity); raises HPError when it has no face."""
+        return PP.prepare_source(source_rgb, self.detector, arcface=self.arcface)
+
+    def performance(self, progress: StageProgress | None = None) -> Extracted:
+        """The request's performance: the saved one, or extracted from the clip."""
+        if self.plan.performance is not None:
+            return Extracted(self.plan.performance, 0, [])
+        return extract_performance(self.request.video, self.models, self.detector,
+                                   chunk=self.request.settings.motion_chunk, fps=self.plan.info.fps,
+                                   max_frames=self.request.max_frames,
+                                   frames_estimate=self.plan.info.frames_estimate, progress=progress)
+
+    @torch.no_grad()
+    def animate(self, source: PP.SourceFace, source_rgb: np.ndarray, extracted: Extracted, out: Path,
+                paste_back: Path | None = None, progress: StageProgress | None = None) -> RunResult:
+        """One prepared portrait (``source_rgb`` the image it came from, for paste-back) driven by
+        ``extracted``: motion edit, conditions, sampling, outputs."""
+        request, models, settings = self.request, self.models, self.request.settings
+        portrait = portrait_motion(models, source) if request.edit.needs_portrait else None
+        performance = edit_performance(extracted.performance, request.edit, portrait)
+        hw = (settings.height, settings.width)
+        if progress:
+            progress(0, 3, "conditions")
+        appearance = encode_appearance(models, appearance_at(source, models.dims.appearance_size),
+                                       torch.as_tensor(source.identity, dtype=torch.float32))
+        if progress:
+            progress(2, 3, "conditions")
+        ref, cond = encode_reference(models, reference_at(source, hw), settings.noise_aug, settings.seed)
+        conditions = build_conditions(appearance, performance.tokens, cond, None, settings)
+        if progress:
+            progress(3, 3, "conditions")
+        padded = sample_latents(models, conditions, ref, settings, progress=stage_progress(progress, "denoise"),
+                                keep_padding=True)
+        del conditions
+        write_outputs(request, models, padded, source.crop_bbox, source_rgb, self.plan.fps, out, paste_back,
+                      audio=audio_source(request, self.plan), audio_offset=request.edit.start / self.plan.fps,
+                      progress=progress)
+        return RunResult(Path(out), Path(paste_back) if paste_back else None, int(padded.shape[0]) - 2 * settings.pad,
+                         self.plan.fps, extracted.frames_without_face, source.warnings + extracted.warnings)
+
+
+def audio_source(request: RunRequest, plan: Plan) -> Path | None:
+    """The sound of the result: ``audio_file``, else the driving clip's when it has one; None without audio."""
+    if not request.audio:
+        return None
+    if request.audio_file is not None:
+        return Path(request.audio_file)
+    if request.video is not None and plan.info is not None and plan.info.has_audio:
+        return Path(request.video)
+    return None
+
+
+def write_outputs(request: RunRequest, models, padded: torch.Tensor, crop_bbox, source_rgb: np.ndarray, fps: float,
+                  out: Path, paste_back: Path | None = None, *, audio_offset: float = 0.0,
+                  progress: StageProgress | None = None, audio: Path | None = None) -> None:
     """Decode the padded latents (pad + F + pad) as the release does, a decode chunk at a time, straight into
     the video writers (and paste each chunk back into the source); both files appear only when both are
     complete."""
     pad = request.settings.pad
     n = int(padded.shape[0]) - 2 * pad
-    audio = Path(request.video) if request.audio and plan.info.has_audio else None
-    writers = [V.VideoWriter(request.out, plan.info.fps, audio=audio, frames=n)]
-    if request.paste_back:
-        writers.append(V.VideoWriter(request.paste_back, plan.info.fps, audio=audio, frames=n))
+    writers = [V.VideoWriter(out, fps, audio=audio, frames=n, audio_offset=audio_offset)]
+    if paste_back:
+        writers.append(V.VideoWriter(paste_back, fps, audio=audio, frames=n, audio_offset=audio_offset))
     try:
         done = 0
         for part in iter_decoded(models, padded, request.settings.decode_chunk, pad=pad):
             frames = (part.numpy() * 255).astype(np.uint8)  # truncation, as the release writes frames
             writers[0].write(frames)
-            if request.paste_back:
-                writers[1].write(np.stack(list(PP.iter_paste_back(plan.source, frames, crop_bbox))))
+            if paste_back:
+                writers[1].write(np.stack(list(PP.iter_paste_back(source_rgb, frames, crop_bbox))))
             if progress:
                 done += frames.shape[0]
                 progress(done, n, "decode")
@@ -244,5 +354,6 @@ def write_outputs(request: RunRequest, models, padded: torch.Tensor, crop_bbox, 
         raise
 
 
-__all__ = ["Plan", "RunRequest", "RunResult", "check_output_paths", "motion_chunks", "preflight", "run",
-           "weight_files", "write_outputs"]
+__all__ = ["Extracted", "Plan", "RunRequest", "RunResult", "Session", "audio_source", "check_output_paths",
+           "extract_performance", "motion_chunks", "portrait_motion", "preflight", "run", "weight_files",
+           "write_outputs"]

@@ -270,7 +270,7 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, *, audio: str | os.PathLike | None = None,
-                 frames: int | None = None, crf: int = 18, preset: str = "medium"):
+                 frames: int | None = None, crf: int = 18, preset: str = "medium", audio_offset: float = 0.0):
         if not fps or fps <= 0:
             raise HPError(f"The frame rate must be positive (got {fps}).")
         if audio is not None:
@@ -278,6 +278,7 @@ class VideoWriter:
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}-{id(self):x}.mp4")
         self.fps, self.audio, self.frames, self.crf, self.preset = fps, audio, frames, crf, preset
+        self.audio_offset = max(float(audio_offset), 0.0)  # seconds of the audio source skipped
         self.count = 0
         self._size: tuple[int, int] | None = None
         self._proc: subprocess.Popen | None = None
@@ -290,7 +291,7 @@ class VideoWriter:
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-"]
         if self.audio is not None:
-            cmd += ["-i", str(self.audio)]
+            cmd += (["-ss", f"{self.audio_offset:.6f}"] if self.audio_offset else []) + ["-i", str(self.audio)]
         cmd += ["-map", "0:v:0"]
         if self.audio is not None:
             cmd += ["-map", "1:a:0?", "-c:a", "aac", "-b:a", "192k"]

@@ -2,11 +2,11 @@
 
 import logging
 
-from . import appearance, bridge, loader, motion, output, pose, sampler
+from . import appearance, bridge, loader, motion, output, performance, pose, sampler
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
-for _module in (loader, motion, appearance, pose, sampler, output):
+for _module in (loader, motion, appearance, performance, pose, sampler, output):
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
 

@@ -1,38 +1,32 @@
-"""IMAdapter appearance extractor: the source portrait -> appearance tokens, identity and reference latents."""
+"""IMAdapter appearance extractor, the portrait side: the portrait -> appearance tokens, identity, reference
+latents and its own head pose. Independent of the driving clip."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from hp_core.errors import HPError
-from hp_core.pipeline import appearance_at, encode_appearance, encode_reference, reference_at
-from hp_core.preprocess import no_identity
+from hp_core.pipeline import appearance_at, encode_appearance, encode_portrait_motion, encode_reference, reference_at
+from hp_core.preprocess import prepare_source
+from hp_core.preprocess.crop import EDGE_MODES
 
 from . import bridge, core
-from .motion import uint8_to_image
-from .sockets import APPEARANCE, MODELS, MOTION_FEATURES, PortraitAppearance
+from .motion import LOG, uint8_to_image
+from .sockets import APPEARANCE, MODELS, PortraitAppearance
 
 CATEGORY = "HunyuanPortrait"
 
 
-def source_only(source_image: torch.Tensor, detector: str):
-    """Preprocess the source alone (it is its own one-frame driving video) when no motion features come in."""
-    det = core.face_detector(detector)
-    return core.prepare(source_image[0], source_image[0:1], det, face_index=None, max_frames=1, smoothing=0,
-                        driving_face_index=None, edge_mode="auto", progress=None)
-
-
 class HunyuanPortraitAppearanceExtractor:
-    """Node: DINOv2 + IMAdapters with the ArcFace identity, and the VAE reference latents."""
+    """Node: the portrait side. DINOv2 + IMAdapters with the ArcFace identity, the VAE reference latents,
+    and the portrait's own head pose and expression (for Motion Edit)."""
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
                 "models": (MODELS, {"tooltip": "From HunyuanPortrait Load Models."}),
-                "source_image": ("IMAGE", {"tooltip": "The portrait to animate (the first image of a batch). "
-                                                      "Connect the same image as to the Face-Crop Motion Encoder."}),
+                "source_image": ("IMAGE", {"tooltip": "The portrait to animate (the first image of a batch)."}),
                 "use_arcface": ("BOOLEAN", {"default": True, "tooltip":
                                 "Feed the ArcFace identity vector to the IMAdapters (the release does; needs "
                                 "arcface.onnx). Off: a zero identity vector."}),
@@ -40,42 +34,51 @@ class HunyuanPortraitAppearanceExtractor:
                                "Side of the generated square video. 512 is what the weights were trained at; "
                                "256 gives a quick, rough draft."}),
                 "detector": (list(core.DETECTORS), {"default": "yolo", "tooltip":
-                             "Face detector used only when motion_features is not connected."}),
+                             "Face detector for the portrait: yolo = the release's; scrfd = insightface SCRFD."}),
             },
             "optional": {
-                "motion_features": (MOTION_FEATURES, {"tooltip":
-                                    "From the Face-Crop Motion Encoder: reuse its source crop and landmarks "
-                                    "(recommended, so both extractors see the same face)."}),
+                "face_index": ("INT", {"default": -1, "min": -1, "max": 63, "tooltip":
+                               "Which face of the portrait to animate: -1 = the largest (the release), 0, 1, ... = "
+                               "counted from the left."}),
+                "edge_mode": (list(EDGE_MODES), {"default": "auto", "tooltip":
+                              "A face near the border: clip = the release's crop, pad = black padding, auto = the "
+                              "release's crop unless it would cut the face."}),
             },
         }
 
     RETURN_TYPES = (APPEARANCE, "IMAGE")
     RETURN_NAMES = ("appearance", "portrait_crop")
-    OUTPUT_TOOLTIPS = ("Appearance tokens, identity vector, reference latents and the crop box for paste-back.",
+    OUTPUT_TOOLTIPS = ("Appearance tokens, identity vector, reference latents, the crop box for paste-back and the "
+                       "portrait's own head pose.",
                        "Preview: the 512x512 portrait crop the model sees.")
     FUNCTION = "extract"
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Encodes the source portrait with DINOv2 and the identity-aware IMAdapters (ArcFace "
-                   "identity), projects the tokens for the UNet's cross-attention, and encodes the crop with "
-                   "the VAE (start and conditioning latents).")
+    DESCRIPTION = ("Finds the face in the portrait, encodes it with DINOv2 and the identity-aware IMAdapters "
+                   "(ArcFace identity), projects the tokens for the UNet's cross-attention, encodes the crop with "
+                   "the VAE (start and conditioning latents), and reads the portrait's own head pose and "
+                   "expression with the motion encoders (used by Motion Edit's relative and still modes).")
 
-    def extract(self, models, source_image, use_arcface, resolution, detector, motion_features=None):
+    def extract(self, models, source_image, use_arcface, resolution, detector, face_index=-1, edge_mode="auto"):
         if resolution % 64 or not 64 <= resolution <= 1024:
             raise HPError(f"resolution must be a multiple of 64 between 64 and 1024, got {resolution}.")
-        prepared = motion_features if motion_features is not None else source_only(source_image, detector)
-        crop = prepared.source_crop_512
-        identity = core.arcface().embed(crop, prepared.source_landmarks) if use_arcface else no_identity()
-        app_in = appearance_at(prepared, models.dims.appearance_size)
+        source = prepare_source(source_image[0], core.face_detector(detector),
+                                None if int(face_index) < 0 else int(face_index),
+                                core.arcface() if use_arcface else None, edge_mode)
+        app_in = appearance_at(source, models.dims.appearance_size)
         with bridge.readable_errors("appearance encoding", "the resolution or precision"):
-            tokens = encode_appearance(models, app_in, torch.from_numpy(np.asarray(identity, np.float32)))
-            reference = reference_at(prepared, (int(resolution), int(resolution)))
+            tokens = encode_appearance(models, app_in, torch.from_numpy(source.identity))
+            reference = reference_at(source, (int(resolution), int(resolution)))
             ref_latents, cond_latents = encode_reference(models, reference)
-        box = tuple(int(v) for v in prepared.crop_bbox)
-        appearance = PortraitAppearance(tokens=tokens, identity=np.asarray(identity, np.float32),
+            own = encode_portrait_motion(models, source.pose_crop, source.motion_crop)
+        box = tuple(int(v) for v in source.crop_bbox)
+        for text in source.warnings:
+            LOG.warning("HunyuanPortrait: %s", text)
+        appearance = PortraitAppearance(tokens=tokens, identity=source.identity,
                                         ref_latents=ref_latents, cond_latents=cond_latents, crop_box=box,
                                         source_hw=(int(source_image.shape[1]), int(source_image.shape[2])),
-                                        reference=reference.float().cpu())
-        return (appearance, uint8_to_image(crop[None]))
+                                        reference=reference.float().cpu(), source_crop=source.source_crop_512,
+                                        motion=own)
+        return (appearance, uint8_to_image(source.source_crop_512[None]))
 
 
 NODE_CLASS_MAPPINGS = {"HunyuanPortraitAppearanceExtractor": HunyuanPortraitAppearanceExtractor}

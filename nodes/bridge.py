@@ -14,7 +14,10 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from hp_core.errors import HPError
+from hp_core.performance import SUFFIX as PERFORMANCE_SUFFIX
 from hp_core.weights import CACHE_SUBDIR, FOLDER_NAME, default_search_dirs
+
+PERFORMANCE_SUBDIR = "performances"
 
 try:  # ComfyUI puts these top-level modules on sys.path; anywhere else they are absent.
     import comfy.model_management as _mm
@@ -46,6 +49,42 @@ def register_model_folder() -> None:
         exts.update(MODEL_EXTENSIONS)
     else:
         _fp.folder_names_and_paths[FOLDER_NAME] = (paths, set(exts) | MODEL_EXTENSIONS)
+
+
+PERFORMANCE_FOLDER = "hunyuan_portrait_performances"
+
+
+def performance_dirs() -> list[Path]:
+    """Where saved performances live: ComfyUI's folder ``hunyuan_portrait_performances`` (models/
+    hunyuan_portrait/performances, registered here, so extra_model_paths.yaml can add more), else
+    ``performances`` in the first models folder."""
+    if not COMFY:
+        return [search_dirs()[0] / PERFORMANCE_SUBDIR]
+    if PERFORMANCE_FOLDER not in _fp.folder_names_and_paths:
+        _fp.add_model_folder_path(PERFORMANCE_FOLDER, os.path.join(_fp.models_dir, FOLDER_NAME, PERFORMANCE_SUBDIR))
+    paths, exts = _fp.folder_names_and_paths[PERFORMANCE_FOLDER]
+    if PERFORMANCE_SUFFIX not in exts:
+        _fp.folder_names_and_paths[PERFORMANCE_FOLDER] = (paths, set(exts) | {PERFORMANCE_SUFFIX})
+    return [Path(p) for p in _fp.get_folder_paths(PERFORMANCE_FOLDER)]
+
+
+def performance_files() -> list[str]:
+    """The saved performances, as names relative to their folder (sorted, first folder first)."""
+    names: dict[str, None] = {}
+    for base in performance_dirs():
+        if base.is_dir():
+            for path in sorted(base.rglob("*" + PERFORMANCE_SUFFIX)):
+                names.setdefault(path.relative_to(base).as_posix(), None)
+    return list(names)
+
+
+def performance_path(name: str) -> Path | None:
+    """The file a Load Performance choice names, or None; names that leave their folder are refused."""
+    for base in performance_dirs():
+        path = (base / name).resolve()
+        if path.is_file() and base.resolve() in path.parents:
+            return path
+    return None
 
 
 INSIGHTFACE_FOLDER = "insightface"

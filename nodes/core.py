@@ -218,21 +218,10 @@ def dwpose():
     return _PREPROCESS_CACHE.get(("dwpose", str(device)) + file_key(det) + file_key(pose), make)
 
 
-def prepare(source: Any, frames: Any, detector, *, face_index: int | None, max_frames: int | None,
-            smoothing: int, driving_face_index: int | None, edge_mode: str,
-            progress: Callable[[int, int], None] | None):
-    """hp_core's preprocessing of a source image + driving frames (PreparedInputs)."""
-    from hp_core.preprocess import prepare_inputs
-
-    return prepare_inputs(source, frames, detector, face_index=face_index, max_frames=max_frames,
-                          smoothing=smoothing if smoothing > 1 else False,
-                          driving_face_index=driving_face_index, edge_mode=edge_mode, progress=progress)
-
-
 def clear_caches() -> None:
     """Forget opened detectors and recognisers (tests; a user never needs it)."""
     _PREPROCESS_CACHE.clear()
 
 
 __all__ = ["DETECTORS", "arcface", "clear_caches", "dwpose", "face_detector", "file_key", "load_network",
-           "load_vae", "manifest_path", "prepare", "require_entry", "resolve_choices"]
+           "load_vae", "manifest_path", "require_entry", "resolve_choices"]

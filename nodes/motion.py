@@ -1,5 +1,5 @@
-"""Face-crop motion encoder (driving frames -> crops, landmarks, intensity) and the intensity-aware motion
-extractor (crops -> motion tokens)."""
+"""The driving side: the face-crop motion encoder (driving frames -> crops, landmarks, intensity) and the
+intensity-aware motion extractor (crops -> a performance). Neither reads the portrait."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import numpy as np
 import torch
 
 from hp_core.errors import HPError
-from hp_core.pipeline import MotionCondition, encode_motion
+from hp_core.performance import concat as concat_performances
+from hp_core.pipeline import encode_motion
+from hp_core.preprocess import prepare_driving
+from hp_core.preprocess.crop import EDGE_MODES
 from hp_core.preprocess.intensity import CHUNK, MAX_ID
 
 from . import bridge, core
-from .sockets import MODELS, MOTION, MOTION_FEATURES
+from .sockets import MODELS, MOTION_FEATURES, PERFORMANCE
 
 CATEGORY = "HunyuanPortrait"
 LOG = logging.getLogger("HunyuanPortrait")
@@ -31,20 +34,16 @@ def _optional_index(value: int) -> int | None:
 
 
 class HunyuanPortraitFaceCropMotionEncoder:
-    """Node: face detection on the source and every driving frame, the release's crops and landmarks."""
+    """Node: face detection on every driving frame, the release's crops and landmarks (no portrait needed)."""
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "source_image": ("IMAGE", {"tooltip": "The portrait to animate (the first image of a batch is used)."}),
             "driving_frames": ("IMAGE", {"tooltip": "The driving video as an image batch: Get Video Components' "
                                                     "images, or a VideoHelperSuite loader's IMAGE output."}),
             "detector": (list(core.DETECTORS), {"default": "yolo", "tooltip":
                          "Face detector: yolo = the release's YOLOv5m-face (yoloface_v5m.pt); scrfd = insightface "
                          "SCRFD (insightface/models/buffalo_l/det_10g.onnx), better for small or turned faces."}),
-            "face_index": ("INT", {"default": -1, "min": -1, "max": 63, "tooltip":
-                           "Which face of the source to animate: -1 = the largest (the release), 0, 1, ... = "
-                           "counted from the left."}),
             "frame_limit": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip":
                             "Use at most this many driving frames from the start (0 = all of them)."}),
             "driving_face_index": ("INT", {"default": -1, "min": -1, "max": 63, "tooltip":
@@ -53,28 +52,32 @@ class HunyuanPortraitFaceCropMotionEncoder:
             "smoothing": ("INT", {"default": 0, "min": 0, "max": 31, "tooltip":
                           "Average the face track over this many frames to calm detector jitter (0 or 1 = off, "
                           "the release)."}),
-            "edge_mode": (["auto", "clip", "pad"], {"default": "auto", "tooltip":
+            "edge_mode": (list(EDGE_MODES), {"default": "auto", "tooltip":
                           "Faces near the border: clip = the release's crop (may cut the face), pad = keep the "
                           "face centred with black padding, auto = the release's crop unless it would cut the "
                           "face."}),
+        }, "optional": {
+            "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 240.0, "step": 0.01, "tooltip":
+                    "The driving clip's frame rate, recorded in the performance (connect Get Video Components' "
+                    "fps)."}),
         }}
 
     RETURN_TYPES = (MOTION_FEATURES, "IMAGE", "IMAGE")
     RETURN_NAMES = ("motion_features", "driving_crops", "face_crops")
     OUTPUT_TOOLTIPS = (
-        "Everything the motion and appearance extractors need: driving crops, head-pose inputs, expression "
-        "face crops, landmarks, intensity, crop boxes and the source portrait crop.",
+        "The driving clip preprocessed: driving crops, head-pose inputs, expression face crops, landmarks and "
+        "intensity. Independent of the portrait.",
         "Preview: each driving frame cut at the first frame's face box (256x256).",
         "Preview: the expression encoder's face crop of each driving frame (256x256).",
     )
     FUNCTION = "encode"
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Finds the face in the source image and in every driving frame and cuts the crops the "
-                   "HunyuanPortrait encoders read, exactly as the release does. Frames without a face are "
-                   "filled from their neighbours instead of stopping the run.")
+    DESCRIPTION = ("Finds the face in every driving frame and cuts the crops the HunyuanPortrait motion "
+                   "encoders read, exactly as the release does. Frames without a face are filled from their "
+                   "neighbours instead of stopping the run. Independent of the portrait: another portrait "
+                   "reuses this node's cached result.")
 
-    def encode(self, source_image, driving_frames, detector, face_index, frame_limit, driving_face_index,
-               smoothing, edge_mode):
+    def encode(self, driving_frames, detector, frame_limit, driving_face_index, smoothing, edge_mode, fps=25.0):
         if driving_frames is None or driving_frames.shape[0] == 0:
             raise HPError("The driving video has no frames.", hint="Check the video loader.")
         det = core.face_detector(detector)
@@ -86,17 +89,17 @@ class HunyuanPortraitFaceCropMotionEncoder:
             bridge.check_interrupt()
             progress(done, _total)
 
-        prepared = core.prepare(source_image[0], driving_frames, det, face_index=_optional_index(face_index),
-                                max_frames=limit, smoothing=int(smoothing),
-                                driving_face_index=_optional_index(driving_face_index), edge_mode=edge_mode,
-                                progress=step)
-        for text in prepared.warnings:
+        driving = prepare_driving(driving_frames, det, max_frames=limit,
+                                  smoothing=int(smoothing) if smoothing > 1 else False,
+                                  driving_face_index=_optional_index(driving_face_index), edge_mode=edge_mode,
+                                  fps=float(fps), progress=step)
+        for text in driving.warnings:
             LOG.warning("HunyuanPortrait: %s", text)
-        return (prepared, uint8_to_image(prepared.pose_crops), uint8_to_image(prepared.motion_crops))
+        return (driving, uint8_to_image(driving.pose_crops), uint8_to_image(driving.motion_crops))
 
 
 class HunyuanPortraitMotionExtractor:
-    """Node: expression + head-pose encoders and the intensity-aware refiner -> motion tokens."""
+    """Node: expression + head-pose encoders and the intensity-aware refiner -> a performance."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -112,34 +115,33 @@ class HunyuanPortraitMotionExtractor:
                                      "= fixed, higher = stronger expressions."}),
         }}
 
-    RETURN_TYPES = (MOTION,)
-    RETURN_NAMES = ("motion",)
-    OUTPUT_TOOLTIPS = ("Motion tokens per driving frame (refined expression features + head rotation).",)
+    RETURN_TYPES = (PERFORMANCE,)
+    RETURN_NAMES = ("performance",)
+    OUTPUT_TOOLTIPS = ("The performance: refined expression tokens and head rotation per driving frame. Edit it "
+                       "with Motion Edit, save it with Save Performance, or feed it to the Sampler.",)
     FUNCTION = "extract"
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Encodes each driving frame's expression and head pose and refines them with the "
-                   "intensity-aware motion extractor (memory bank + intensity embeddings) into the motion "
-                   "tokens the UNet's motion adapters attend to.")
+    DESCRIPTION = ("Encodes each driving frame's expression and head pose and refines the expression with the "
+                   "intensity-aware motion extractor (memory bank + intensity embeddings): the performance the "
+                   "UNet's motion adapters follow. Independent of the portrait.")
 
     def extract(self, models, motion_features, head_intensity, expression_intensity):
-        prepared = motion_features
-        frames = prepared.num_frames
-        ids = [(int(h), int(e)) for h, e in prepared.intensity(CHUNK)]
+        driving = motion_features
+        frames = driving.num_frames
+        ids = [(int(h), int(e)) for h, e in driving.intensity(CHUNK)]
         ids = [(h if head_intensity < 0 else int(head_intensity), e if expression_intensity < 0
                 else int(expression_intensity)) for h, e in ids]
         step = CHUNK * CHUNKS_PER_PASS
         progress = bridge.Progress(frames)
-        tokens, rotation = [], []
+        parts = []
         with bridge.readable_errors("motion encoding", "the precision or keep_on_gpu"):
             for start in range(0, frames, step):
                 bridge.check_interrupt()
                 part = slice(start, start + step)
-                cond = encode_motion(models, prepared.motion_crops[part], prepared.pose_crops[part],
-                                     ids[start // CHUNK:], chunk=CHUNK)
-                tokens.append(cond.tokens)
-                rotation.append(cond.rotation)
+                parts.append(encode_motion(models, driving.motion_crops[part], driving.pose_crops[part],
+                                           ids[start // CHUNK:], chunk=CHUNK, fps=getattr(driving, "fps", 25.0)))
                 progress(min(start + step, frames))
-        return (MotionCondition(torch.cat(tokens), ids, torch.cat(rotation)),)
+        return (concat_performances(parts),)
 
 
 NODE_CLASS_MAPPINGS = {

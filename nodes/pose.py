@@ -5,11 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from hp_core.errors import HPError
 from hp_core.preprocess import skeleton_images
 
 from . import bridge, core
 from .motion import uint8_to_image
-from .sockets import MOTION_FEATURES, POSE, PortraitPose
+from .sockets import APPEARANCE, MOTION_FEATURES, POSE, PortraitPose
 
 CATEGORY = "HunyuanPortrait"
 PREVIEW_SIZE = 256
@@ -26,8 +27,10 @@ class HunyuanPortraitDWPoseAlignment:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "motion_features": (MOTION_FEATURES, {"tooltip": "From the Face-Crop Motion Encoder (its source crop "
-                                                             "and driving crops are what DWPose reads)."}),
+            "motion_features": (MOTION_FEATURES, {"tooltip": "From the Face-Crop Motion Encoder (DWPose reads its "
+                                                             "driving crops)."}),
+            "appearance": (APPEARANCE, {"tooltip": "From the Appearance Extractor (DWPose reads its portrait "
+                                                   "crop, to align the driving skeletons to it)."}),
             "cross_reenactment": ("BOOLEAN", {"default": True, "tooltip":
                                   "Source and driving show different people: drop the eye keypoints, as the "
                                   "paper does, so the driver's eye shape does not leak into the result."}),
@@ -44,17 +47,20 @@ class HunyuanPortraitDWPoseAlignment:
                    "bones to the source's proportions (the paper's alignment), and draws them for the pose "
                    "guider. Without this node the sampler uses the release's blank pose images.")
 
-    def align(self, motion_features, cross_reenactment):
-        prepared = motion_features
+    def align(self, motion_features, appearance, cross_reenactment):
+        driving = motion_features
+        if appearance.source_crop is None:
+            raise HPError("This appearance input carries no portrait crop for DWPose.",
+                          hint="Connect the HunyuanPortrait Appearance Extractor's appearance output.")
         estimator = core.dwpose()
-        frames = prepared.num_frames
+        frames = driving.num_frames
         progress = bridge.Progress(frames + 1)
-        source_body = estimator.estimate(prepared.source_crop_512)
+        source_body = estimator.estimate(appearance.source_crop)
         progress(1)
         bodies = []
         for t in range(frames):
             bridge.check_interrupt()
-            bodies.append(estimator.estimate(prepared.driven_crops[t]))
+            bodies.append(estimator.estimate(driving.driven_crops[t]))
             progress(t + 2)
         images = skeleton_images(source_body, np.stack(bodies), cross=bool(cross_reenactment))
         return (PortraitPose(images), uint8_to_image(preview(images)))

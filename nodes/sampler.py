@@ -5,16 +5,15 @@ from __future__ import annotations
 import torch
 
 from hp_core.errors import HPError
-from hp_core.pipeline import VAE_SCALE, Settings, build_conditions, encode_reference, pose_condition, sample_latents
+from hp_core.pipeline import SEED_MAX, VAE_SCALE, Settings, build_conditions, encode_reference, pose_condition, sample_latents
 from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas, unpad
 
 from . import bridge, comfy_sampler
-from .sockets import APPEARANCE, MODELS, MOTION, POSE
+from .sockets import APPEARANCE, MODELS, PERFORMANCE, POSE
 from .validate import widget_problems
 
 CATEGORY = "HunyuanPortrait"
 RELEASE = Settings()
-SEED_MAX = 2**63 - 1  # torch generators take 64-bit seeds; the sampler also uses seed + 1
 
 
 def _cfg(default: float, what: str) -> tuple:
@@ -41,7 +40,8 @@ class HunyuanPortraitSampler:
             "required": {
                 "models": (MODELS, {"tooltip": "From HunyuanPortrait Load Models."}),
                 "appearance": (APPEARANCE, {"tooltip": "From the IMAdapter Appearance Extractor."}),
-                "motion": (MOTION, {"tooltip": "From the Intensity-Aware Motion Extractor."}),
+                "performance": (PERFORMANCE, {"tooltip": "From the Intensity-Aware Motion Extractor, Motion Edit or "
+                                                         "Load Performance."}),
                 "sampler_name": (list(SAMPLERS), {"default": RELEASE.sampler, "tooltip":
                                  "Built-in sampler. euler = the release. dpmpp_2m or lcm reach good results in "
                                  "fewer steps. Ignored when a SAMPLER is connected."}),
@@ -124,11 +124,15 @@ class HunyuanPortraitSampler:
                    "appearance + motion) with separate appearance and motion CFG, context windows for long "
                    "videos. Shows a progress bar and a preview of the middle frame per step; Cancel stops between steps.")
 
-    def sample(self, models, appearance, motion, sampler_name, scheduler, steps, appearance_cfg_min,
+    def sample(self, models, appearance, performance, sampler_name, scheduler, steps, appearance_cfg_min,
                appearance_cfg_max, motion_cfg_min, motion_cfg_max, seed, denoise, context_window, context_overlap,
                shift, padding, motion_scale, noise_aug, pose=None, sampler=None, sigmas=None, branch_mode=None,
                guidance_sigma_low=None, guidance_sigma_high=None, attention=None, compile_unet=None):
-        frames = int(motion.tokens.shape[0])
+        frames = performance.frames
+        if performance.preset != models.preset:
+            raise HPError(f"The performance was made with the {performance.preset} models, and the {models.preset} "
+                          "models are loaded.", hint=f"Set the loader's preset to {performance.preset}, or extract "
+                                                     "the performance again with these models.")
         resolution = appearance.resolution
         settings = Settings(steps=int(steps), sampler=sampler_name, schedule=scheduler,
                             appearance_cfg=(float(appearance_cfg_min), float(appearance_cfg_max)),
@@ -144,7 +148,7 @@ class HunyuanPortraitSampler:
         total = (len(schedule) if schedule is not None else len(settings.sigma_schedule())) - 1
         progress = bridge.Progress(total)
         cond_latents = self.conditioning_latents(models, appearance, settings)
-        conditions = build_conditions(appearance.tokens, motion.tokens, cond_latents,
+        conditions = build_conditions(appearance.tokens, performance.tokens, cond_latents,
                                       pose_frames(pose, frames, resolution), settings)
         run = comfy_sampler.sampler_function(sampler) if sampler is not None else None
         with bridge.readable_errors("sampling", "context_window (e.g. 16), the resolution or the precision"):

@@ -1,9 +1,9 @@
 """The pack's socket types and the objects that travel on them.
 
 HP_MODELS            hp_core.pipeline.PortraitModels (networks + device + placement policy)
-HP_MOTION_FEATURES   hp_core.preprocess.PreparedInputs (crops, landmarks, crop boxes, source crop)
-HP_MOTION            hp_core.pipeline.MotionCondition (motion tokens per driving frame)
-HP_APPEARANCE        PortraitAppearance below
+HP_MOTION_FEATURES   hp_core.preprocess.DrivingInputs (the driving clip's crops, landmarks, crop box)
+HP_PERFORMANCE       hp_core.performance.Performance (expression tokens, head rotation per driving frame)
+HP_APPEARANCE        PortraitAppearance below (the portrait side, with its own head pose)
 HP_POSE              PortraitPose below
 """
 
@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hp_core.motion_edit import PortraitMotion
+
 MODELS = "HP_MODELS"
 MOTION_FEATURES = "HP_MOTION_FEATURES"
-MOTION = "HP_MOTION"
+PERFORMANCE = "HP_PERFORMANCE"
 APPEARANCE = "HP_APPEARANCE"
 POSE = "HP_POSE"
 
@@ -32,6 +34,8 @@ class PortraitAppearance:
     crop_box: (x1, y1, x2, y2) of the portrait crop in source pixels (paste-back).
     source_hw: (height, width) of the source image the crop box refers to.
     reference: (1, 3, R, R) the VAE reference image in [-1, 1], for the sampler's noise augmentation.
+    source_crop: (512, 512, 3) uint8 the portrait crop (DWPose reads it).
+    motion: the portrait's own head rotation and expression tokens (relative and still motion edits).
     """
 
     tokens: torch.Tensor
@@ -41,6 +45,8 @@ class PortraitAppearance:
     crop_box: tuple[int, int, int, int]
     source_hw: tuple[int, int]
     reference: torch.Tensor | None = None
+    source_crop: np.ndarray | None = None
+    motion: PortraitMotion | None = None
 
     @property
     def resolution(self) -> int:
@@ -59,4 +65,4 @@ class PortraitPose:
         return int(self.images.shape[0])
 
 
-__all__ = ["APPEARANCE", "MODELS", "MOTION", "MOTION_FEATURES", "POSE", "PortraitAppearance", "PortraitPose"]
+__all__ = ["APPEARANCE", "MODELS", "MOTION_FEATURES", "PERFORMANCE", "POSE", "PortraitAppearance", "PortraitPose"]

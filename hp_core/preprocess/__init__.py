@@ -10,15 +10,15 @@ from .intensity import chunk_intensity, intensity_ids
 from .onnx_session import onnx_providers, open_session
 from .paste_back import iter_paste_back, paste_back, soft_mask
 from .pose_align import align_poses, render_pose, render_poses
-from .prepare import (DrivingTrack, PreparedInputs, SourceFace, prepare_inputs, prepare_source, skeleton_images,
-                      track_driving)
+from .prepare import (DrivingInputs, DrivingTrack, PreparedInputs, SourceFace, prepare_driving, prepare_inputs,
+                      prepare_source, skeleton_images, track_driving)
 from .scrfd import ScrfdDetector, find_scrfd, load_scrfd
 from .track import fill_missing, smooth_track
 from .yolo_face import YoloFaceDetector, load_yolo_face
 
 __all__ = [
     "ARCFACE_TEMPLATE", "ArcFaceEmbedder", "DWPoseEstimator", "DrivingTrack", "Face", "FaceDetector",
-    "PreparedInputs", "SourceFace", "prepare_source", "track_driving",
+    "DrivingInputs", "PreparedInputs", "SourceFace", "prepare_driving", "prepare_source", "track_driving",
     "ScrfdDetector", "YoloFaceDetector", "align_arcface", "align_poses", "appearance_input", "chunk_intensity",
     "crop_resize", "fill_missing", "frame_to_crop", "intensity_ids", "iter_paste_back", "load_arcface",
     "load_dwpose", "find_scrfd", "load_scrfd", "load_yolo_face", "motion_face_box", "motion_face_crop", "nms", "no_identity",

@@ -21,6 +21,7 @@ EXPAND_RATIO = 1.0
 MOTION_MARGIN = 0.45
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+EDGE_MODES = ("auto", "clip", "pad")  # what portrait_crop_box does with faces at the border
 
 Box = tuple[int, int, int, int]
 
@@ -64,9 +65,9 @@ def portrait_crop_box(face_box: Sequence[float], height: int, width: int, edge_m
     for faces at the image border whose box is much taller than wide (or wider than tall); then it pads
     instead. A smaller cut keeps the release's framing, so ordinary close-ups match the release.
     """
-    if edge_mode not in ("auto", "clip", "pad"):
+    if edge_mode not in EDGE_MODES:
         from ..errors import HPError
-        raise HPError(f"edge_mode must be 'auto', 'clip' or 'pad', not {edge_mode!r}.")
+        raise HPError(f"edge_mode must be one of {', '.join(EDGE_MODES)}, not {edge_mode!r}.")
     if edge_mode == "pad":
         return square_crop_box(face_box, height, width, clip=False)
     box = square_crop_box(face_box, height, width, clip=True)

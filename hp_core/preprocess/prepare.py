@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import HPError
-from .crop import (CROP_SIZE, POSE_SIZE, Box, appearance_input, crop_resize, motion_face_crop, portrait_crop_box,
+from .crop import (CROP_SIZE, EDGE_MODES, POSE_SIZE, Box, appearance_input, crop_resize, motion_face_crop, portrait_crop_box,
                    resize_square, to_crop_coords, to_signed_tensor, to_unit_tensor)
 from .faces import Face, FaceDetector, no_face_error, select_face
 from .identity import ArcFaceEmbedder, no_identity
@@ -120,15 +120,21 @@ class SourceFace:
     appearance_224: torch.Tensor          # (1, 3, 224, 224) ImageNet-normalised
     vae_reference: torch.Tensor           # (1, 3, 512, 512) in [-1, 1]
     identity: np.ndarray                  # (512,) float32 ArcFace vector, zeros when disabled
+    motion_crop: np.ndarray | None = None  # (256, 256, 3) uint8 expression-encoder crop, a driving frame's rule
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def pose_crop(self) -> np.ndarray:
+        """(256, 256, 3) uint8 head-pose input: the 512 crop resized, as for a driving frame."""
+        return resize_square(self.source_crop_512, POSE_SIZE)
 
 
 def prepare_source(source_rgb: Any, detector: FaceDetector, face_index: int | None = None,
                    arcface: ArcFaceEmbedder | Any | None = None, edge_mode: str = "auto") -> SourceFace:
     """Source image -> its portrait crop, crop box, landmarks, appearance/VAE inputs and identity (the release's
     source preprocessing; see prepare_inputs for the options)."""
-    if edge_mode not in ("auto", "clip", "pad"):
-        raise HPError(f"edge_mode must be 'auto', 'clip' or 'pad', not {edge_mode!r}.")
+    if edge_mode not in EDGE_MODES:
+        raise HPError(f"edge_mode must be one of {', '.join(EDGE_MODES)}, not {edge_mode!r}.")
     if arcface is not None and not hasattr(arcface, "embed"):
         arcface = ArcFaceEmbedder(arcface)
     warnings: list[str] = []
@@ -141,7 +147,8 @@ def prepare_source(source_rgb: Any, detector: FaceDetector, face_index: int | No
     src_landmarks = _crop_face(detector, crop512, expected, face, crop_bbox, warnings)
     identity = arcface.embed(crop512, src_landmarks) if arcface is not None else no_identity()
     return SourceFace(crop512, crop_bbox, np.asarray(src_landmarks, np.float64), appearance_input(crop512),
-                      to_signed_tensor(crop512)[None], np.asarray(identity, np.float32), warnings)
+                      to_signed_tensor(crop512)[None], np.asarray(identity, np.float32),
+                      motion_face_crop(source, face.landmarks, face.box), warnings)
 
 
 @dataclass
@@ -207,23 +214,36 @@ def track_driving(frames: Iterable[Any], detector: FaceDetector, *, driving_face
     return DrivingTrack(landmarks, boxes, drive_box, list(missing), warnings)
 
 
-def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector, face_index: int | None = None,
-                   max_frames: int | None = None, arcface: ArcFaceEmbedder | Any | None = None,
-                   smoothing: bool | int = False, *, driving_face_index: int | None = None,
-                   edge_mode: str = "auto", pose_estimator: Any = None, cross_reenactment: bool = True,
-                   progress: Callable[[int, int], None] | None = None) -> PreparedInputs:
-    """Source image + driving frames (list, (F, H, W, 3) array/tensor, or iterable) -> PreparedInputs.
+@dataclass
+class DrivingInputs:
+    """The driving clip, preprocessed alone (no portrait involved): every frame's crops and the face track.
+    What the motion encoders and DWPose read; a performance is made from it."""
 
-    Follows the official preprocessing; differs only where it would crash or cannot be steered: frames
-    without a face are filled from their neighbours, faces can be picked by index (left to right),
-    edge_mode ("auto" default, "clip" = release, "pad") decides what happens to faces at the border
-    (see portrait_crop_box), smoothing (True or a window length) averages landmarks/boxes over time,
-    and pose_estimator (DWPoseEstimator) draws aligned skeletons instead of the black pose images.
-    arcface: an ArcFaceEmbedder, an onnxruntime session of the recogniser, or None (zeros).
-    Keeps every frame's crops (what the nodes pass on); a streaming run uses prepare_source,
-    track_driving and DrivingTrack.crops instead.
-    """
-    src = prepare_source(source_rgb, detector, face_index, arcface, edge_mode)
+    driven_crops: np.ndarray              # (F, 512, 512, 3) uint8 driving frames cut at crop_box
+    pose_crops: np.ndarray                # (F, 256, 256, 3) uint8 head-pose encoder input
+    motion_crops: np.ndarray              # (F, 256, 256, 3) uint8 expression encoder input
+    landmarks: np.ndarray                 # (F, 5, 2) in frame pixels (what the release feeds to intensity)
+    boxes: np.ndarray                     # (F, 4) face boxes in frame pixels (filled where missing)
+    crop_box: Box                         # (x1, y1, x2, y2) the square cut from every frame
+    missing_frames: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    fps: float = 25.0
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.driven_crops.shape[0])
+
+    def intensity(self, chunk: int = CHUNK) -> list[tuple[int, int]]:
+        """(head_id, expression_id) per chunk, from the frame-pixel landmarks as the release computes them."""
+        return intensity_ids(self.landmarks, chunk)
+
+
+def prepare_driving(driving_frames: Any, detector: FaceDetector, max_frames: int | None = None,
+                    smoothing: bool | int = False, *, driving_face_index: int | None = None,
+                    edge_mode: str = "auto", fps: float = 25.0,
+                    progress: Callable[[int, int], None] | None = None) -> DrivingInputs:
+    """Driving frames (list, (F, H, W, 3) array/tensor, or iterable) -> DrivingInputs, keeping every frame's
+    crops (the options as in prepare_inputs)."""
     frames = _frame_source(driving_frames)
     total = len(frames) if max_frames is None else min(len(frames), int(max_frames))
     if total <= 0:
@@ -238,17 +258,40 @@ def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector,
         driven[t], pose[t], motion[t] = track.crops(t, frames[t])
         if progress:
             progress(total + t + 1, 2 * total)
+    return DrivingInputs(driven, pose, motion, track.landmarks, track.boxes, track.crop_box, list(track.missing),
+                         list(track.warnings), float(fps))
 
+
+def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector, face_index: int | None = None,
+                   max_frames: int | None = None, arcface: ArcFaceEmbedder | Any | None = None,
+                   smoothing: bool | int = False, *, driving_face_index: int | None = None,
+                   edge_mode: str = "auto", pose_estimator: Any = None, cross_reenactment: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> PreparedInputs:
+    """Source image + driving frames (list, (F, H, W, 3) array/tensor, or iterable) -> PreparedInputs.
+
+    Follows the official preprocessing; differs only where it would crash or cannot be steered: frames
+    without a face are filled from their neighbours, faces can be picked by index (left to right),
+    edge_mode ("auto" default, "clip" = release, "pad") decides what happens to faces at the border
+    (see portrait_crop_box), smoothing (True or a window length) averages landmarks/boxes over time,
+    and pose_estimator (DWPoseEstimator) draws aligned skeletons instead of the black pose images.
+    arcface: an ArcFaceEmbedder, an onnxruntime session of the recogniser, or None (zeros).
+    The portrait side (prepare_source) and the driving side (prepare_driving) are independent; this is
+    both at once. A streaming run uses prepare_source, track_driving and DrivingTrack.crops instead.
+    """
+    src = prepare_source(source_rgb, detector, face_index, arcface, edge_mode)
+    drv = prepare_driving(driving_frames, detector, max_frames, smoothing, driving_face_index=driving_face_index,
+                          edge_mode=edge_mode, progress=progress)
     prepared = PreparedInputs(
         source_crop_512=src.source_crop_512, crop_bbox=src.crop_bbox, source_landmarks=src.source_landmarks,
         appearance_224=src.appearance_224, vae_reference=src.vae_reference, identity=src.identity,
-        driven_crops=driven, pose_crops=pose, motion_crops=motion,
-        driving_landmarks=track.landmarks, driving_landmarks_crop=to_crop_coords(track.landmarks, track.crop_box),
-        driving_boxes=track.boxes, driving_crop_box=track.crop_box, frames_without_face=len(track.missing),
-        missing_frames=list(track.missing), warnings=src.warnings + track.warnings)
+        driven_crops=drv.driven_crops, pose_crops=drv.pose_crops, motion_crops=drv.motion_crops,
+        driving_landmarks=drv.landmarks, driving_landmarks_crop=to_crop_coords(drv.landmarks, drv.crop_box),
+        driving_boxes=drv.boxes, driving_crop_box=drv.crop_box, frames_without_face=len(drv.missing_frames),
+        missing_frames=list(drv.missing_frames), warnings=src.warnings + drv.warnings)
     if pose_estimator is not None:
         prepared.pose_images = skeleton_images(pose_estimator.estimate(src.source_crop_512),
-                                               [pose_estimator.estimate(c) for c in driven], cross=cross_reenactment)
+                                               [pose_estimator.estimate(c) for c in drv.driven_crops],
+                                               cross=cross_reenactment)
     return prepared
 
 

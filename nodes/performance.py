@@ -1,0 +1,203 @@
+"""Performances as artists handle them: Motion Edit (pose mode, strengths, smoothing, length), Save
+Performance and Load Performance (models/hunyuan_portrait/performances)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from hp_core.errors import HPError
+from hp_core.motion_edit import EXPRESSION_MODES, LOOP_MODES, MAX_SMOOTHING, POSE_MODES, MotionEdit, edit_performance
+from hp_core.performance import SUFFIX, load_performance, save_performance
+
+from . import bridge
+from .sockets import APPEARANCE, PERFORMANCE
+
+CATEGORY = "HunyuanPortrait"
+NONE_SAVED = "(no saved performances yet)"
+ANGLE_HELP = ("The release does not name the order of its three head angles. To tell them apart, set this "
+              "angle's scale to 0 and watch which turn of the head stops.")
+DEFAULT = MotionEdit()
+
+
+def _angle(kind: str, i: int) -> tuple:
+    if kind == "scale":
+        return ("FLOAT", {"default": DEFAULT.pose_scale[i], "min": -3.0, "max": 3.0, "step": 0.05, "tooltip":
+                          f"Head angle {i + 1}: how much of the driver's movement is kept (1 = all, 0 = none, "
+                          f"negative = mirrored). " + ANGLE_HELP})
+    return ("FLOAT", {"default": DEFAULT.pose_offset[i], "min": -90.0, "max": 90.0, "step": 0.5, "tooltip":
+                      f"Head angle {i + 1}: degrees added on every frame. " + ANGLE_HELP})
+
+
+class HunyuanPortraitMotionEdit:
+    """Node: reshape a performance (head pose mode, per-angle scale and offset, expression strength, smoothing,
+    start and length) with arithmetic only; no encoder runs again. The defaults change nothing."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "performance": (PERFORMANCE, {"tooltip": "From the Motion Extractor or Load Performance."}),
+                "pose_mode": (list(POSE_MODES), {"default": DEFAULT.pose_mode, "tooltip":
+                              "absolute = the driver's head pose as it is (the release). relative = the portrait "
+                              "keeps its own pose and follows the driver's movement from the first frame on (best "
+                              "when another person drives). still = the head stays as in the portrait; only the "
+                              "face moves. relative and still need the appearance input."}),
+                **{f"angle{i + 1}_scale": _angle("scale", i) for i in range(3)},
+                **{f"angle{i + 1}_offset": _angle("offset", i) for i in range(3)},
+                "expression_strength": ("FLOAT", {"default": DEFAULT.expression_strength, "min": 0.0, "max": 2.0,
+                                        "step": 0.05, "tooltip":
+                                        "Experimental: how far expressions move from the first frame's (1 = the "
+                                        "release, 0 = frozen, above 1 = exaggerated). It scales learned features, "
+                                        "so judge the result by eye."}),
+                "expression_mode": (list(EXPRESSION_MODES), {"default": DEFAULT.expression_mode, "tooltip":
+                                    "Experimental: driving = expressions start from the driver's first frame (the "
+                                    "release); relative = from the portrait's own expression (needs the appearance "
+                                    "input)."}),
+                "pose_smoothing": ("FLOAT", {"default": DEFAULT.pose_smoothing, "min": 0.0, "max": MAX_SMOOTHING,
+                                   "step": 0.5, "tooltip": "Calm head jitter: smoothing strength in frames (0 = off, "
+                                                           "the release; 2-4 removes jitter). No lag."}),
+                "expression_smoothing": ("FLOAT", {"default": DEFAULT.expression_smoothing, "min": 0.0,
+                                         "max": MAX_SMOOTHING, "step": 0.5, "tooltip":
+                                         "Calm expression flicker: smoothing strength in frames (0 = off)."}),
+                "start_frame": ("INT", {"default": DEFAULT.start, "min": 0, "max": 1_000_000, "tooltip":
+                                "First driving frame used."}),
+                "length": ("INT", {"default": DEFAULT.length, "min": 0, "max": 1_000_000, "tooltip":
+                           "Frames in the result (0 = every frame from start_frame). Longer than the clip needs "
+                           "a loop."}),
+                "loop": (list(LOOP_MODES), {"default": DEFAULT.loop, "tooltip":
+                         "How a length longer than the clip is filled: repeat (the seam is crossfaded, no jump) "
+                         "or pingpong (back and forth)."}),
+            },
+            "optional": {
+                "appearance": (APPEARANCE, {"tooltip": "From the Appearance Extractor: the portrait's own head "
+                                                       "pose and expression, for the relative and still modes."}),
+            },
+        }
+
+    RETURN_TYPES = (PERFORMANCE,)
+    RETURN_NAMES = ("performance",)
+    OUTPUT_TOOLTIPS = ("The edited performance, for the Sampler or Save Performance.",)
+    FUNCTION = "edit"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Shapes the motion: relative or still head pose (so another person's performance fits the "
+                   "portrait), per-angle strength and offset, expression strength, smoothing of jitter, and the "
+                   "part and length of the clip used. Every default reproduces the release.")
+
+    @staticmethod
+    def settings(pose_mode, angle1_scale, angle2_scale, angle3_scale, angle1_offset, angle2_offset, angle3_offset,
+                 expression_strength, expression_mode, pose_smoothing, expression_smoothing, start_frame, length,
+                 loop) -> MotionEdit:
+        """The widgets as a MotionEdit."""
+        return MotionEdit(pose_mode=pose_mode, pose_scale=(float(angle1_scale), float(angle2_scale),
+                                                            float(angle3_scale)),
+                          pose_offset=(float(angle1_offset), float(angle2_offset), float(angle3_offset)),
+                          expression_strength=float(expression_strength), expression_mode=expression_mode,
+                          pose_smoothing=float(pose_smoothing), expression_smoothing=float(expression_smoothing),
+                          start=int(start_frame), length=int(length), loop=loop)
+
+    def edit(self, performance, appearance=None, **widgets):
+        edit = self.settings(**widgets)
+        portrait = appearance.motion if appearance is not None else None
+        if edit.needs_portrait and portrait is None:
+            raise HPError(f"Connect the Appearance Extractor's appearance to Motion Edit: pose mode {edit.pose_mode} "
+                          f"/ expression mode {edit.expression_mode} starts from the portrait's own pose.",
+                          hint="Or set pose_mode to absolute and expression_mode to driving.")
+        return (edit_performance(performance, edit, portrait),)
+
+
+def _next_free(folder, prefix: str) -> str:
+    """``<prefix>_00001.safetensors``, counting up past every existing file (saving never overwrites)."""
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r"_(\d+)" + re.escape(SUFFIX) + "$")
+    taken = [int(m.group(1)) for name in (os.listdir(folder) if folder.is_dir() else [])
+             if (m := pattern.match(name))]
+    return f"{os.path.basename(prefix)}_{max(taken, default=0) + 1:05d}{SUFFIX}"
+
+
+class HunyuanPortraitSavePerformance:
+    """Node: write a performance to models/hunyuan_portrait/performances, never over an existing file."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "performance": (PERFORMANCE, {"tooltip": "The performance to keep (edited or not)."}),
+            "filename_prefix": ("STRING", {"default": "performance", "tooltip":
+                                "File name start; a counter is added (performance_00001.safetensors), so nothing "
+                                "is overwritten. A subfolder may be given (e.g. actors/anna)."}),
+        }}
+
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "save"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Saves the performance (expression tokens, head pose, intensity, fps) as a .safetensors file "
+                   "in models/hunyuan_portrait/performances, to drive other portraits later with Load "
+                   "Performance, without the driving clip or the motion encoders.")
+
+    def save(self, performance, filename_prefix):
+        prefix = (filename_prefix or "performance").strip().replace("\\", "/")
+        if prefix.startswith("/") or ".." in prefix.split("/"):
+            raise HPError(f"filename_prefix {filename_prefix!r} leaves the performances folder.",
+                          hint="Use a plain name, or a subfolder such as actors/anna.")
+        base = bridge.performance_dirs()[0]
+        folder = base / os.path.dirname(prefix)
+        for _ in range(100):  # another save may take the same number between the look and the write
+            target = folder / _next_free(folder, prefix)
+            try:
+                save_performance(performance, target)
+                break
+            except HPError:
+                if not target.exists():
+                    raise
+        else:
+            raise HPError(f"Could not find a free file name for {prefix} in {folder}.")
+        name = target.relative_to(base).as_posix()
+        return {"ui": {"text": [name]}}
+
+
+class HunyuanPortraitLoadPerformance:
+    """Node: a saved performance from models/hunyuan_portrait/performances."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "performance_file": (bridge.performance_files() or [NONE_SAVED], {"tooltip":
+                                 "A file saved by Save Performance (or `python -m hp_core motion extract`) in "
+                                 "models/hunyuan_portrait/performances."}),
+        }}
+
+    RETURN_TYPES = (PERFORMANCE,)
+    RETURN_NAMES = ("performance",)
+    OUTPUT_TOOLTIPS = ("The saved performance, for Motion Edit or the Sampler.",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Loads a saved performance: the portrait can change freely, no driving clip or motion "
+                   "encoder is needed.")
+
+    @classmethod
+    def IS_CHANGED(cls, performance_file):
+        path = bridge.performance_path(performance_file)
+        if path is None:
+            return performance_file
+        st = path.stat()
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+    def load(self, performance_file):
+        path = bridge.performance_path(performance_file)
+        if path is None:
+            where = ", ".join(str(d) for d in bridge.performance_dirs())
+            raise HPError(f"The performance {performance_file!r} is not in {where}.",
+                          hint="Save one with Save Performance first, or refresh the page to update the list.")
+        return (load_performance(path),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "HunyuanPortraitMotionEdit": HunyuanPortraitMotionEdit,
+    "HunyuanPortraitSavePerformance": HunyuanPortraitSavePerformance,
+    "HunyuanPortraitLoadPerformance": HunyuanPortraitLoadPerformance,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "HunyuanPortraitMotionEdit": "HunyuanPortrait Motion Edit",
+    "HunyuanPortraitSavePerformance": "HunyuanPortrait Save Performance",
+    "HunyuanPortraitLoadPerformance": "HunyuanPortrait Load Performance",
+}
