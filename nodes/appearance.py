@@ -58,12 +58,12 @@ class HunyuanPortraitAppearanceExtractor:
                    "the VAE (start and conditioning latents), and reads the portrait's own head pose and "
                    "expression with the motion encoders (used by Motion Edit's relative and still modes).")
 
-    def extract(self, models, source_image, use_arcface, resolution, detector, face_index=-1, edge_mode="auto"):
+    def extract(self, models, source_image, use_arcface, resolution, detector, face_index=None, edge_mode=None):
         if resolution % 64 or not 64 <= resolution <= 1024:
             raise HPError(f"resolution must be a multiple of 64 between 64 and 1024, got {resolution}.")
         source = prepare_source(source_image[0], core.face_detector(detector),
-                                None if int(face_index) < 0 else int(face_index),
-                                core.arcface() if use_arcface else None, edge_mode)
+                                None if face_index is None or int(face_index) < 0 else int(face_index),
+                                core.arcface() if use_arcface else None, edge_mode or "auto")
         app_in = appearance_at(source, models.dims.appearance_size)
         with bridge.readable_errors("appearance encoding", "the resolution or precision"):
             tokens = encode_appearance(models, app_in, torch.from_numpy(source.identity))

@@ -22,6 +22,7 @@ CATEGORY = "HunyuanPortrait"
 LOG = logging.getLogger("HunyuanPortrait")
 # Chunks of 25 frames encoded per pass: bounded memory for long videos, few passes for short ones.
 CHUNKS_PER_PASS = 4
+DEFAULT_FPS = 25.0  # a clip's frame rate when nothing says otherwise
 
 
 def uint8_to_image(frames: np.ndarray) -> torch.Tensor:
@@ -57,7 +58,7 @@ class HunyuanPortraitFaceCropMotionEncoder:
                           "face centred with black padding, auto = the release's crop unless it would cut the "
                           "face."}),
         }, "optional": {
-            "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 240.0, "step": 0.01, "tooltip":
+            "fps": ("FLOAT", {"default": DEFAULT_FPS, "min": 1.0, "max": 240.0, "step": 0.01, "tooltip":
                     "The driving clip's frame rate, recorded in the performance (connect Get Video Components' "
                     "fps)."}),
         }}
@@ -77,7 +78,7 @@ class HunyuanPortraitFaceCropMotionEncoder:
                    "neighbours instead of stopping the run. Independent of the portrait: another portrait "
                    "reuses this node's cached result.")
 
-    def encode(self, driving_frames, detector, frame_limit, driving_face_index, smoothing, edge_mode, fps=25.0):
+    def encode(self, driving_frames, detector, frame_limit, driving_face_index, smoothing, edge_mode, fps=None):
         if driving_frames is None or driving_frames.shape[0] == 0:
             raise HPError("The driving video has no frames.", hint="Check the video loader.")
         det = core.face_detector(detector)
@@ -92,7 +93,7 @@ class HunyuanPortraitFaceCropMotionEncoder:
         driving = prepare_driving(driving_frames, det, max_frames=limit,
                                   smoothing=int(smoothing) if smoothing > 1 else False,
                                   driving_face_index=_optional_index(driving_face_index), edge_mode=edge_mode,
-                                  fps=float(fps), progress=step)
+                                  fps=float(fps or DEFAULT_FPS), progress=step)
         for text in driving.warnings:
             LOG.warning("HunyuanPortrait: %s", text)
         return (driving, uint8_to_image(driving.pose_crops), uint8_to_image(driving.motion_crops))
@@ -139,7 +140,7 @@ class HunyuanPortraitMotionExtractor:
                 bridge.check_interrupt()
                 part = slice(start, start + step)
                 parts.append(encode_motion(models, driving.motion_crops[part], driving.pose_crops[part],
-                                           ids[start // CHUNK:], chunk=CHUNK, fps=getattr(driving, "fps", 25.0)))
+                                           ids[start // CHUNK:], chunk=CHUNK, fps=driving.fps))
                 progress(min(start + step, frames))
         return (concat_performances(parts),)
 

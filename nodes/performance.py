@@ -84,20 +84,15 @@ class HunyuanPortraitMotionEdit:
                    "portrait), per-angle strength and offset, expression strength, smoothing of jitter, and the "
                    "part and length of the clip used. Every default reproduces the release.")
 
-    @staticmethod
-    def settings(pose_mode, angle1_scale, angle2_scale, angle3_scale, angle1_offset, angle2_offset, angle3_offset,
-                 expression_strength, expression_mode, pose_smoothing, expression_smoothing, start_frame, length,
-                 loop) -> MotionEdit:
-        """The widgets as a MotionEdit."""
-        return MotionEdit(pose_mode=pose_mode, pose_scale=(float(angle1_scale), float(angle2_scale),
-                                                            float(angle3_scale)),
+    def edit(self, performance, pose_mode, angle1_scale, angle2_scale, angle3_scale, angle1_offset, angle2_offset,
+             angle3_offset, expression_strength, expression_mode, pose_smoothing, expression_smoothing, start_frame,
+             length, loop, appearance=None):
+        edit = MotionEdit(pose_mode=pose_mode,
+                          pose_scale=(float(angle1_scale), float(angle2_scale), float(angle3_scale)),
                           pose_offset=(float(angle1_offset), float(angle2_offset), float(angle3_offset)),
                           expression_strength=float(expression_strength), expression_mode=expression_mode,
                           pose_smoothing=float(pose_smoothing), expression_smoothing=float(expression_smoothing),
                           start=int(start_frame), length=int(length), loop=loop)
-
-    def edit(self, performance, appearance=None, **widgets):
-        edit = self.settings(**widgets)
         portrait = appearance.motion if appearance is not None else None
         if edit.needs_portrait and portrait is None:
             raise HPError(f"Connect the Appearance Extractor's appearance to Motion Edit: pose mode {edit.pose_mode} "

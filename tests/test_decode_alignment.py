@@ -97,11 +97,10 @@ def test_node_path_decodes_as_the_release(pad, frames, models_dir, monkeypatch):
     models = M["HunyuanPortraitModelLoader"]().load(**loader, vae="vae/diffusion_pytorch_model.fp16.safetensors",
                                                     preset="tiny", precision="auto", keep_on_gpu="all")[0]
     feats = M["HunyuanPortraitFaceCropMotionEncoder"]().encode(
-        source_image=source_image(), driving_frames=as_image(driving_frames(frames)), detector="yolo",
-        face_index=-1, frame_limit=0, driving_face_index=-1, smoothing=0, edge_mode="auto")[0]
+        driving_frames=as_image(driving_frames(frames)), detector="yolo", frame_limit=0, driving_face_index=-1,
+        smoothing=0, edge_mode="auto")[0]
     motion = M["HunyuanPortraitMotionExtractor"]().extract(models, feats, -1, -1)[0]
-    appearance = M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, 64, "yolo",
-                                                                   feats)[0]
+    appearance = M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, 64, "yolo")[0]
     spy = Spy(nodes.sampler.sample_latents)
     monkeypatch.setattr(nodes.sampler, "sample_latents", spy)
     latent = M["HunyuanPortraitSampler"]().sample(

@@ -4,6 +4,7 @@ cancel, out-of-memory, decode and paste-back."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import logging
@@ -20,6 +21,7 @@ from fakes import driving_frames, write_fake_dwpose
 from hp_core.errors import HPError
 from hp_core.models import COMPONENTS
 from hp_core.pipeline import Settings, build_conditions, encode_motion, sample_latents
+from hp_core.preprocess import prepare_source
 from hp_core.preprocess.identity import align_arcface
 from hp_core.sampling import Cancelled, get_sigmas
 from nodes import bridge, core, loader
@@ -53,9 +55,8 @@ def models(models_dir):
 
 
 def _face_crop(frames=None, **change):
-    values = dict(source_image=source_image(), driving_frames=driving_video(4) if frames is None else frames,
-                  detector="yolo", face_index=-1, frame_limit=0, driving_face_index=-1, smoothing=0,
-                  edge_mode="auto")
+    values = dict(driving_frames=driving_video(4) if frames is None else frames,
+                  detector="yolo", frame_limit=0, driving_face_index=-1, smoothing=0, edge_mode="auto")
     values.update(change)
     return M["HunyuanPortraitFaceCropMotionEncoder"]().encode(**values)
 
@@ -73,11 +74,10 @@ def motion(models, features):
 
 
 @pytest.fixture(scope="module")
-def appearance(models, features, models_dir):
+def appearance(models, models_dir):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HP_MODELS_DIR", str(models_dir))
-        return M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), True, RES, "yolo",
-                                                                 features)[0]
+        return M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), True, RES, "yolo")[0]
 
 
 SAMPLE = dict(sampler_name="euler", scheduler="karras", steps=2, appearance_cfg_min=1.5, appearance_cfg_max=2.5,
@@ -114,8 +114,10 @@ def test_every_node_declares_valid_inputs_outputs_and_function(name):
         else:
             assert isinstance(kind, str) and kind.isupper()  # a socket type
     n = len(cls.RETURN_TYPES)
-    assert n and len(cls.RETURN_NAMES) == n and len(cls.OUTPUT_TOOLTIPS) == n
-    assert all(isinstance(t, str) and t for t in cls.OUTPUT_TOOLTIPS)
+    assert n or getattr(cls, "OUTPUT_NODE", False)  # a node without outputs must be an output node
+    if n:
+        assert len(cls.RETURN_NAMES) == n and len(cls.OUTPUT_TOOLTIPS) == n
+        assert all(isinstance(t, str) and t for t in cls.OUTPUT_TOOLTIPS)
     assert cls.CATEGORY == "HunyuanPortrait" and len(cls.DESCRIPTION) > 40
     assert nodes.NODE_DISPLAY_NAME_MAPPINGS[name].startswith("HunyuanPortrait")
     # ComfyUI calls FUNCTION with every input as a keyword: the names must match, optional ones default None
@@ -140,7 +142,7 @@ def test_pack_entry_point_exports_the_nodes():
     sys.modules[spec.name] = module
     try:
         spec.loader.exec_module(module)
-        assert set(module.NODE_CLASS_MAPPINGS) == set(M) and len(M) == 8
+        assert set(module.NODE_CLASS_MAPPINGS) == set(M) and len(M) == 11
         assert set(module.NODE_DISPLAY_NAME_MAPPINGS) == set(M)
     finally:
         for key in [k for k in sys.modules if k.startswith(spec.name)]:
@@ -224,8 +226,7 @@ def test_keep_on_gpu_rules(models):
 # -------------------------------------------------------------------------------------- face crop
 
 def test_face_crop_encodes_driving_frames_and_previews(features, caplog):
-    assert features.num_frames == 4 and features.frames_without_face == 1
-    assert features.source_crop_512.shape == (512, 512, 3)
+    assert features.num_frames == 4 and len(features.missing_frames) == 1
     with caplog.at_level(logging.WARNING, logger="HunyuanPortrait"):
         feats, crops, faces = _face_crop(frame_limit=3, smoothing=3)
     assert feats.num_frames == 3
@@ -235,9 +236,9 @@ def test_face_crop_encodes_driving_frames_and_previews(features, caplog):
     assert "had no face" in caplog.text
 
 
-def test_face_crop_reports_bad_face_index_and_missing_detector():
+def test_face_crop_reports_bad_face_index_and_missing_detector(models):
     with pytest.raises(HPError, match="Face index 3"):
-        _face_crop(face_index=3)
+        M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, RES, "yolo", face_index=3)
     with pytest.raises(HPError) as err:
         _face_crop(detector="scrfd")
     assert "det_10g.onnx" in str(err.value) and "weights download" in str(err.value)
@@ -251,7 +252,7 @@ def test_motion_extractor_matches_one_pass_over_all_frames(models, monkeypatch):
     out = M["HunyuanPortraitMotionExtractor"]().extract(models, feats, -1, -1)[0]
     ids = feats.intensity(25)
     assert len(ids) == 2 and out.ids == [tuple(i) for i in ids]
-    whole = encode_motion(models, feats.motion_crops_256, feats.pose_256, ids, chunk=25)
+    whole = encode_motion(models, feats.motion_crops, feats.pose_crops, ids, chunk=25)
     assert out.tokens.shape == (30, models.dims.motion_tokens, models.dims.context_dim)
     torch.testing.assert_close(out.tokens, whole.tokens, rtol=1e-5, atol=1e-5)
 
@@ -266,55 +267,62 @@ def test_intensity_override(models, features, motion):
 
 # ------------------------------------------------------------------------------------- appearance
 
-def test_appearance_uses_arcface_identity_of_the_crop(models, features, appearance):
+def test_appearance_uses_arcface_identity_of_the_crop(models, appearance):
     # The fake ArcFace outputs the aligned face's channel means times a fixed matrix (fakes.py, seed 0).
     weight = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32)
-    aligned = align_arcface(features.source_crop_512, features.source_landmarks)
+    source = prepare_source(source_image()[0], core.face_detector("yolo"))
+    aligned = align_arcface(source.source_crop_512, source.source_landmarks)
     expected = aligned.reshape(-1, 3).mean(axis=0) @ weight
     np.testing.assert_allclose(appearance.identity, expected / np.linalg.norm(expected), rtol=1e-4, atol=1e-5)
     assert appearance.tokens.shape == (1, models.dims.appearance_tokens, models.dims.context_dim)
     assert appearance.ref_latents.shape == appearance.cond_latents.shape == (1, 4, RES // 8, RES // 8)
-    assert appearance.crop_box == tuple(features.crop_bbox) and appearance.source_hw == (240, 320)
-    no_id, crop = M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, 128, "yolo",
-                                                                     features)
+    assert appearance.crop_box == tuple(source.crop_bbox) and appearance.source_hw == (240, 320)
+    np.testing.assert_array_equal(appearance.source_crop, source.source_crop_512)
+    no_id, crop = M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, 128, "yolo")
     assert not no_id.identity.any() and not torch.allclose(no_id.tokens, appearance.tokens)
     assert no_id.ref_latents.shape == (1, 4, 16, 16)
     assert crop.shape == (1, 512, 512, 3)
 
 
-def test_appearance_without_motion_features_finds_the_same_crop(models, appearance):
-    alone = M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), True, RES, "yolo")[0]
-    assert alone.crop_box == appearance.crop_box
-    torch.testing.assert_close(alone.tokens, appearance.tokens)
+def test_appearance_reads_the_portraits_own_pose_as_a_driving_frame(models, appearance):
+    """The portrait's rotation and expression are those of a one-frame driving clip of the same image."""
+    frame = driving_video(1)
+    feats = _face_crop(frame)[0]
+    as_clip = M["HunyuanPortraitMotionExtractor"]().extract(models, feats, 0, 0)[0]
+    own = M["HunyuanPortraitAppearanceExtractor"]().extract(models, frame, False, RES, "yolo")[0].motion
+    torch.testing.assert_close(own.rotation, as_clip.rotation[0], rtol=0, atol=0)
+    torch.testing.assert_close(own.expression, as_clip.expression[0], rtol=1e-5, atol=1e-5)
+    assert appearance.motion.rotation.shape == (3,)
     with pytest.raises(HPError, match="multiple of 64"):
         M["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), True, 100, "yolo")
 
 
 # ----------------------------------------------------------------------------------------- DWPose
 
-def test_dwpose_alignment_draws_one_skeleton_per_frame(features, monkeypatch):
+def test_dwpose_alignment_draws_one_skeleton_per_frame(features, appearance, monkeypatch):
     fake = FakeDWPose()
     monkeypatch.setattr(core, "dwpose", lambda: fake)
-    pose, preview = M["HunyuanPortraitDWPoseAlignment"]().align(features, True)
+    pose, preview = M["HunyuanPortraitDWPoseAlignment"]().align(features, appearance, True)
     assert fake.calls == features.num_frames + 1  # the source crop + every driving crop
     assert pose.images.shape == (4, 512, 512, 3) and pose.images.dtype == np.uint8
     assert [bool(frame.any()) for frame in pose.images] == [True, True, False, True]  # frame 2 shows nobody
     assert preview.shape == (4, 256, 256, 3) and 0 < float(preview.max()) <= 1
-    with_eyes = M["HunyuanPortraitDWPoseAlignment"]().align(features, False)[0]
+    with_eyes = M["HunyuanPortraitDWPoseAlignment"]().align(features, appearance, False)[0]
     assert (with_eyes.images > 0).sum() > (pose.images > 0).sum()  # cross-reenactment drops the eyes
 
 
-def test_dwpose_node_opens_the_onnx_files_of_the_models_folder(features, models_dir, tmp_path, monkeypatch):
+def test_dwpose_node_opens_the_onnx_files_of_the_models_folder(features, appearance, models_dir, tmp_path,
+                                                              monkeypatch):
     write_fake_dwpose(tmp_path / "dwpose")
     monkeypatch.setenv("HP_MODELS_DIR", f"{models_dir}{os.pathsep}{tmp_path}")  # a second models folder
-    pose, _ = M["HunyuanPortraitDWPoseAlignment"]().align(features, True)
+    pose, _ = M["HunyuanPortraitDWPoseAlignment"]().align(features, appearance, True)
     assert pose.images.shape == (4, 512, 512, 3)
     assert all(frame.any() for frame in pose.images)  # the stub sees a person in every crop
 
 
-def test_dwpose_missing_files_are_named(features):
+def test_dwpose_missing_files_are_named(features, appearance):
     with pytest.raises(HPError, match="dwpose/yolox_l.onnx"):
-        M["HunyuanPortraitDWPoseAlignment"]().align(features, True)
+        M["HunyuanPortraitDWPoseAlignment"]().align(features, appearance, True)
 
 
 # ---------------------------------------------------------------------------------------- sampler
@@ -336,7 +344,8 @@ def test_sampler_is_seeded_and_follows_the_settings(models, appearance, motion):
 def test_motion_scale_widget_reaches_the_unet(models, appearance, motion):
     # 0 drops the motion attention term: the same as zero motion tokens (to_v_ip has no bias)
     none = _sample(models, appearance, motion, motion_scale=0.0)
-    still = type(motion)(torch.zeros_like(motion.tokens), motion.ids, motion.rotation)
+    still = dataclasses.replace(motion, expression=torch.zeros_like(motion.expression),
+                                rotation=torch.zeros_like(motion.rotation))
     torch.testing.assert_close(none, _sample(models, appearance, still), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(none, _sample(models, appearance, motion), rtol=1e-4, atol=1e-4)
 
@@ -451,7 +460,7 @@ def test_cfg_pp_samplers_are_refused_readably(models, appearance, motion):
 
 def test_pose_input_reaches_the_pose_guider(models, appearance, motion, features, monkeypatch):
     monkeypatch.setattr(core, "dwpose", lambda: FakeDWPose())
-    pose = M["HunyuanPortraitDWPoseAlignment"]().align(features, True)[0]
+    pose = M["HunyuanPortraitDWPoseAlignment"]().align(features, appearance, True)[0]
     blank = _sample(models, appearance, motion)
     posed = _sample(models, appearance, motion, pose=pose)
     assert posed.shape == blank.shape and not torch.allclose(posed, blank)
@@ -551,7 +560,7 @@ def test_paste_back_of_an_odd_sized_source_has_even_sides_for_save_video(feature
     from fakes import portrait
 
     src = as_image(portrait(240, 225)[None])
-    app = M["HunyuanPortraitAppearanceExtractor"]().extract(models, src, False, RES, "yolo", features)[0]
+    app = M["HunyuanPortraitAppearanceExtractor"]().extract(models, src, False, RES, "yolo")[0]
     gen = torch.zeros(2, RES, RES, 3)
     with caplog.at_level("INFO", logger="HunyuanPortrait"):
         out = M["HunyuanPortraitPasteBack"]().paste(gen, src, app, 0.1)[0]

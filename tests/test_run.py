@@ -113,7 +113,7 @@ def test_decoded_frames_stream_to_the_writer_unchanged(monkeypatch, tmp_path):
                        paste_back=tmp_path / "p.mp4", settings=P.Settings(pad=2))
     Recorder.made = []
     monkeypatch.setattr(V, "VideoWriter", Recorder)
-    R.write_outputs(req, models, padded, (5, 2, 37, 34), plan)
+    R.write_outputs(req, models, padded, (5, 2, 37, 34), source, plan.fps, req.out, req.paste_back)
     crop, full = Recorder.made
     whole = (P.decode_latents(models, padded, 8, pad=2).numpy() * 255).astype(np.uint8)
     assert [len(f) for f in crop.frames] == [6, 5]  # padded chunks [0, 8) and [8, 15), padding cut
