@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import HPError
+from .models import PRESET_DIMS
 from .models.precision import PRECISIONS
+from .motion_edit import EXPRESSION_MODES, LOOP_MODES, POSE_MODES, MotionEdit
 
 # The release's inference settings (config/hunyuan-portrait.yaml).
 DEFAULT_SEED = 72580
@@ -74,10 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("--dtype", choices=("auto", "fp32", "fp16"), default="auto",
                     help="auto: the release's precisions for official, fp32 for tiny")
 
-    an = sub.add_parser("animate", help="animate a portrait with a driving video")
-    an.add_argument("--image", required=True, metavar="SRC", help="source portrait image")
-    an.add_argument("--video", required=True, metavar="DRIVING", help="driving video")
-    an.add_argument("--out", required=True, metavar="OUT.mp4", help="output video (the 512x512 crop)")
+    an = sub.add_parser("animate", help="animate a portrait (or several) with a driving video or a saved performance")
+    an.add_argument("--image", required=True, nargs="+", metavar="SRC",
+                    help="source portrait image; several images or folders animate each one with the same "
+                         "performance (extracted once), and --out is then a folder")
+    an.add_argument("--video", metavar="DRIVING", help="driving video (its audio is copied)")
+    an.add_argument("--motion", metavar="PERF.safetensors",
+                    help="a saved performance (`motion extract`) instead of extracting one from --video")
+    an.add_argument("--audio", metavar="FILE", help="sound for the result (default: the driving video's)")
+    an.add_argument("--out", required=True, metavar="OUT.mp4",
+                    help="output video (the 512x512 crop); with several portraits, a folder that gets "
+                         "<portrait name>.mp4 for each")
+    an.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    _add_edit_flags(an)
     an.add_argument("--paste-back", metavar="OUT_FULL.mp4", help="also write the result pasted into the source")
     an.add_argument("--sampler", default="euler", help="sampler name (default euler, as the release)")
     an.add_argument("--scheduler", default="karras", help="sigma schedule name (default karras, as the release)")
@@ -92,10 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--noise-aug", type=float, default=0.0, metavar="STRENGTH",
                     help="noise added to the reference before its conditioning latents are encoded, and told to "
                          "the UNet (default 0, as the release; seeded by --seed)")
-    an.add_argument("--preset", choices=("official", "tiny"), default="official")
-    an.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto")
-    an.add_argument("--dtype", choices=PRECISIONS, default="auto",
-                    help="auto: the release's precisions (fp16 networks, fp32 VAE and motion encoders)")
     an.add_argument("--size", type=int, default=512,
                     help="side of the square result in pixels (the release: 512; small sizes for quick tests)")
     an.add_argument("--decode-chunk", type=int, default=8,
@@ -113,8 +120,80 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--channels-last", action="store_true", help="channels_last UNet weights (CUDA convolutions)")
     an.add_argument("--vae", metavar="PATH", help="an SVD VAE folder, VAE file or SVD checkpoint to use")
     an.add_argument("--no-audio", action="store_true", help="do not copy the driving clip's audio")
-    _add_models_dir(an)
+    _add_run_flags(an)
+
+    mo = sub.add_parser("motion", help="performances: extract one from a clip, or bake edits into one")
+    msub = mo.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ex = msub.add_parser("extract", help="the performance of a driving clip, saved as .safetensors")
+    ex.add_argument("--video", required=True, metavar="DRIVING", help="driving video")
+    ex.add_argument("--out", required=True, metavar="PERF.safetensors", help="performance file to write")
+    ex.add_argument("--max-frames", type=int, help="use only the first N driving frames")
+    ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_run_flags(ex)
+    ed = msub.add_parser("edit", help="a saved performance with edits baked in, as a new file")
+    ed.add_argument("--motion", required=True, metavar="IN.safetensors", help="performance to edit")
+    ed.add_argument("--image", metavar="PORTRAIT", help="the portrait (needed for --pose-mode relative/still)")
+    ed.add_argument("--out", required=True, metavar="OUT.safetensors", help="edited performance to write")
+    ed.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_edit_flags(ed)
+    _add_run_flags(ed, preset=False)
     return parser
+
+
+def _add_run_flags(p: argparse.ArgumentParser, preset: bool = True) -> None:
+    if preset:
+        p.add_argument("--preset", choices=tuple(PRESET_DIMS), default="official",
+                       help="network sizes (tiny: random test weights)")
+    p.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto")
+    p.add_argument("--dtype", choices=PRECISIONS, default="auto", help="precision (auto: the release's)")
+    _add_models_dir(p)
+
+
+def _add_edit_flags(p: argparse.ArgumentParser) -> None:
+    """The motion edit's flags (hp_core.motion_edit.MotionEdit; its defaults reproduce the release)."""
+    d = MotionEdit()
+    g = p.add_argument_group("motion edit (defaults = the release)")
+    g.add_argument("--pose-mode", choices=POSE_MODES, default=d.pose_mode,
+                   help="absolute: the driver's head pose; relative: the portrait's own pose plus the driver's "
+                        "movement from its first frame; still: the portrait's pose on every frame")
+    g.add_argument("--pose-scale", type=float, nargs=3, metavar=("A1", "A2", "A3"), default=d.pose_scale,
+                   help="share of the driver's movement kept per head angle (1 = all; the release does not name "
+                        "the angles: set one to 0 to see which turn it is)")
+    g.add_argument("--pose-offset", type=float, nargs=3, metavar=("A1", "A2", "A3"), default=d.pose_offset,
+                   help="degrees added to each head angle on every frame")
+    g.add_argument("--expression-strength", type=float, default=d.expression_strength,
+                   help="experimental: 1 = the driver's expressions, 0 = frozen on the first frame's")
+    g.add_argument("--expression-mode", choices=EXPRESSION_MODES, default=d.expression_mode,
+                   help="experimental: relative starts from the portrait's own expression")
+    g.add_argument("--pose-smoothing", type=float, default=d.pose_smoothing, metavar="FRAMES",
+                   help="zero-phase smoothing of the head pose, strength in frames (0 = off)")
+    g.add_argument("--expression-smoothing", type=float, default=d.expression_smoothing, metavar="FRAMES",
+                   help="zero-phase smoothing of the expression, strength in frames (0 = off)")
+    g.add_argument("--start", type=int, default=d.start, metavar="FRAME", help="first driving frame used")
+    g.add_argument("--length", type=int, default=d.length, metavar="FRAMES",
+                   help="frames in the result (0 = all from --start)")
+    g.add_argument("--loop", choices=LOOP_MODES, default=d.loop,
+                   help="how a --length longer than the clip is filled (repeat crossfades the seam)")
+
+
+# MotionEdit fields -> the flags that set them.
+_EDIT_FLAGS = {"pose_mode": "--pose-mode", "pose_scale": "--pose-scale", "pose_offset": "--pose-offset",
+               "expression_strength": "--expression-strength", "expression_mode": "--expression-mode",
+               "pose_smoothing": "--pose-smoothing", "expression_smoothing": "--expression-smoothing",
+               "start": "--start", "length": "--length", "loop": "--loop"}
+
+
+def edit_from_args(args) -> MotionEdit:
+    """The MotionEdit of the edit flags; an impossible value names its flag."""
+    edit = MotionEdit(pose_mode=args.pose_mode, pose_scale=tuple(args.pose_scale), pose_offset=tuple(args.pose_offset),
+                      expression_strength=args.expression_strength, expression_mode=args.expression_mode,
+                      pose_smoothing=args.pose_smoothing, expression_smoothing=args.expression_smoothing,
+                      start=args.start, length=args.length, loop=args.loop)
+    problems = edit.problems()
+    if problems:
+        fields, err = problems[0]
+        raise HPError("/".join(_EDIT_FLAGS.get(f, f) for f in fields) + f": {err}")
+    return edit
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -206,11 +285,27 @@ def _check_animate_args(args) -> None:
         fields, err = problems[0]
         flags = "/".join(dict.fromkeys(_FLAGS.get(f, f) for f in fields))
         raise HPError(f"{flags}: {err}")
+    edit_from_args(args)
+    if args.video is None and args.motion is None:
+        raise HPError("Nothing drives the portrait.", hint="Give --video DRIVING.mp4 or --motion PERF.safetensors.")
     if args.max_frames is not None and args.max_frames < 1:
         raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
+    if _many(args):
+        if args.paste_back:
+            raise HPError("--paste-back names one file, and several portraits were given.",
+                          hint="Animate them one at a time to paste each back.")
+        if Path(args.out).suffix.lower() == ".mp4":
+            raise HPError(f"With several portraits --out is a folder, got {args.out}.",
+                          hint="Give a folder; each result is written there as <portrait name>.mp4.")
+        return
     for flag, value in (("--out", args.out), ("--paste-back", args.paste_back)):
         if value is not None and Path(value).suffix.lower() != ".mp4":
             raise HPError(f"{flag} must name an .mp4 file (got {value}).")
+
+
+def _many(args) -> bool:
+    """Several portraits (more than one --image, or a folder)."""
+    return len(args.image) > 1 or Path(args.image[0]).expanduser().is_dir()
 
 
 def _check_device(name: str) -> None:
@@ -255,16 +350,17 @@ class _Progress:
 
 
 def animate_request(args):
-    """The typed request (hp_core.run.RunRequest) for the animate flags."""
+    """The typed request (hp_core.run.RunRequest) for the animate flags (the first portrait's)."""
     from .run import RunRequest
     from .weights import default_search_dirs
 
-    return RunRequest(image=Path(args.image), video=Path(args.video), out=Path(args.out),
-                      paste_back=Path(args.paste_back) if args.paste_back else None,
-                      models_dirs=default_search_dirs(args.models_dir), settings=animate_settings(args),
-                      preset=args.preset, device=None if args.device == "auto" else args.device,
-                      precision=args.dtype, vae=Path(args.vae) if args.vae else None, max_frames=args.max_frames,
-                      audio=not args.no_audio)
+    optional = {name: Path(getattr(args, name)) if getattr(args, name) else None
+                for name in ("video", "motion", "paste_back", "vae")}
+    return RunRequest(image=Path(args.image[0]), out=Path(args.out), audio_file=Path(args.audio) if args.audio else None,
+                      edit=edit_from_args(args), models_dirs=default_search_dirs(args.models_dir),
+                      settings=animate_settings(args), preset=args.preset,
+                      device=None if args.device == "auto" else args.device, precision=args.dtype,
+                      max_frames=args.max_frames, audio=not args.no_audio, overwrite=args.overwrite, **optional)
 
 
 def _cmd_animate(args, out=print) -> int:
@@ -274,13 +370,51 @@ def _cmd_animate(args, out=print) -> int:
 
     progress = _Progress()
     try:
-        result = R.run(animate_request(args), progress)
+        if _many(args):
+            batch = R.run_many(animate_request(args), [Path(i) for i in args.image], Path(args.out), progress,
+                               log=out)
+            results = batch.written
+        else:
+            batch, results = None, [R.run(animate_request(args), progress)]
     finally:
         progress.close()
-    for note in result.warnings:
+    for note in dict.fromkeys(n for r in results for n in r.warnings):
         out(f"note: {note}")
-    for target in filter(None, (result.out, result.paste_back)):
-        out(f"wrote {target}")
+    for result in results:
+        for target in filter(None, (result.out, result.paste_back)):
+            out(f"wrote {target}")
+    if batch is not None and batch.failed:
+        out(f"{len(batch.failed)} of {len(batch.failed) + len(results)} portraits failed:")
+        for image, why in batch.failed:
+            out(f"  {image}: {why}")
+        return 1
+    return 0
+
+
+def _cmd_motion(args, out=print) -> int:
+    _check_device(args.device)
+    from . import run as R
+
+    device = None if args.device == "auto" else args.device
+    if args.action == "extract":
+        if args.max_frames is not None and args.max_frames < 1:
+            raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
+        progress = _Progress()
+        try:
+            done = R.extract_to_file(Path(args.video), Path(args.out), models_dirs=args.models_dir, preset=args.preset,
+                                     device=device, precision=args.dtype, max_frames=args.max_frames,
+                                     overwrite=args.overwrite, progress=progress)
+        finally:
+            progress.close()
+        for note in done.warnings:
+            out(f"note: {note}")
+        perf = done.performance
+        out(f"wrote {args.out}: {perf.frames} frames at {perf.fps:g} fps, preset {perf.preset}")
+        return 0
+    edited = R.edit_to_file(Path(args.motion), Path(args.out), edit_from_args(args),
+                            image=Path(args.image) if args.image else None, models_dirs=args.models_dir,
+                            device=device, precision=args.dtype, overwrite=args.overwrite)
+    out(f"wrote {args.out}: {edited.frames} frames")
     return 0
 
 
@@ -291,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # e.g. the UNet evaluations a run costs
-    commands = {"weights": _cmd_weights, "make-random-weights": _cmd_random, "animate": _cmd_animate}
+    commands = {"weights": _cmd_weights, "make-random-weights": _cmd_random, "animate": _cmd_animate,
+                "motion": _cmd_motion}
     try:
         return commands[args.command](args)
     except HPError as err:

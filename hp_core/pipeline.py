@@ -32,6 +32,7 @@ from .sampling.windows import validate_windows
 
 log = logging.getLogger(__name__)
 VAE_SCALE = 0.18215
+MOTION_NETWORKS = ("expression", "headpose", "motion_proj")  # what a performance is made with
 SEED_MAX = 2**64 - 1  # torch generators take unsigned 64-bit seeds
 
 
@@ -139,14 +140,14 @@ class PortraitModels:
     """The loaded networks. ``use(*names)`` yields them, as a tuple, on the compute device (offloading
     others if asked)."""
 
-    unet: torch.nn.Module
-    vae: torch.nn.Module
-    dino: torch.nn.Module
-    image_proj: torch.nn.Module
-    motion_proj: torch.nn.Module
-    expression: torch.nn.Module
-    headpose: torch.nn.Module
-    pose_guider: torch.nn.Module
+    unet: torch.nn.Module | None = None          # None: not loaded (e.g. only the motion networks)
+    vae: torch.nn.Module | None = None
+    dino: torch.nn.Module | None = None
+    image_proj: torch.nn.Module | None = None
+    motion_proj: torch.nn.Module | None = None
+    expression: torch.nn.Module | None = None
+    headpose: torch.nn.Module | None = None
+    pose_guider: torch.nn.Module | None = None
     preset: str = "official"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     offload: bool = False
@@ -187,8 +188,8 @@ def random_models(preset: str = "tiny", seed: int = 0, device="cpu") -> Portrait
 
 def load_models(paths: dict[str, str | Path | dict], vae: str | Path | None, *, preset: str = "official",
                 device="cuda", dtypes: dict[str, str | torch.dtype] | None = None, offload: bool = False,
-                search_dirs=()) -> PortraitModels:
-    """Load every component strictly (``paths[name]``: a file or a state dict) and the SVD VAE (a folder
+                search_dirs=(), components=COMPONENTS, with_vae: bool = True) -> PortraitModels:
+    """Load each of ``components`` strictly (``paths[name]``: a file or a state dict) and the SVD VAE (a folder
     or file; None finds the manifest's one in ``search_dirs``). ``dtypes`` overrides the release's
     precisions; with ``offload`` the weights wait on the CPU until a stage needs them."""
     from .svd_vae import load_vae
@@ -196,21 +197,23 @@ def load_models(paths: dict[str, str | Path | dict], vae: str | Path | None, *, 
     dtypes = {k: (DTYPES[v] if isinstance(v, str) else v) for k, v in (dtypes or {}).items()}
     device = torch.device(device)
     keep = torch.device("cpu") if offload else device
-    mods = {n: load_component(n, paths[n], preset=preset, dtype=dtypes.get(n), device=keep) for n in COMPONENTS}
-    vae_model = load_vae(search_dirs, vae, device=keep, dtype=dtypes.get("vae", torch.float32))
+    mods = {n: load_component(n, paths[n], preset=preset, dtype=dtypes.get(n), device=keep) for n in components}
+    vae_model = load_vae(search_dirs, vae, device=keep, dtype=dtypes.get("vae", torch.float32)) if with_vae else None
     return PortraitModels(vae=vae_model, preset=preset, device=device, offload=offload, **mods)
 
 
 def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda", dtypes=None,
-                          vae: str | Path | None = None, offload: bool = False) -> PortraitModels:
+                          vae: str | Path | None = None, offload: bool = False,
+                          components=COMPONENTS, with_vae: bool = True) -> PortraitModels:
     """Load the manifest's files from the model folders, verified (size/hash/structure) and via the safetensors
-    cache. Every missing or unusable file is reported in one HPError first; files are pinned after loading."""
+    cache. Every missing or unusable file is reported in one HPError first; files are pinned after loading.
+    ``components`` / ``with_vae``: only these (e.g. MOTION_NETWORKS to extract a performance)."""
     from . import weights as W
 
-    W.preflight([*COMPONENTS, "svd_vae"], search_dirs, vae=vae, preset=preset)
-    ckpts = {n: W.read_checkpoint(n, search_dirs, preset=preset) for n in COMPONENTS}
+    W.preflight([*components] + (["svd_vae"] if with_vae else []), search_dirs, vae=vae, preset=preset)
+    ckpts = {n: W.read_checkpoint(n, search_dirs, preset=preset) for n in components}
     models = load_models({n: c.state for n, c in ckpts.items()}, vae, preset=preset, device=device, dtypes=dtypes,
-                         offload=offload, search_dirs=search_dirs)
+                         offload=offload, search_dirs=search_dirs, components=components, with_vae=with_vae)
     for ckpt in ckpts.values():
         W.confirm_checkpoint(ckpt)  # pinned (and cached) only once every network loaded strictly
     return models
@@ -560,7 +563,7 @@ def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torc
                      prepared, padded)
 
 
-__all__ = ["Animation", "animate", "appearance_at", "fit_window", "SEED_MAX", "conditions_from_prepared", "pose_condition",
+__all__ = ["MOTION_NETWORKS", "Animation", "animate", "appearance_at", "fit_window", "SEED_MAX", "conditions_from_prepared", "pose_condition",
            "reference_at", "Settings", "PortraitModels", "Performance", "random_models", "load_models", "load_models_from_dirs",
            "encode_appearance", "encode_motion", "encode_portrait_motion", "encode_reference", "augmentation_noise", "build_conditions",
            "initial_noise", "sample_latents", "decode_chunks", "decode_latents", "iter_decoded", "apply_unet_options", "replace"]

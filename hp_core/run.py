@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -26,9 +26,10 @@ from . import weights as W
 from .errors import HPError
 from .models import PRESET_DIMS, precision_dtypes
 from .motion_edit import MotionEdit, PortraitMotion, edit_performance
-from .performance import Performance, load_performance
+from .performance import SUFFIX as PERFORMANCE_SUFFIX
+from .performance import Performance, load_performance, save_performance
 from .performance import concat as concat_performances
-from .pipeline import (Settings, StageProgress, appearance_at, build_conditions, encode_appearance, encode_motion,
+from .pipeline import (MOTION_NETWORKS, Settings, StageProgress, appearance_at, build_conditions, encode_appearance, encode_motion,
                        encode_portrait_motion, encode_reference, iter_decoded, load_models_from_dirs, reference_at,
                        sample_latents, stage_progress)
 
@@ -54,6 +55,7 @@ class RunRequest:
     max_frames: int | None = None
     audio: bool = True                                     # copy the driving clip's (or audio_file's) audio
     use_arcface: bool = True
+    overwrite: bool = False                                # replace existing outputs (else they are refused)
 
 
 @dataclass
@@ -120,6 +122,9 @@ def check_output_paths(request: RunRequest) -> None:
     for flag, path in outputs:
         if path.expanduser().is_dir():
             raise HPError(f"The output {flag} {path} is a folder.", hint="Give a file name ending in .mp4.")
+        if path.expanduser().exists() and not request.overwrite:
+            raise HPError(f"The output {flag} {path} already exists; it was left as it is.",
+                          hint="Choose another name, or pass --overwrite to replace it.")
         check_writable_folder(path.expanduser().resolve().parent, flag)
 
 
@@ -312,6 +317,149 @@ class Session:
                          self.plan.fps, extracted.frames_without_face, source.warnings + extracted.warnings)
 
 
+@dataclass
+class BatchResult:
+    """What a run over several portraits wrote, and which portraits failed (with the message)."""
+
+    written: list[RunResult]
+    failed: list[tuple[Path, str]]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def portrait_list(paths: list[Path]) -> list[Path]:
+    """Image files and the images inside folders (sorted, not recursive), each once, in the order given."""
+    found: dict[Path, None] = {}
+    for path in map(Path, paths):
+        path = path.expanduser()
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                    found.setdefault(child, None)
+        elif path.is_file():
+            found.setdefault(path, None)
+        else:
+            raise HPError(f"The portrait {path} does not exist.", hint="Check the --image paths.")
+    if not found:
+        raise HPError("No portrait images found in " + ", ".join(map(str, paths)) + ".",
+                      hint=f"Give image files ({', '.join(IMAGE_SUFFIXES)}) or folders holding them.")
+    return list(found)
+
+
+def batch_outputs(images: list[Path], out_dir: Path) -> dict[Path, Path]:
+    """``<out_dir>/<portrait name>.mp4`` per portrait; two portraits of one name get ``-2``, ``-3`` ..."""
+    outs: dict[Path, Path] = {}
+    taken: set[str] = set()
+    for image in images:
+        name, n = image.stem, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{image.stem}-{n}"
+        taken.add(name.lower())
+        outs[image] = out_dir / f"{name}.mp4"
+    return outs
+
+
+@torch.no_grad()
+def run_many(request: RunRequest, images: list[Path], out_dir: Path,
+             progress: StageProgress | None = None, log=print) -> BatchResult:
+    """One performance (``request.video`` or ``request.motion``) drives every portrait in ``images``: it is
+    extracted once, and ``<out_dir>/<portrait name>.mp4`` is written per portrait. A portrait that fails is
+    reported and the others still run. ``request.image`` / ``request.out`` are ignored."""
+    images = portrait_list(images)
+    outs = batch_outputs(images, Path(out_dir).expanduser())
+    for image, out in outs.items():  # every output checked before any work, like a single run's
+        check_output_paths(replace(request, image=image, out=out, paste_back=None))
+    plan = preflight(replace(request, image=images[0], out=outs[images[0]], paste_back=None))
+    session = Session(request, plan)
+    extracted = session.performance(progress)
+    written, failed = [], []
+    for k, image in enumerate(images):
+        log(f"[{k + 1}/{len(images)}] {image} -> {outs[image]}")
+        try:
+            source_rgb = PP.read_image_file(image)
+            written.append(session.animate(session.prepare(source_rgb), source_rgb, extracted, outs[image],
+                                           None, progress))
+        except HPError as err:
+            failed.append((image, str(err)))
+            log(f"error: {image}: {err}")
+    return BatchResult(written, failed)
+
+
+def check_new_output(path: Path, flag: str, overwrite: bool, inputs: list[tuple[str, Path]]) -> None:
+    """An output file that is no input, in a writable folder, and new unless ``overwrite``."""
+    for in_flag, in_path in inputs:
+        if _same_file(path, Path(in_path).expanduser()):
+            raise HPError(f"The output {flag} {path} is the input {in_flag} {in_path}; writing it would destroy "
+                          "the input.", hint=f"Choose another name for {flag}.")
+    if path.exists() and not overwrite:
+        raise HPError(f"{flag} {path} already exists; it was left as it is.",
+                      hint="Choose another name, or pass --overwrite to replace it.")
+    check_writable_folder(path.resolve().parent, flag)
+
+
+@torch.no_grad()
+def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = None, preset: str = "official",
+                    device: str | None = None, precision: str = "auto", max_frames: int | None = None,
+                    chunk: int = 25, overwrite: bool = False, progress: StageProgress | None = None) -> Extracted:
+    """`motion extract`: the clip's performance, written to ``out`` (.safetensors). Loads only the face
+    detector and the three motion networks."""
+    out = Path(out).expanduser()
+    if out.suffix.lower() != PERFORMANCE_SUFFIX:
+        raise HPError(f"--out must name a {PERFORMANCE_SUFFIX} file, got {out.name}.")
+    check_new_output(out, "--out", overwrite, [("--video", Path(video))])
+    if preset not in PRESET_DIMS:
+        raise HPError(f"Unknown preset {preset!r}.", hint=f"Use one of {', '.join(PRESET_DIMS)}.")
+    info = V.probe_video(video)
+    dev = _device(device)
+    dtypes = precision_dtypes(precision, dev)
+    search_dirs = list(models_dirs or []) or W.default_search_dirs(None)
+    weights = W.preflight(W.needed_ids(use_arcface=False, vae=False, networks=MOTION_NETWORKS), search_dirs,
+                          preset=preset)
+    detector = PP.load_yolo_face(weights["yoloface"], device=dev)
+    models = load_models_from_dirs(search_dirs, preset=preset, device=dev, dtypes=dtypes,
+                                   components=MOTION_NETWORKS, with_vae=False)
+    extracted = extract_performance(Path(video), models, detector, chunk=chunk, fps=info.fps, max_frames=max_frames,
+                                    frames_estimate=info.frames_estimate, progress=progress)
+    save_performance(extracted.performance, out, overwrite=overwrite)
+    return extracted
+
+
+@torch.no_grad()
+def edit_to_file(motion: Path, out: Path, edit: MotionEdit, *, image: Path | None = None,
+                 models_dirs: list[Path] | None = None, device: str | None = None, precision: str = "auto",
+                 overwrite: bool = False) -> Performance:
+    """`motion edit`: a saved performance with ``edit`` baked in, written to ``out``. The portrait (``image``)
+    is read only for the relative and still modes (its head pose through the motion networks)."""
+    edit.validate()
+    out = Path(out).expanduser()
+    if out.suffix.lower() != PERFORMANCE_SUFFIX:
+        raise HPError(f"--out must name a {PERFORMANCE_SUFFIX} file, got {out.name}.")
+    inputs = [("--motion", Path(motion))] + ([("--image", Path(image))] if image else [])
+    check_new_output(out, "--out", overwrite, inputs)
+    perf = load_performance(motion)
+    edit.validate(perf.frames)
+    portrait = None
+    if edit.needs_portrait:
+        if image is None:
+            raise HPError(f"pose mode {edit.pose_mode} / expression mode {edit.expression_mode} starts from the "
+                          "portrait's own pose.", hint="Pass the portrait with --image.")
+        source_rgb = PP.read_image_file(image)
+        dev = _device(device)
+        search_dirs = list(models_dirs or []) or W.default_search_dirs(None)
+        weights = W.preflight(W.needed_ids(use_arcface=False, vae=False, networks=MOTION_NETWORKS), search_dirs,
+                              preset=perf.preset)
+        models = load_models_from_dirs(search_dirs, preset=perf.preset, device=dev,
+                                       dtypes=precision_dtypes(precision, dev), components=MOTION_NETWORKS,
+                                       with_vae=False)
+        source = PP.prepare_source(source_rgb, PP.load_yolo_face(weights["yoloface"], device=dev))
+        portrait = portrait_motion(models, source)
+    edited = edit_performance(perf, edit, portrait)
+    save_performance(edited, out, overwrite=overwrite)
+    return edited
+
+
 def audio_source(request: RunRequest, plan: Plan) -> Path | None:
     """The sound of the result: ``audio_file``, else the driving clip's when it has one; None without audio."""
     if not request.audio:
@@ -347,13 +495,13 @@ def write_outputs(request: RunRequest, models, padded: torch.Tensor, crop_bbox, 
         for writer in writers:
             writer.finish()
         for writer in writers:
-            writer.commit()
+            writer.commit(overwrite=request.overwrite)
     except BaseException:
         for writer in writers:
             writer.abort()
         raise
 
 
-__all__ = ["Extracted", "Plan", "RunRequest", "RunResult", "Session", "audio_source", "check_output_paths",
+__all__ = ["BatchResult", "Extracted", "edit_to_file", "extract_to_file", "portrait_list", "run_many", "Plan", "RunRequest", "RunResult", "Session", "audio_source", "check_output_paths",
            "extract_performance", "motion_chunks", "portrait_motion", "preflight", "run", "weight_files",
            "write_outputs"]

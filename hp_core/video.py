@@ -338,10 +338,27 @@ class VideoWriter:
             raise HPError(f"Writing {self.path} failed ({_last_line(text)}).",
                           hint="Check that the folder is writable and there is free disk space.")
 
-    def commit(self) -> Path:
-        """Finish and move the complete file to its name (replacing an older file there)."""
+    def commit(self, *, overwrite: bool = True) -> Path:
+        """Finish and move the complete file to its name. ``overwrite=False``: only if no file has that name
+        by then (an atomic claim, so of two runs writing one name the second is refused, not silently lost)."""
         self.finish()
-        os.replace(self.tmp, self.path)
+        if overwrite:
+            os.replace(self.tmp, self.path)
+            return self.path
+        try:
+            os.link(self.tmp, self.path)  # fails if the name exists, atomically
+        except FileExistsError:
+            self.tmp.unlink(missing_ok=True)
+            raise HPError(f"{self.path} appeared while this run was writing it (another run?); this run's result "
+                          "was not kept, the other file was left as it is.",
+                          hint="Run again with another output name, or pass --overwrite.") from None
+        except OSError:  # a file system without hard links: the check-then-rename below is the best it offers
+            if self.path.exists():
+                raise HPError(f"{self.path} appeared while this run was writing it; it was left as it is.",
+                              hint="Run again with another output name, or pass --overwrite.") from None
+            os.replace(self.tmp, self.path)
+            return self.path
+        self.tmp.unlink(missing_ok=True)
         return self.path
 
     def abort(self) -> None:

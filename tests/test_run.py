@@ -91,7 +91,7 @@ class Recorder:
     def finish(self):
         self.state = "finished"
 
-    def commit(self):
+    def commit(self, overwrite=True):
         self.state = "committed"
 
     def abort(self):

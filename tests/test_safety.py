@@ -136,7 +136,7 @@ def test_interrupted_run_leaves_no_output_and_no_temporary_file(env, tmp_path, m
             raise KeyboardInterrupt
             yield  # pragma: no cover
         monkeypatch.setattr(PP, "iter_paste_back", paste)
-    args = base_args(env, clip, old, "--paste-back", str(out_dir / "full.mp4"))
+    args = base_args(env, clip, old, "--paste-back", str(out_dir / "full.mp4"), "--overwrite")
     args[args.index("--window") + 1] = "4"
     args[args.index("--overlap") + 1] = "1"
     assert cli.main(args + ["--max-frames", "4"]) == 130

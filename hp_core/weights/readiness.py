@@ -16,9 +16,11 @@ from .messages import missing_message, problems_message
 NETWORK_IDS = ("unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider")
 
 
-def needed_ids(*, use_arcface: bool = True, detector: str | None = "yoloface", vae: bool = True) -> list[str]:
-    """Manifest ids a run needs: the seven networks, the SVD VAE, ArcFace when used, the face detector."""
-    ids = list(NETWORK_IDS) + (["svd_vae"] if vae else [])
+def needed_ids(*, use_arcface: bool = True, detector: str | None = "yoloface", vae: bool = True,
+               networks=NETWORK_IDS) -> list[str]:
+    """Manifest ids a run needs: the networks (default all seven), the SVD VAE, ArcFace when used, the face
+    detector."""
+    ids = list(networks) + (["svd_vae"] if vae else [])
     return ids + (["arcface"] if use_arcface else []) + ([detector] if detector else [])
 
 
