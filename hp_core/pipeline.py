@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -86,9 +87,12 @@ class Settings:
         if self.pad < 0 or self.decode_chunk < 1 or self.motion_chunk < 1:
             out.append((("pad", "decode_chunk", "motion_chunk"),
                         HPError("pad must be >= 0 and decode/motion chunks >= 1.")))
-        if self.noise_aug < 0:
-            out.append((("noise_aug",), HPError(f"noise_aug must not be negative, got {self.noise_aug}.",
+        if not (math.isfinite(self.noise_aug) and self.noise_aug >= 0):
+            out.append((("noise_aug",), HPError(f"noise_aug must be a finite number >= 0, got {self.noise_aug}.",
                                                 hint="The release uses 0.")))
+        for name in ("motion_scale", "sigma_min", "sigma_max", "fps_id", "motion_bucket_id"):
+            if not math.isfinite(getattr(self, name)):
+                out.append(((name,), HPError(f"{name} must be a finite number, got {getattr(self, name)}.")))
         if self.height % 8 or self.width % 8 or self.height <= 0 or self.width <= 0:
             out.append((("height", "width"), HPError(
                 f"height and width must be positive multiples of 8, got {self.height}x{self.width}.",
@@ -100,8 +104,9 @@ class Settings:
             out.append((("schedule",), HPError(f"Unknown sigma schedule {self.schedule!r}.",
                                                hint=f"Choose one of {', '.join(SCHEDULES)}.")))
         for name in ("appearance_cfg", "motion_cfg"):
-            if any(not v >= 0 for v in getattr(self, name)):
-                out.append(((name,), HPError(f"{name} values must not be negative, got {getattr(self, name)}.")))
+            if any(not (math.isfinite(v) and v >= 0) for v in getattr(self, name)):
+                out.append(((name,), HPError(f"{name} values must be finite numbers >= 0, got {getattr(self, name)}.",
+                                             hint="The release uses 2.0 2.0.")))
         try:
             validate_windows(max(self.window, 1), self.window, self.overlap, self.shift)
         except HPError as err:

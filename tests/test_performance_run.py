@@ -161,3 +161,14 @@ def test_a_damaged_performance_is_refused_before_any_work(env, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "cannot be used as a performance" in err and "Traceback" not in err
     assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--noise-aug", ["nan"]), ("--appearance-cfg", ["2", "inf"]),
+                                        ("--motion-cfg", ["nan", "2"]), ("--expression-strength", ["nan"]),
+                                        ("--pose-smoothing", ["inf"])])
+def test_non_finite_numbers_are_refused_with_the_flag_named(tmp_path, capsys, flag, value):
+    code = cli.main(["animate", "--image", str(tmp_path / "x.png"), "--video", str(tmp_path / "y.mp4"),
+                     "--out", str(tmp_path / "o.mp4"), flag, *value])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: {flag}") and "finite" in err
+    assert not (tmp_path / "o.mp4").exists()
