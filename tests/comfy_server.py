@@ -34,17 +34,23 @@ TINY_INPUTS = {
     "HunyuanPortraitSampler": {"steps": 2, "padding": 2, "context_window": 8, "context_overlap": 2},
     "AlignYourStepsScheduler": {"steps": 3},
 }
+# A second portrait (the face elsewhere, same size): one driving performance drives both.
+OTHER_PORTRAIT = "portrait_b.png"
 
 
 def write_inputs(folder: Path, portrait_hw: tuple[int, int] = (240, 320), driving_hw: tuple[int, int] = (200, 200),
                  frames: int = 6, fps: float = 25.0) -> None:
-    """The synthetic source portrait and driving clip TINY_INPUTS names, into ComfyUI's input folder."""
+    """The synthetic source portrait and driving clip TINY_INPUTS names, and OTHER_PORTRAIT, into ComfyUI's
+    input folder."""
     from fakes import driving_frames, portrait
     from PIL import Image
 
     from hp_core.video import write_video
 
     Image.fromarray(portrait(*portrait_hw)).save(folder / TINY_INPUTS["LoadImage"]["image"])
+    h, w = portrait_hw
+    other = portrait(h, w, (w // 2 - 70, h // 4, w // 2, h // 4 + 80))
+    Image.fromarray(other).save(folder / OTHER_PORTRAIT)
     write_video(folder / TINY_INPUTS["LoadVideo"]["file"], driving_frames(frames, *driving_hw), fps)
 
 

@@ -296,8 +296,9 @@ def test_a_node_under_the_minimap_is_reported(frontend):
         check_layout(report)
 
 
-# Every workflow runs on the tiny setup (DWPose on ONNX stand-ins of its two files).
-RUNNABLE = ["basic", "fast", "long_video", "comfy_sampler", "dwpose"]
+# Every workflow runs on the tiny setup (DWPose on ONNX stand-ins of its two files; the performance example
+# once its performance was saved, as its note says).
+RUNNABLE = ["basic", "fast", "long_video", "comfy_sampler", "dwpose", "pose_edit", "performance"]
 
 # Runs in the page: set widgets by node type ({type: {widget: value}}), as a user picks files and values.
 SET_WIDGETS = """(values) => {
@@ -314,6 +315,23 @@ PREVIEWS_SHOWN = """(types) => (window.app.graph._nodes).filter(n => types.inclu
   n.imgs?.length || n.videoContainer?.querySelector('video')?.videoWidth)"""
 
 
+def _save_the_performance(server) -> None:
+    """The performance example's first run (its Save Performance), queued as an API prompt: Load Performance's
+    file is there afterwards, so the loaded workflow runs whole."""
+    from comfy_server import TINY_INPUTS
+
+    prompt = json.loads((ROOT / "workflows" / "api" / "hunyuan_portrait_performance.json").read_text())
+    for node in prompt.values():
+        node["inputs"].update(TINY_INPUTS.get(node["class_type"], {}))
+    wanted = next(n["inputs"]["performance_file"] for n in prompt.values()
+                  if n["class_type"] == "HunyuanPortraitLoadPerformance")
+    if (server.base / "models" / "hunyuan_portrait" / "performances" / wanted).is_file():
+        return
+    result = server.wait(server.post("/prompt", {"prompt": prompt, "client_id": "hp-save"})["prompt_id"])
+    assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:3000]
+    assert (server.base / "models" / "hunyuan_portrait" / "performances" / wanted).is_file()
+
+
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_no_node_overlaps_or_leaves_the_view_before_or_after_a_run(frontend, name):
     """Run the workflow in the frontend on tiny weights with the synthetic portrait and driving clip picked in
@@ -325,6 +343,8 @@ def test_no_node_overlaps_or_leaves_the_view_before_or_after_a_run(frontend, nam
     workflow = json.loads((ROOT / "workflows" / f"hunyuan_portrait_{name}.json").read_text(encoding="utf-8"))
     values = {**TINY_INPUTS, "HunyuanPortraitSampler": {**TINY_INPUTS["HunyuanPortraitSampler"],
                                                         "seed": 100 + RUNNABLE.index(name)}}  # not cached
+    if name == "performance":
+        _save_the_performance(frontend.server)
     page = frontend.open(viewport={"width": 1600, "height": 900})
     try:
         page.evaluate(LOAD_AT_SAVED_VIEW, workflow)

@@ -1,5 +1,6 @@
-"""Integration: a real ComfyUI server loads the pack, lists every node, and runs the basic API workflow on
-tiny random weights (CPU). Needs a ComfyUI checkout in $COMFYUI_PATH (and its requirements installed for
+"""Integration: a real ComfyUI server loads the pack, lists every node, and runs the example API workflows on
+tiny random weights (CPU): a second portrait reuses the cached driving side, and a performance is saved and
+loaded again. Needs a ComfyUI checkout in $COMFYUI_PATH (and its requirements installed for
 $COMFYUI_PYTHON, default: this interpreter); skipped otherwise.
 
 The pack is linked into a temporary --base-directory's custom_nodes, and the weights live in a folder that
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from comfy_server import TINY_INPUTS
+from comfy_server import OTHER_PORTRAIT, TINY_INPUTS
 
 pytestmark = [pytest.mark.comfyui]
 
@@ -37,6 +38,20 @@ def server(tmp_path_factory):
     with comfyui_server(tmp, COMFYUI_PATH, os.environ.get("COMFYUI_PYTHON", sys.executable),
                         lambda base: write_inputs(base / "input", frames=FRAMES)) as srv:
         yield srv
+
+
+# The driving side: none of it reads the portrait, so ComfyUI's cache serves it to every other portrait.
+DRIVING_SIDE = ("LoadVideo", "GetVideoComponents", "HunyuanPortraitFaceCropMotionEncoder",
+                "HunyuanPortraitMotionExtractor")
+
+
+def _ids(prompt: dict, class_type: str) -> list[str]:
+    return [k for k, v in prompt.items() if v["class_type"] == class_type]
+
+
+def _cached(result: dict) -> set[str]:
+    """The nodes ComfyUI served from its cache (the execution_cached message of the history entry)."""
+    return {n for m in result["status"]["messages"] if m[0] == "execution_cached" for n in m[1]["nodes"]}
 
 
 def _tiny_prompt(workflow: str = "basic", **sampler) -> dict:
@@ -91,12 +106,67 @@ def test_basic_workflow_runs_and_second_run_is_cached(server):
     assert cached and loader in cached[0] and sampler in cached[0]
 
 
-@pytest.mark.parametrize("workflow", ["fast", "comfy_sampler", "long_video", "dwpose"])
+@pytest.mark.parametrize("workflow", ["fast", "comfy_sampler", "long_video", "dwpose", "pose_edit"])
 def test_other_workflows_run(server, workflow):
     result = server.run(_tiny_prompt(workflow))
     assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:3000]
     names = {Path(o["filename"]).name for out in result["outputs"].values() for o in out.get("images", [])}
     assert any(n.startswith(f"hunyuan_portrait_{workflow}_0") and n.endswith(".mp4") for n in names), names
+
+
+def test_another_portrait_reuses_the_cached_driving_side(server):
+    first = server.run(_tiny_prompt(seed=21))
+    assert first["status"]["status_str"] == "success", json.dumps(first["status"])[:3000]
+    prompt = _tiny_prompt(seed=21)
+    for node in prompt.values():
+        if node["class_type"] == "LoadImage":
+            node["inputs"]["image"] = OTHER_PORTRAIT
+    second = server.run(prompt)
+    assert second["status"]["status_str"] == "success", json.dumps(second["status"])[:3000]
+    cached = _cached(second)
+    for kind in DRIVING_SIDE:
+        (nid,) = _ids(prompt, kind)
+        assert nid in cached, f"{kind} (node {nid}) ran again for another portrait: cached {sorted(cached)}"
+    # ... and the portrait side did run again, with the other portrait.
+    for kind in ("LoadImage", "HunyuanPortraitAppearanceExtractor", "HunyuanPortraitSampler"):
+        (nid,) = _ids(prompt, kind)
+        assert nid not in cached, f"{kind} was cached although the portrait changed"
+
+
+def test_performance_is_saved_then_loaded_to_drive_a_portrait(server):
+    """As the performance example's note says: the first run saves (Load Performance's file is not there yet,
+    so ComfyUI runs only the outputs that validate), the second loads the saved file and samples."""
+    prompt = _tiny_prompt("performance", seed=31)
+    (save,) = _ids(prompt, "HunyuanPortraitSavePerformance")
+    (load,) = _ids(prompt, "HunyuanPortraitLoadPerformance")
+    wanted = prompt[load]["inputs"]["performance_file"]
+    folder = server.base / "models" / "hunyuan_portrait" / "performances"
+    assert not (folder / wanted).exists()
+    answer = server.post("/prompt", {"prompt": prompt, "client_id": "hp-test"})
+    assert load in answer.get("node_errors", {}), answer  # reported, not run
+    first = server.wait(answer["prompt_id"])
+    assert first["status"]["status_str"] == "success", json.dumps(first["status"])[:3000]
+    assert first["outputs"][save]["text"] == [wanted], first["outputs"]
+    assert (folder / wanted).is_file()
+    videos = [o["filename"] for out in first["outputs"].values() for o in out.get("images", [])
+              if o["filename"].endswith(".mp4")]
+    assert videos == []  # nothing sampled yet (the source crop preview, which needs no performance, ran)
+
+    second = server.run(_tiny_prompt("performance", seed=31))
+    assert second["status"]["status_str"] == "success", json.dumps(second["status"])[:3000]
+    assert load not in _cached(second) and save in _cached(second)  # the saved file is not written again
+    assert sorted(p.name for p in folder.iterdir()) == [wanted]
+    names = {Path(o["filename"]).name for out in second["outputs"].values() for o in out.get("images", [])}
+    assert any(n.startswith("hunyuan_portrait_performance_0") and n.endswith(".mp4") for n in names), names
+
+    # A saved performance drives another portrait without the driving clip's nodes running again.
+    other = _tiny_prompt("performance", seed=31)
+    for node in other.values():
+        if node["class_type"] == "LoadImage":
+            node["inputs"]["image"] = OTHER_PORTRAIT
+    third = server.run(other)
+    assert third["status"]["status_str"] == "success", json.dumps(third["status"])[:3000]
+    assert {load, *(i for kind in DRIVING_SIDE for i in _ids(other, kind))} <= _cached(third)
 
 
 def test_cancel_stops_sampling_and_next_run_works(server):

@@ -65,10 +65,9 @@ def _probe(models_dir: str) -> dict:
                                                 "headpose", "pose_guider")}
     models = m["HunyuanPortraitModelLoader"]().load(**files, vae=core.manifest_path("svd_vae"), preset="tiny",
                                                     precision="auto", keep_on_gpu="all")[0]
-    feats = m["HunyuanPortraitFaceCropMotionEncoder"]().encode(source_image(), driving_video(3), "yolo", -1, 0, -1,
-                                                               0, "auto")[0]
+    feats = m["HunyuanPortraitFaceCropMotionEncoder"]().encode(driving_video(3), "yolo", -1, 0, 0, "auto")[0]
     motion = m["HunyuanPortraitMotionExtractor"]().extract(models, feats, -1, -1)[0]
-    app = m["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, 64, "yolo", feats)[0]
+    app = m["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, 64, "yolo")[0]
     sigmas = torch.FloatTensor([700.0, 54.5, 4.248, 0.403, 0.0])
     settings = dict(sampler_name="euler", scheduler="karras", steps=4, appearance_cfg_min=2.0,
                     appearance_cfg_max=2.0, motion_cfg_min=2.0, motion_cfg_max=2.0, seed=1, denoise=1.0,

@@ -45,6 +45,10 @@ CORE = {
                                            ("denoise", "FLOAT", "required", (0.0, 1.0))], "outputs": ["SIGMAS"]},
 }
 UI_ONLY = {"Note": [("text", "STRING")]}
+# Dropdowns that list the user's files (any name is valid here): the saved performances.
+FILE_LISTS = {("HunyuanPortraitLoadPerformance", "performance_file")}
+# Where a graph ends: nodes that save or show what reaches them (they feed nothing).
+SINKS = {"SaveVideo", "PreviewImage"} | {k for k, cls in OURS.items() if getattr(cls, "OUTPUT_NODE", False)}
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
@@ -56,7 +60,7 @@ def _declared(class_type: str) -> list[tuple[str, str, str, object]]:
     for section in ("required", "optional"):
         for name, (kind, opts) in OURS[class_type].INPUT_TYPES().get(section, {}).items():
             if isinstance(kind, list):
-                out.append((name, "COMBO", section, kind))
+                out.append((name, "COMBO", section, None if (class_type, name) in FILE_LISTS else kind))
             elif kind in ("INT", "FLOAT"):
                 out.append((name, kind, section, (opts["min"], opts["max"])))
             else:
@@ -108,7 +112,7 @@ def _load(name: str) -> tuple[dict, dict]:
 
 
 def test_the_promised_workflows_exist_in_both_formats():
-    for wanted in ("basic", "long_video", "dwpose", "fast"):
+    for wanted in ("basic", "long_video", "dwpose", "fast", "comfy_sampler", "pose_edit", "performance"):
         assert f"hunyuan_portrait_{wanted}" in NAMES
     assert sorted(p.stem for p in (FOLDER / "api").glob("*.json")) == NAMES
 
@@ -202,6 +206,98 @@ def test_ui_and_api_files_describe_the_same_graph(name):
                 assert ui_links[(nid, iname)] == value
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_ui_link_is_in_the_api_twin(name):
+    ui, api = _load(name)
+    by_id = {n["id"]: n for n in ui["nodes"]}
+    for link_id, src, slot, dst, dst_slot, _ in ui["links"]:
+        input_name = by_id[dst]["inputs"][dst_slot]["name"]
+        assert api[str(dst)]["inputs"].get(input_name) == [str(src), slot], \
+            f"{name}: UI link {link_id} into {by_id[dst]['type']}.{input_name} is not in the API file"
+    assert len(ui["links"]) == sum(isinstance(v, list) for n in api.values() for v in n["inputs"].values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_node_but_the_outputs_feeds_something(name):
+    """No dead ends: every node with outputs (loaders included) is read by another node, in both formats."""
+    ui, api = _load(name)
+    feeding = {lk[1] for lk in ui["links"]}
+    for node in ui["nodes"]:
+        if node["type"] in SINKS or node["type"] in UI_ONLY:
+            continue
+        assert node["id"] in feeding, f"{name}: {_title(node)} (UI node {node['id']}) feeds nothing"
+    read = {v[0] for n in api.values() for v in n["inputs"].values() if isinstance(v, list)}
+    for nid, node in api.items():
+        if node["class_type"] not in SINKS:
+            assert nid in read, f"{name}: API node {nid} ({node['class_type']}) feeds nothing"
+
+
+def test_comfy_sampler_example_feeds_sampler_and_sigmas_to_the_sampler():
+    for data in _load("hunyuan_portrait_comfy_sampler"):
+        nodes_ = ({str(n["id"]): {"class_type": n["type"]} for n in data["nodes"]} if "nodes" in data else data)
+        kinds = {nid: n["class_type"] for nid, n in nodes_.items()}
+        if "nodes" in data:  # UI: links into the sampler's sampler / sigmas sockets
+            sampler = next(n for n in data["nodes"] if n["type"] == "HunyuanPortraitSampler")
+            links = {lk[0]: lk for lk in data["links"]}
+            sources = {i["name"]: kinds[str(links[i["link"]][1])] for i in sampler["inputs"] if i["link"] is not None}
+        else:
+            sampler = next(n for n in data.values() if n["class_type"] == "HunyuanPortraitSampler")
+            sources = {k: kinds[v[0]] for k, v in sampler["inputs"].items() if isinstance(v, list)}
+        assert sources.get("sampler") == "KSamplerSelect", sources
+        assert sources.get("sigmas") == "AlignYourStepsScheduler", sources
+
+
+def test_driving_side_never_reads_the_portrait():
+    """One driving performance drives many portraits: nothing upstream of the Motion Extractor reads the
+    source image, and the portrait reaches only the Appearance Extractor and Paste Back."""
+    for name in NAMES:
+        _, api = _load(name)
+
+        def upstream(nid, seen=None):
+            seen = set() if seen is None else seen
+            for v in api[nid]["inputs"].values():
+                if isinstance(v, list) and v[0] not in seen:
+                    seen.add(v[0])
+                    upstream(v[0], seen)
+            return seen
+
+        for nid, node in api.items():
+            if node["class_type"] == "HunyuanPortraitMotionExtractor":
+                assert "LoadImage" not in {api[u]["class_type"] for u in upstream(nid)}, name
+        image = next(k for k, v in api.items() if v["class_type"] == "LoadImage")
+        readers = {n["class_type"] for n in api.values()
+                   if any(isinstance(v, list) and v[0] == image for v in n["inputs"].values())}
+        assert readers == {"HunyuanPortraitAppearanceExtractor", "HunyuanPortraitPasteBack"}, (name, readers)
+
+
+def test_motion_edit_only_in_the_pose_edit_example():
+    for name in NAMES:
+        _, api = _load(name)
+        edits = [n["inputs"] for n in api.values() if n["class_type"] == "HunyuanPortraitMotionEdit"]
+        if name != "hunyuan_portrait_pose_edit":
+            assert not edits, name
+            continue
+        (edit,) = edits
+        assert edit["pose_mode"] == "relative" and edit["pose_smoothing"] == 2 and edit["expression_strength"] == 1
+        assert isinstance(edit["appearance"], list) and isinstance(edit["performance"], list)
+        sampler = next(n["inputs"] for n in api.values() if n["class_type"] == "HunyuanPortraitSampler")
+        assert api[sampler["performance"][0]]["class_type"] == "HunyuanPortraitMotionEdit"
+
+
+def test_performance_example_saves_and_loads():
+    ui, api = _load("hunyuan_portrait_performance")
+    kinds = {k: v["class_type"] for k, v in api.items()}
+    save = next(v["inputs"] for v in api.values() if v["class_type"] == "HunyuanPortraitSavePerformance")
+    assert kinds[save["performance"][0]] == "HunyuanPortraitMotionExtractor"
+    load = next(k for k, v in kinds.items() if v == "HunyuanPortraitLoadPerformance")
+    sampler = next(v["inputs"] for v in api.values() if v["class_type"] == "HunyuanPortraitSampler")
+    assert sampler["performance"] == [load, 0]
+    # The file a first run saves (prefix + the first counter) is the one Load Performance names.
+    assert api[load]["inputs"]["performance_file"] == f"{save['filename_prefix']}_00001.safetensors"
+    note = next(n for n in ui["nodes"] if n["type"] == "Note")["widgets_values"][0]
+    assert "Load Performance" in note and "cached" in note
+
+
 def test_generator_reproduces_the_committed_files(tmp_path):
     spec = importlib.util.spec_from_file_location("hp_workflow_build", FOLDER / "build.py")
     build = importlib.util.module_from_spec(spec)
@@ -285,7 +381,7 @@ def execute(prompt: dict, stubs: Stubs) -> dict:
         kind = node["class_type"]
         if kind in OURS:
             cls = OURS[kind]
-            results[nid] = getattr(cls(), cls.FUNCTION)(**inputs)
+            results[nid] = getattr(cls(), cls.FUNCTION)(**inputs)  # an output node's: {"ui": ...}
         else:
             results[nid] = getattr(stubs, kind)(**inputs)
         return results[nid]
@@ -327,6 +423,11 @@ def test_api_workflow_runs_end_to_end_on_tiny_weights(name, models_dir, monkeypa
     assert (240, 320, 3) in shapes  # pasted back into the full source
     sampler_id = next(k for k, v in prompt.items() if v["class_type"] == "HunyuanPortraitSampler")
     assert results[sampler_id][0]["samples"].shape == (4, 4, 8, 8)
+    for nid, node in prompt.items():  # Save Performance ran first (a lower id) and wrote what Load reads
+        if node["class_type"] == "HunyuanPortraitSavePerformance":
+            load = next(v for v in prompt.values() if v["class_type"] == "HunyuanPortraitLoadPerformance")
+            assert results[nid]["ui"]["text"] == [load["inputs"]["performance_file"]]
+            assert (models_dir / "performances" / load["inputs"]["performance_file"]).is_file()
 
 
 # ------------------------------------------------------------------------------------------ layout

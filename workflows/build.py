@@ -72,7 +72,7 @@ def node_spec(class_type: str) -> dict:
                     widgets.append(("control_after_generate", "CONTROL", "fixed"))
             else:
                 sockets.append((name, kind, section == "optional"))
-    outputs = list(zip(cls.RETURN_NAMES, cls.RETURN_TYPES))
+    outputs = list(zip(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES), cls.RETURN_TYPES))
     return {"sockets": sockets, "widgets": widgets, "outputs": outputs}
 
 
@@ -115,13 +115,23 @@ class Graph:
 
     def add(self, class_type: str, values: dict | None = None, pos=(0, 0), width: float = 320,
             title: str | None = None, height: float | None = None) -> Node:
-        node = Node(len(self.nodes) + 1, class_type, dict(values or {}), pos, width, title, height)
-        known = {n for n, *_ in node_spec(class_type)["sockets"]} | {n for n, *_ in node_spec(class_type)["widgets"]}
-        unknown = set(node.values) - known
-        if unknown:
-            raise ValueError(f"{class_type} has no inputs {sorted(unknown)}")
+        """Add a node with these input values (links are Out). The node keeps its own copy of values: what is
+        set in the caller's dict afterwards does not reach it; connect later inputs with set()."""
+        node = Node(len(self.nodes) + 1, class_type, {}, pos, width, title, height)
         self.nodes.append(node)
+        for name, value in (values or {}).items():
+            self.set(node, name, value)
         return node
+
+    def set(self, node: Node, name: str, value) -> None:
+        """Set an input of a node already added (a widget value, or a link as Out), checking the name."""
+        spec = node_spec(node.type)
+        known = {n for n, *_ in spec["sockets"]} | {n for n, *_ in spec["widgets"]}
+        if name not in known:
+            raise ValueError(f"{node.type} has no input {name!r}")
+        if isinstance(value, Out) and not 1 <= value.node <= len(self.nodes):
+            raise ValueError(f"{node.type}.{name} links to node {value.node}, which is not in {self.name}")
+        node.values[name] = value
 
     # -------------------------------------------------------------------------------------------- helpers
 
@@ -330,37 +340,65 @@ def layout(g: Graph, stages: list[tuple[str, list[list[Node]]]]) -> None:
 
 def portrait_graph(name: str, note: str, *, loader: dict | None = None, face: dict | None = None,
                    sampler: dict | None = None, decode: dict | None = None, dwpose: bool = False,
-                   comfy_sampler: bool = False, crop_video: bool = True) -> Graph:
-    """The card's graph: load -> face crop -> motion / appearance (-> DWPose) -> sampler -> decode ->
-    paste back -> Create Video (driving fps + audio) -> Save Video, laid out in five titled stages."""
+                   comfy_sampler: bool = False, crop_video: bool = True, edit: dict | None = None,
+                   saved_performance: bool = False) -> Graph:
+    """The card's graph, laid out in five titled stages: load -> driving side (face crop -> motion extractor:
+    the performance, independent of the portrait) and portrait side (appearance extractor) (-> DWPose)
+    (-> Motion Edit) -> sampler -> decode -> paste back -> Create Video (driving fps + audio) -> Save Video.
+
+    edit: a Motion Edit node (these widget values) between the extractor and the sampler. saved_performance:
+    the extracted performance goes to Save Performance, and the sampler reads Load Performance instead."""
     g = Graph(name)
     models = g.add("HunyuanPortraitModelLoader", {**LOADER_FILES, **(loader or {})}, width=300, title="Load Models")
-    g.add("Note", {"text": note}, width=300, height=190)
+    note_node = g.add("Note", {"text": note}, width=300, height=190)
     image = g.add("LoadImage", {"image": SOURCE_FILE}, width=260, title="Source portrait")
     video = g.add("LoadVideo", {"file": DRIVING_FILE}, width=260, title="Driving video")
     parts = g.add("GetVideoComponents", {"video": video[0]}, width=260, title="Frames, audio, fps")
+    # The driving side: nothing of the portrait reaches it, so another portrait reuses its cached results.
     crop = g.add("HunyuanPortraitFaceCropMotionEncoder",
-                 {"source_image": image[0], "driving_frames": parts[0], **(face or {})}, width=300,
+                 {"driving_frames": parts[0], "fps": parts[2], **(face or {})}, width=300,
                  title="Face Crop Motion Encoder")
     motion = g.add("HunyuanPortraitMotionExtractor", {"models": models[0], "motion_features": crop[0]},
                    width=300, title="Motion Extractor")
-    appearance = g.add("HunyuanPortraitAppearanceExtractor",
-                       {"models": models[0], "source_image": image[0], "motion_features": crop[0]},
+    # The portrait side.
+    appearance = g.add("HunyuanPortraitAppearanceExtractor", {"models": models[0], "source_image": image[0]},
                        width=300, title="Appearance Extractor")
-    stage2 = [crop, motion, appearance]
-    values = {"models": models[0], "appearance": appearance[0], "motion": motion[0], **(sampler or {})}
+    stage2 = [[crop, motion, appearance]]
+    inputs = [[models, note_node], [image, video, parts]]
+    performance = motion[0]
+    if saved_performance:
+        save = g.add("HunyuanPortraitSavePerformance", {"performance": performance,
+                                                        "filename_prefix": PERFORMANCE_PREFIX},
+                     width=300, title="Save Performance")
+        load = g.add("HunyuanPortraitLoadPerformance", {"performance_file": SAVED_PERFORMANCE}, width=300,
+                     title="Load Performance")
+        stage2 = [[crop, motion, save, appearance]]
+        inputs[0].append(load)  # a loader: with the inputs, below the note
+        performance = load[0]
+    values = {"models": models[0], "appearance": appearance[0], **(sampler or {})}
+    if edit is not None:
+        edited = g.add("HunyuanPortraitMotionEdit", {"performance": performance, "appearance": appearance[0],
+                                                     **edit}, width=270, title="Motion Edit")
+        stage2.append([edited])
+        performance = edited[0]
+    values["performance"] = performance
+    previews = []
     if dwpose:
-        pose = g.add("HunyuanPortraitDWPoseAlignment", {"motion_features": crop[0]}, width=300,
-                     title="DWPose Alignment")
-        stage2 += [pose, g.add("PreviewImage", {"images": pose[1]}, width=300, title="Aligned poses")]
+        pose = g.add("HunyuanPortraitDWPoseAlignment", {"motion_features": crop[0], "appearance": appearance[0]},
+                     width=300, title="DWPose Alignment")
+        stage2[0].append(pose)
+        # Beside the source crop in stage 4: the stage 2 column has no room left for a preview.
+        previews.append(g.add("PreviewImage", {"images": pose[1]}, width=260, title="Aligned poses"))
         values["pose"] = pose[0]
-    sample = g.add("HunyuanPortraitSampler", values, width=300, title="Sampler (SVD + adapters)")
-    stage3 = [[sample]]
+    stage3 = []
     if comfy_sampler:  # in a column before the Sampler: below it they would be in the way of its preview
         select = g.add("KSamplerSelect", {"sampler_name": "dpmpp_2m"}, width=260)
         sigmas = g.add("AlignYourStepsScheduler", {"model_type": "SVD", "steps": 10, "denoise": 1.0}, width=260)
         values["sampler"], values["sigmas"] = select[0], sigmas[0]
-        stage3.insert(0, [select, sigmas])
+        stage3.append([select, sigmas])
+    # Added with every input it reads (the node copies values when added; see Graph.add / Graph.set).
+    sample = g.add("HunyuanPortraitSampler", values, width=300, title="Sampler (SVD + adapters)")
+    stage3.append([sample])
     frames = g.add("HunyuanPortraitDecode", {"models": models[0], "latent": sample[0], **(decode or {})},
                    width=260, title="Decode")
     full = g.add("HunyuanPortraitPasteBack", {"frames": frames[0], "source_image": image[0],
@@ -379,16 +417,21 @@ def portrait_graph(name: str, note: str, *, loader: dict | None = None, face: di
     creates.append(video_full)
     saves.append(g.add("SaveVideo", {"video": video_full[0], "filename_prefix": f"HunyuanPortrait/{name}"},
                        width=260, title="Save full video"))
-    note = next(n for n in g.nodes if n.type == "Note")
-    layout(g, [("1. Inputs", [[models, note], [image, video, parts]]),
-               ("2. Motion and appearance", [stage2]),
+    layout(g, [("1. Inputs", inputs),
+               ("2. Motion and appearance", stage2),
                ("3. Sampling", stage3),
-               ("4. Decode and paste back", [[frames, full, crop_preview]]),
+               ("4. Decode and paste back", [[frames, full, crop_preview, *previews]]),
                # The Save Video nodes side by side, each in its own column: stacked, they would reach down
                # into the minimap in the bottom-right corner; below its Create Video, a link would hide
                # behind the nodes.
                ("5. Video out", [creates] + [[save] for save in saves])])
     return g
+
+
+# What Save Performance writes first in an empty performances folder (prefix + counter), so the performance
+# example's Load Performance picks it on the second run without touching the list.
+PERFORMANCE_PREFIX = "performance"
+SAVED_PERFORMANCE = f"{PERFORMANCE_PREFIX}_00001.safetensors"
 
 
 WORKFLOWS = {
@@ -423,6 +466,19 @@ WORKFLOWS = {
         "Any ComfyUI sampler drives the Sampler: KSamplerSelect and AlignYourStepsScheduler (model_type SVD) "
         "replace its sampler_name, scheduler, steps and denoise.",
         comfy_sampler=True, crop_video=False),
+    "hunyuan_portrait_pose_edit": lambda: portrait_graph(
+        "hunyuan_portrait_pose_edit",
+        "Set: portrait, driving video, weights (as in basic).\n"
+        "Motion Edit: pose_mode relative = the portrait keeps its own head pose and follows the driver's "
+        "movement (another person drives); still = only the face moves. pose_smoothing 2 calms jitter. "
+        "expression_strength is experimental: judge by eye.",
+        edit={"pose_mode": "relative", "pose_smoothing": 2.0, "expression_strength": 1.0}, crop_video=False),
+    "hunyuan_portrait_performance": lambda: portrait_graph(
+        "hunyuan_portrait_performance",
+        "Set: portrait, driving video, weights (as in basic).\n"
+        "Run once to save the performance, then pick the file in Load Performance and run again. In ComfyUI, "
+        "queueing again with another portrait reuses the cached driving side.",
+        saved_performance=True, crop_video=False),
 }
 
 
