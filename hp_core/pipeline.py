@@ -20,6 +20,8 @@ import torch
 from .errors import HPError
 from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
 from .memory import check_decoding, plan_sampling
+from .models.fp8 import compute_dtype
+from .models.streaming import BlockStreamer, plan_stream
 from .motion_edit import PortraitMotion
 from .performance import Performance
 from .performance import from_parts as performance_from_parts
@@ -159,6 +161,10 @@ class PortraitModels:
     # A host (ComfyUI) may take over placement: placer(modules) is a context manager that puts the
     # modules on self.device for the block (e.g. through its model management) and may offload after.
     placer: Callable | None = None
+    # Bytes of UNet weights allowed on the device (--vram-budget): blocks beyond it stream from host memory
+    # (hp_core.models.streaming); None keeps the whole UNet on the device.
+    stream_budget: int | None = None
+    last_stream: BlockStreamer | None = field(default=None, repr=False)
 
     @contextlib.contextmanager
     def use(self, *names: str) -> Iterator[tuple[torch.nn.Module, ...]]:
@@ -169,11 +175,18 @@ class PortraitModels:
             with self.placer(mods):
                 yield mods
             return
-        for m in mods:
-            m.to(self.device)
+        streamer = None
+        for name, m in zip(names, mods):
+            if name == "unet" and self.stream_budget is not None:
+                plan = plan_stream(m, self.stream_budget)
+                streamer = self.last_stream = BlockStreamer(plan, self.device).attach(m)
+            else:
+                m.to(self.device)
         try:
             yield mods
         finally:
+            if streamer is not None:
+                streamer.detach()
             if self.offload and self.device.type != "cpu":
                 for m in mods:
                     m.to("cpu")
@@ -193,23 +206,25 @@ def random_models(preset: str = "tiny", seed: int = 0, device="cpu") -> Portrait
 
 def load_models(paths: dict[str, str | Path | dict], vae: str | Path | None, *, preset: str = "official",
                 device="cuda", dtypes: dict[str, str | torch.dtype] | None = None, offload: bool = False,
-                search_dirs=(), components=COMPONENTS, with_vae: bool = True) -> PortraitModels:
+                search_dirs=(), components=COMPONENTS, with_vae: bool = True, fp8=()) -> PortraitModels:
     """Load each of ``components`` strictly (``paths[name]``: a file or a state dict) and the SVD VAE (a folder
     or file; None finds the manifest's one in ``search_dirs``). ``dtypes`` overrides the release's
-    precisions; with ``offload`` the weights wait on the CPU until a stage needs them."""
+    precisions; ``fp8`` names networks stored as fp8 (computed in their dtype); with ``offload`` the weights
+    wait on the CPU until a stage needs them."""
     from .svd_vae import load_vae
 
     dtypes = {k: (DTYPES[v] if isinstance(v, str) else v) for k, v in (dtypes or {}).items()}
     device = torch.device(device)
     keep = torch.device("cpu") if offload else device
-    mods = {n: load_component(n, paths[n], preset=preset, dtype=dtypes.get(n), device=keep) for n in components}
+    mods = {n: load_component(n, paths[n], preset=preset, dtype=dtypes.get(n), device=keep, fp8=n in fp8)
+            for n in components}
     vae_model = load_vae(search_dirs, vae, device=keep, dtype=dtypes.get("vae", torch.float32)) if with_vae else None
     return PortraitModels(vae=vae_model, preset=preset, device=device, offload=offload, **mods)
 
 
 def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda", dtypes=None,
                           vae: str | Path | None = None, offload: bool = False,
-                          components=COMPONENTS, with_vae: bool = True) -> PortraitModels:
+                          components=COMPONENTS, with_vae: bool = True, fp8=()) -> PortraitModels:
     """Load the manifest's files from the model folders, verified (size/hash/structure) and via the safetensors
     cache. Every missing or unusable file is reported in one HPError first; files are pinned after loading.
     ``components`` / ``with_vae``: only these (e.g. MOTION_NETWORKS to extract a performance)."""
@@ -218,7 +233,7 @@ def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda
     W.preflight([*components] + (["svd_vae"] if with_vae else []), search_dirs, vae=vae, preset=preset)
     ckpts = {n: W.read_checkpoint(n, search_dirs, preset=preset) for n in components}
     models = load_models({n: c.state for n, c in ckpts.items()}, vae, preset=preset, device=device, dtypes=dtypes,
-                         offload=offload, search_dirs=search_dirs, components=components, with_vae=with_vae)
+                         offload=offload, search_dirs=search_dirs, components=components, with_vae=with_vae, fp8=fp8)
     for ckpt in ckpts.values():
         W.confirm_checkpoint(ckpt)  # pinned (and cached) only once every network loaded strictly
     return models
@@ -227,7 +242,7 @@ def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda
 # ---------------------------------------------------------------------------------------------- conditions
 
 def _dtype_of(module: torch.nn.Module) -> torch.dtype:
-    return next(module.parameters()).dtype
+    return compute_dtype(module)
 
 
 @torch.no_grad()

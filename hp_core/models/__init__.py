@@ -18,7 +18,8 @@ from torch import nn
 
 from ..checkpoint import load_strict, read_state_dict
 from ..errors import HPError
-from .precision import DTYPES, PRECISIONS, RELEASE_DTYPES, precision_dtypes
+from .fp8 import store_fp8
+from .precision import DTYPES, FP8_NETWORKS, PRECISIONS, RELEASE_DTYPES, fp8_networks, precision_dtypes
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 COMPONENTS = ("unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider")
@@ -121,8 +122,9 @@ def build_vae(preset: str = "official", device=None) -> nn.Module:
 
 
 def load_component(name: str, weights, preset: str = "official", dtype: torch.dtype | str | None = None,
-                   device="cpu", source: str | None = None) -> nn.Module:
-    """Build ``name`` and load ``weights`` (a path or a state dict) strictly, then move to device/dtype.
+                   device="cpu", source: str | None = None, fp8: bool = False) -> nn.Module:
+    """Build ``name`` and load ``weights`` (a path or a state dict) strictly, then move to device/dtype
+    (``fp8``: Linear/conv weights stored as fp8, computed in ``dtype``; hp_core.models.fp8).
 
     The module is built on the meta device first, so the full UNet is never allocated twice.
     """
@@ -133,6 +135,8 @@ def load_component(name: str, weights, preset: str = "official", dtype: torch.dt
     if isinstance(dtype, str):
         dtype = DTYPES[dtype]
     dtype = dtype or DEFAULT_DTYPES[name]
+    if fp8:
+        return store_fp8(cast(module, device=device), dtype).eval()
     return cast(module, device=device, dtype=dtype).eval()
 
 
@@ -143,5 +147,5 @@ def cast(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn
 
 
 __all__ = ["cast", "COMPONENTS", "PRESETS", "PRESET_DIMS", "PresetDims", "DEFAULT_DTYPES", "DTYPES", "PRECISIONS",
-           "precision_dtypes", "build_component",
+           "precision_dtypes", "fp8_networks", "FP8_NETWORKS", "build_component",
            "build_vae", "load_component", "unet_config", "vae_config"]

@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 
 from ..errors import HPError
+from ..models.fp8 import compute_dtype
 from .guidance import combine, guidance_ramp
 from .v_prediction import c_in, c_noise, v_to_denoised
 from .samplers import Cancelled
@@ -107,7 +108,7 @@ class PortraitDenoiser:
         self.g1 = guidance_ramp(*s.appearance_cfg, steps)
         self.g2 = guidance_ramp(*s.motion_cfg, steps)
         self.device = torch.device(device) if device is not None else next(unet.parameters()).device
-        self.dtype = next(unet.parameters()).dtype
+        self.dtype = compute_dtype(unet)
         self.should_cancel = should_cancel
         if s.branch_mode not in BRANCH_MODES:
             raise HPError(f"Unknown branch mode {s.branch_mode!r}.", hint=f"Use one of {', '.join(BRANCH_MODES)}.")
@@ -122,7 +123,7 @@ class PortraitDenoiser:
         return int((levels - math.log(max(sigma, 1e-12))).abs().argmin())
 
     def _pose_features(self, idx: list[int], h: int, w: int) -> torch.Tensor:
-        pg_dtype = next(self.pose_guider.parameters()).dtype
+        pg_dtype = compute_dtype(self.pose_guider)
         if self.cond.pose is None:
             # Blank pose: the features are the same for every frame, so compute them once.
             if self._blank_pose is None or self._blank_pose.shape[-2:] != (h, w):

@@ -1,0 +1,54 @@
+"""Weights streamed block by block (hp_core.models.streaming): the same result as a UNet held whole, with
+exactly the planned number of block copies, and the plan follows the budget."""
+
+from __future__ import annotations
+
+import torch
+
+from hp_core import pipeline as P
+from hp_core.models.fp8 import stored_bytes
+from hp_core.models.streaming import plan_stream, unet_blocks
+
+
+def _conditions(models, frames, settings):
+    g = torch.Generator().manual_seed(3)
+    d = models.dims
+    app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
+                              torch.randn(512, generator=g))
+    motion = P.encode_motion(models, torch.rand(frames, 3, 64, 64, generator=g),
+                             torch.rand(frames, 3, 64, 64, generator=g), [(7, 11)])
+    ref, cond = P.encode_reference(models, torch.rand(1, 3, settings.height, settings.width, generator=g) * 2 - 1)
+    return P.build_conditions(app, motion.tokens, cond, None, settings), ref
+
+
+def test_the_plan_keeps_blocks_in_running_order_until_the_budget_is_spent():
+    unet = P.random_models("tiny", seed=0).unet
+    blocks = unet_blocks(unet)
+    everything = plan_stream(unet, stored_bytes(unet) + 1)
+    assert everything.streamed == [] and everything.moves_per_call == 0
+    nothing = plan_stream(unet, 0)
+    assert nothing.streamed == blocks and nothing.moves_per_call == len(blocks)
+    half = plan_stream(unet, stored_bytes(unet) // 2)
+    assert half.resident + half.streamed == blocks and half.resident and half.streamed
+    assert half.resident_bytes <= stored_bytes(unet) // 2 < half.resident_bytes + stored_bytes(half.streamed[0])
+
+
+def test_streaming_gives_the_same_latents_with_the_planned_copies():
+    models = P.random_models("tiny", seed=0)
+    settings = P.Settings(steps=1, height=64, width=64, window=4, overlap=1, pad=1)
+    cond, ref = _conditions(models, 5, settings)
+    whole = P.sample_latents(models, cond, ref, settings)
+    calls = []
+    handle = models.unet.register_forward_pre_hook(lambda m, args: calls.append(1))
+    budget = stored_bytes(models.unet) // 2
+    streamed = P.replace(models, stream_budget=budget)
+    try:
+        out = P.sample_latents(streamed, cond, ref, settings)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(out, whole, rtol=0, atol=0)
+    plan = plan_stream(models.unet, budget)
+    assert len(plan.streamed) >= 2
+    assert streamed.last_stream.moves == len(calls) * plan.moves_per_call  # every call copied each streamed block
+    for block in plan.streamed:  # the hooks are gone after the stage
+        assert not block._forward_pre_hooks and not block._forward_hooks
