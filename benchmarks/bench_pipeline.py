@@ -7,8 +7,9 @@ of it the sampling stage added, for our pipeline and for the release-style refer
 measuring processes run with glibc's mmap threshold lowered, so freed tensors leave the resident set at
 once and the high-water mark follows live memory rather than allocator caching.
 
-Our path runs in each mode: batched (three branches as one batch), sequential (one after another) and
-interval (guidance only for sigmas in --interval). On CUDA the UNet runs in fp16, and ``fp32`` reruns the
+Our path runs in each mode: batched (three branches as one batch), sequential (one after another),
+interval (guidance only for sigmas in --interval), fp8 (UNet weights stored as fp8) and streamed (the UNet's
+blocks beyond half its stored bytes copied in from host memory per call). On CUDA the UNet runs in fp16, and ``fp32`` reruns the
 batched mode in fp32 to report the largest abs difference of the fp16 latents against it.
 
     python benchmarks/bench_pipeline.py                     # tiny preset on the CPU
@@ -30,7 +31,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PATHS = ("batched", "sequential", "interval", "reference", "fp32")
+PATHS = ("batched", "sequential", "interval", "reference", "fp32", "fp8", "streamed")
+# streamed: the UNet's blocks beyond half its stored bytes (or --vram-budget GiB) stream from host memory
+
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
@@ -116,6 +119,16 @@ def run_one(args) -> dict:
     if args.path == "fp32":
         models.unet.float()
         models.pose_guider.float()
+    if args.path == "fp8":  # weights stored as fp8, computed in the dtype the UNet had
+        from hp_core.models.fp8 import compute_dtype, store_fp8
+        store_fp8(models.unet, compute_dtype(models.unet))
+    if args.path == "streamed":
+        from hp_core.models.fp8 import stored_bytes
+        from hp_core.models.streaming import budget_bytes
+        models.stream_budget = (budget_bytes(args.vram_budget) if args.vram_budget
+                                else stored_bytes(models.unet) // 2)
+    if getattr(args, "compile", False):
+        settings.compile_unet = True
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     latents = None
@@ -164,6 +177,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)
     ap.add_argument("--save", help=argparse.SUPPRESS)
+    ap.add_argument("--vram-budget", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
         args.steps, args.repeats, args.lengths = 2, 1, [25, 50]
@@ -200,11 +215,14 @@ def main() -> None:
     print(f"peak memory {long_}/{short} frames: ours {ours_ratio:.3f}x, reference {ref_ratio:.3f}x "
           f"(target for ours: within 10%, i.e. <= 1.10x)")
     for frames in args.lengths:
-        for path in ("batched", "sequential", "interval"):
+        for path in ("batched", "sequential", "interval", "fp8", "streamed"):
             speed = results[("reference", frames)]["sec_per_step"] / results[(path, frames)]["sec_per_step"]
             print(f"speed at {frames} frames: {path} is {speed:.2f}x the reference (seconds per step)")
+        import torch
+        for path in ("sequential", "fp8", "streamed"):
+            diff = (torch.load(tmp / f"batched_{frames}.pt") - torch.load(tmp / f"{path}_{frames}.pt")).abs().max()
+            print(f"{frames} frames: max abs difference of {path} latents against batched: {float(diff):.4g}")
         if "fp32" in paths:
-            import torch
             diff = (torch.load(tmp / f"batched_{frames}.pt") - torch.load(tmp / f"fp32_{frames}.pt")).abs().max()
             print(f"{frames} frames: max abs difference of fp16 latents against fp32: {float(diff):.4g}")
 
