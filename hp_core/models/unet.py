@@ -267,62 +267,99 @@ class PortraitUNet(UNetSpatioTemporalConditionModel):
             for p in procs:
                 p.present = None
 
-    def forward(self, sample: torch.Tensor, timestep, context: torch.Tensor, added_time_ids: torch.Tensor | None,
-                pose_features: torch.Tensor | None = None, return_dict: bool | None = None, *,
-                present: Sequence[tuple[bool, bool]] | None = None, cond_features: torch.Tensor | None = None,
-                added_emb: torch.Tensor | None = None):
-        """Keyword-only speed-ups (results equal within rounding): ``present`` = per batch row (appearance,
+    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
+                added_time_ids: torch.Tensor | None, pose_features: torch.Tensor | None = None,
+                return_dict: bool | None = None, *, present: Sequence[tuple[bool, bool]] | None = None,
+                cond_features: torch.Tensor | None = None, added_emb: torch.Tensor | None = None):
+        """The parent's forward, step for step and under its names, with the method's three additions marked
+        HunyuanPortrait: per-frame context tokens (B,F,N,C) (the parent's (B,N,C) is taken as the same tokens
+        for every frame), pose features added after conv_in, and the adapter flags.
+
+        Keyword-only speed-ups (results equal within rounding): ``present`` = per batch row (appearance,
         motion) flags, False promising zero tokens (see AdapterAttnProcessor); ``cond_features`` (B,C0,h,w)
         from ``conditioning_features`` with ``sample`` holding only the noisy channels; ``added_emb`` (B,D)
         from ``added_embedding`` in place of ``added_time_ids``."""
-        batch, frames = sample.shape[:2]
-        if present is not None and len(present) != batch:
-            raise ValueError(f"present has {len(present)} rows for a batch of {batch}")
-        if context.ndim == 3:  # the parent's (B, N, C): the same tokens for every frame
-            context = context.unsqueeze(1).expand(-1, frames, -1, -1)
-        up_factor = 2 ** self.num_upsamplers
-        forward_upsample_size = any(s % up_factor for s in sample.shape[-2:])
-        t = torch.as_tensor(timestep, device=sample.device, dtype=torch.float32).reshape(-1).expand(batch)
-        emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
-        if added_emb is None:
-            added_emb = self.added_embedding(added_time_ids)
-        emb = (emb + added_emb.to(emb.dtype).expand(batch, -1)).repeat_interleave(frames, dim=0)
-        ctx = context.reshape(batch * frames, *context.shape[2:]).to(sample.dtype)
+        batch_size, num_frames = sample.shape[:2]
+        if present is not None and len(present) != batch_size:
+            raise ValueError(f"present has {len(present)} rows for a batch of {batch_size}")
+        # By default samples have to be at least a multiple of the overall upsampling factor.
+        default_overall_up_factor = 2 ** self.num_upsamplers
+        forward_upsample_size = any(s % default_overall_up_factor for s in sample.shape[-2:])
+        upsample_size = None
 
-        if cond_features is None:
-            x = self.conv_in(sample.flatten(0, 1))
-        else:
-            noisy = sample.shape[2]
-            x = F.conv2d(sample.flatten(0, 1), self.conv_in.weight[:, :noisy], self.conv_in.bias,
-                         self.conv_in.stride, self.conv_in.padding)
-            x = (x.unflatten(0, (batch, frames)) + cond_features.to(x.dtype).unsqueeze(1)).flatten(0, 1)
-        if pose_features is not None:
-            x = x + pose_features.reshape(x.shape).to(x.dtype)
-        indicator = torch.zeros(batch, frames, dtype=x.dtype, device=x.device)
+        # 1. time
+        timesteps = torch.as_tensor(timestep, device=sample.device, dtype=torch.float32).reshape(-1)
+        timesteps = timesteps.expand(batch_size)
+        t_emb = self.time_proj(timesteps).to(dtype=sample.dtype)
+        emb = self.time_embedding(t_emb)
+        aug_emb = self.added_embedding(added_time_ids) if added_emb is None else added_emb
+        emb = emb + aug_emb.to(emb.dtype).expand(batch_size, -1)
+
+        # Flatten the batch and frames dimensions; HunyuanPortrait: the context is per frame already.
+        emb = emb.repeat_interleave(num_frames, dim=0)
+        if encoder_hidden_states.ndim == 3:
+            encoder_hidden_states = encoder_hidden_states.unsqueeze(1).expand(-1, num_frames, -1, -1)
+        encoder_hidden_states = encoder_hidden_states.flatten(0, 1).to(sample.dtype)
+
+        # 2. pre-process
+        sample = self.pre_process(sample, cond_features)
+        if pose_features is not None:  # HunyuanPortrait: the pose guider's features join after conv_in
+            sample = sample + pose_features.reshape(sample.shape).to(sample.dtype)
+        image_only_indicator = torch.zeros(batch_size, num_frames, dtype=sample.dtype, device=sample.device)
 
         with self._branch_flags(present), sdpa_context(getattr(self, "sdpa_backend", None)):
-            skips = (x,)
-            for block in self.down_blocks:
-                if getattr(block, "has_cross_attention", False):
-                    x, res = block(hidden_states=x, temb=emb, encoder_hidden_states=ctx,
-                                   image_only_indicator=indicator)
+            # 3. down
+            down_block_res_samples = (sample,)
+            for downsample_block in self.down_blocks:
+                if getattr(downsample_block, "has_cross_attention", False):
+                    sample, res_samples = downsample_block(hidden_states=sample, temb=emb,
+                                                          encoder_hidden_states=encoder_hidden_states,
+                                                          image_only_indicator=image_only_indicator)
                 else:
-                    x, res = block(hidden_states=x, temb=emb, image_only_indicator=indicator)
-                skips += res
-            x = self.mid_block(hidden_states=x, temb=emb, encoder_hidden_states=ctx,
-                               image_only_indicator=indicator)
-            for i, block in enumerate(self.up_blocks):
-                res, skips = skips[-len(block.resnets):], skips[: -len(block.resnets)]
-                # As the parent: odd latent sides round up when downsampled; upsample back to the skip's size.
-                size = skips[-1].shape[2:] if forward_upsample_size and i < len(self.up_blocks) - 1 else None
-                if getattr(block, "has_cross_attention", False):
-                    x = block(hidden_states=x, temb=emb, res_hidden_states_tuple=res, encoder_hidden_states=ctx,
-                              upsample_size=size, image_only_indicator=indicator)
+                    sample, res_samples = downsample_block(hidden_states=sample, temb=emb,
+                                                          image_only_indicator=image_only_indicator)
+                down_block_res_samples += res_samples
+
+            # 4. mid
+            sample = self.mid_block(hidden_states=sample, temb=emb, encoder_hidden_states=encoder_hidden_states,
+                                    image_only_indicator=image_only_indicator)
+
+            # 5. up
+            for i, upsample_block in enumerate(self.up_blocks):
+                is_final_block = i == len(self.up_blocks) - 1
+                res_samples = down_block_res_samples[-len(upsample_block.resnets):]
+                down_block_res_samples = down_block_res_samples[: -len(upsample_block.resnets)]
+                # if we have not reached the final block and need to forward the upsample size, we do it here
+                if not is_final_block and forward_upsample_size:
+                    upsample_size = down_block_res_samples[-1].shape[2:]
+                if getattr(upsample_block, "has_cross_attention", False):
+                    sample = upsample_block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res_samples,
+                                            encoder_hidden_states=encoder_hidden_states, upsample_size=upsample_size,
+                                            image_only_indicator=image_only_indicator)
                 else:
-                    x = block(hidden_states=x, temb=emb, res_hidden_states_tuple=res, upsample_size=size,
-                              image_only_indicator=indicator)
-        x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
-        out = x.reshape(batch, frames, *x.shape[1:])
-        if return_dict is None:
-            return out
-        return UNetSpatioTemporalConditionOutput(sample=out) if return_dict else (out,)
+                    sample = upsample_block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res_samples,
+                                            upsample_size=upsample_size, image_only_indicator=image_only_indicator)
+
+        # 6. post-process
+        sample = self.conv_norm_out(sample)
+        sample = self.conv_act(sample)
+        sample = self.conv_out(sample)
+
+        # 7. Reshape back to original shape
+        sample = sample.reshape(batch_size, num_frames, *sample.shape[1:])
+        if return_dict is None:  # this project's callers take the bare tensor
+            return sample
+        return UNetSpatioTemporalConditionOutput(sample=sample) if return_dict else (sample,)
+
+    def pre_process(self, sample: torch.Tensor, cond_features: torch.Tensor | None = None) -> torch.Tensor:
+        """conv_in over the flattened frames (B*F, C, h, w). With ``cond_features`` (the conditioning latents'
+        share, see conditioning_features), ``sample`` holds only the noisy channels: conv_in is linear in its
+        input channels, so their share is added instead of convolved again."""
+        batch_size, num_frames = sample.shape[:2]
+        sample = sample.flatten(0, 1)
+        if cond_features is None:
+            return self.conv_in(sample)
+        noisy = sample.shape[1]
+        sample = F.conv2d(sample, self.conv_in.weight[:, :noisy], self.conv_in.bias, self.conv_in.stride,
+                          self.conv_in.padding)
+        return (sample.unflatten(0, (batch_size, num_frames)) + cond_features.to(sample.dtype).unsqueeze(1)).flatten(0, 1)
