@@ -67,6 +67,15 @@ def vae_config(preset: str = "official") -> dict:
     return cfg
 
 
+DINO_PATCH = 14      # DINOv2 ViT-L/14's patch side
+DINO_REGISTERS = 4   # its register tokens
+
+
+def appearance_token_count(image_size: int) -> int:
+    """Tokens DINO hands the projector: cls + registers + one per patch (224 -> 1 + 4 + 16 * 16 = 261)."""
+    return 1 + DINO_REGISTERS + (image_size // DINO_PATCH) ** 2
+
+
 def _builders(preset: str) -> dict[str, Callable[[], nn.Module]]:
     from .appearance import DinoWithIMAdapters, TokenProjector
     from .motion_encoder import ExpressionEncoder, HeadPoseEncoder
@@ -75,22 +84,22 @@ def _builders(preset: str) -> dict[str, Callable[[], nn.Module]]:
     from .unet import PortraitUNet
 
     d = PRESET_DIMS[preset]
+    tokens = appearance_token_count(d.appearance_size)
     if preset == "official":
         return {
             "unet": lambda: PortraitUNet(**unet_config(preset), num_motion_tokens=d.motion_tokens),
             "dino": lambda: DinoWithIMAdapters(),
-            "image_proj": lambda: TokenProjector(261, d.appearance_tokens),
+            "image_proj": lambda: TokenProjector(tokens, d.appearance_tokens),
             "motion_proj": lambda: MotionRefiner(),
             "expression": lambda: ExpressionEncoder(),
             "headpose": lambda: HeadPoseEncoder(),
             "pose_guider": lambda: PoseGuider(),
         }
-    grid = d.appearance_size // 14
     return {
         "unet": lambda: PortraitUNet(**unet_config(preset), num_motion_tokens=d.motion_tokens),
         "dino": lambda: DinoWithIMAdapters(width=32, depth=4, heads=2, pos_grid=5, adapter_blocks=(1, 3),
                                            adapter_dim=16, adapter_attn_dim=8, adapter_heads=2),
-        "image_proj": lambda: TokenProjector(1 + 4 + grid * grid, d.appearance_tokens),
+        "image_proj": lambda: TokenProjector(tokens, d.appearance_tokens),
         "motion_proj": lambda: MotionRefiner(in_dim=d.expression_dim, width=32, depth=2, heads=2,
                                              num_latents=d.motion_tokens, out_dim=d.motion_width),
         "expression": lambda: ExpressionEncoder(widths=(8, 8, 16, 16), depths=(1, 1, 1, 1),
