@@ -6,10 +6,13 @@ plain PyTorch behaviour, so the node classes run anywhere.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import inspect
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -19,14 +22,20 @@ from hp_core.weights import CACHE_SUBDIR, FOLDER_NAME, default_search_dirs
 
 PERFORMANCE_SUBDIR = "performances"
 
-try:  # ComfyUI puts these top-level modules on sys.path; anywhere else they are absent.
-    import comfy.model_management as _mm
-    import comfy.utils as _cu
-    import folder_paths as _fp
-    COMFY = True
-except ImportError:
-    _mm = _cu = _fp = None
-    COMFY = False
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+# ComfyUI puts these top-level modules on sys.path; anywhere else they are absent. Each is imported on its
+# own, so a newer ComfyUI that renamed one still runs the pack (its uses fall back, see INTERNALS).
+_mm = _import("comfy.model_management")
+_cu = _import("comfy.utils")
+_fp = _import("folder_paths")
+COMFY = _mm is not None or _fp is not None
 
 # What the pack's model folder lists: checkpoints, the VAE, detector and recogniser files.
 MODEL_EXTENSIONS = {".pth", ".pt", ".safetensors", ".bin", ".ckpt", ".onnx", ".json"}
@@ -35,20 +44,244 @@ COMFY_VAE_PREFIX = "[models/vae] "
 log = logging.getLogger(__name__)
 
 
+# --------------------------------------------------------------------------- the ComfyUI internals used
+
+@dataclass(frozen=True)
+class Internal:
+    """One ComfyUI attribute the pack uses, what for, and what the pack does instead where it is gone."""
+
+    name: str       # dotted: module, then attributes (a class's attribute is used on its instances)
+    used_for: str
+    fallback: str   # reads after "falling back to"
+
+
+_MM = "comfy.model_management."
+# Every ComfyUI attribute this module and nodes/comfy_sampler.py use; docs/comfyui_internals.md lists the
+# same (a test keeps the two equal). Tested with ComfyInternals.TESTED_WITH. Each use goes through
+# comfy()/comfy_call() or names its entry in fall_back(): a missing attribute (or a function that no longer
+# takes the pack's arguments) logs one warning per entry per process and runs the fallback.
+INTERNALS: tuple[Internal, ...] = (
+    Internal("folder_paths.models_dir", "the default place of the pack's folders: models/hunyuan_portrait "
+             "(with performances/) and models/insightface", "models/ beside ComfyUI's folder_paths.py"),
+    Internal("folder_paths.add_model_folder_path", "registering those folders after the extra_model_paths.yaml "
+             "entries", "writing the entry into folder_paths.folder_names_and_paths directly"),
+    Internal("folder_paths.folder_names_and_paths", "giving the folders the pack's file extensions; seeing "
+             "whether another pack registered models/insightface", "the extensions ComfyUI registered"),
+    Internal("folder_paths.get_folder_paths", "the pack's folders in ComfyUI's search order (yaml paths first)",
+             "the default folder under the models folder"),
+    Internal("folder_paths.get_filename_list", "the loader dropdowns: files of models/hunyuan_portrait and "
+             "models/vae", "a walk of the same folders"),
+    Internal("folder_paths.get_full_path", "the file behind a '[models/vae] ' dropdown choice",
+             "the first vae folder that has the file"),
+    Internal(_MM + "get_torch_device", "the device the networks run on (honours --cpu and the other device "
+             "flags)", "CUDA when PyTorch sees one, else the CPU"),
+    Internal(_MM + "unet_offload_device", "where idle networks wait (the GPU itself with --highvram)", "the CPU"),
+    Internal(_MM + "vram_state", "--lowvram / --novram: nothing stays on the GPU after use; --novram: "
+             "networks are placed by hand", "normal VRAM"),
+    Internal(_MM + "VRAMState", "the LOW_VRAM / NO_VRAM values vram_state is compared with", "normal VRAM"),
+    Internal(_MM + "should_use_fp16", "precision 'auto': fp16 where the device runs it well", "fp16 on every GPU"),
+    Internal(_MM + "should_use_bf16", "precision 'auto': bf16 where fp16 is not advised",
+             "fp32 where fp16 is not advised"),
+    Internal(_MM + "soft_empty_cache", "giving cached GPU memory back after networks are unloaded",
+             "torch.cuda.empty_cache() when CUDA is present"),
+    Internal(_MM + "load_models_gpu", "loading a block's networks so ComfyUI makes room (and may evict them "
+             "later)", "freeing room with free_memory and moving the networks with .to(device)"),
+    Internal(_MM + "free_memory", "making room before networks are moved by hand (--novram, or without "
+             "load_models_gpu)", "moving the networks without freeing other models first"),
+    Internal(_MM + "module_size", "the room free_memory has to make", "the pack's own count of parameter "
+             "and buffer bytes"),
+    Internal(_MM + "current_loaded_models", "unloading one of the pack's networks and no other model",
+             "the ModelPatcher's detach(), else .to(offload device)"),
+    Internal(_MM + "LoadedModel.model_unload", "unloading one of the pack's networks and no other model",
+             "the ModelPatcher's detach(), else .to(offload device)"),
+    Internal(_MM + "processing_interrupted", "Cancel between sampling steps and frames",
+             "no Cancel inside a node (ComfyUI still stops before the next node)"),
+    Internal(_MM + "throw_exception_if_processing_interrupted", "Cancel: ComfyUI's interrupt, so the run shows "
+             "as interrupted", "the pack's own Cancelled error when processing_interrupted() is set"),
+    Internal(_MM + "unload_all_models", "freeing every model after an out-of-memory error",
+             "emptying the cache only"),
+    Internal("comfy.utils.ProgressBar", "the node's progress bar (and its preview images)",
+             "no progress bar and no previews"),
+    Internal("comfy.utils.ProgressBar.update_absolute", "moving the progress bar and showing a preview",
+             "no progress bar and no previews"),
+    Internal("comfy.model_patcher.ModelPatcher", "wrapping each network so load_models_gpu can load and evict "
+             "it", "placing the networks by hand with .to(device)"),
+    Internal("latent_preview.get_previewer", "live previews of the sampled video (per --preview-method)",
+             "no previews"),
+    Internal("latent_preview.LatentPreviewer.decode_latent_to_preview_image", "turning a step's latent into "
+             "the preview image", "no previews"),
+    Internal("comfy.latent_formats.SD15", "the latent space of the previews (SVD uses SD1.x latents)",
+             "no previews"),
+    Internal("comfy.model_sampling.ModelSamplingContinuousEDM", "SVD's noise parametrisation where ComfyUI "
+             "samplers look it up (EDM sigmas)", "the pack's own EDM v-prediction stand-in (same sigmas)"),
+    Internal("comfy.model_sampling.V_PREDICTION", "SVD's noise parametrisation where ComfyUI samplers look it "
+             "up (v-prediction)", "the pack's own EDM v-prediction stand-in (same sigmas)"),
+    Internal("comfy.samplers.KSAMPLER.sampler_function", "running a SAMPLER input (KSamplerSelect, ...) on the "
+             "portrait denoiser", "the pack's built-in sampler of the same name (euler where it has none)"),
+    Internal("comfy.samplers.KSAMPLER.extra_options", "the SAMPLER input's own options (eta, s_noise, ...)",
+             "the sampler function's default options"),
+    Internal("server.PromptServer.instance.add_on_prompt_handler", "refusing a whole prompt whose sampler "
+             "widgets are impossible (one error dialog) instead of running its other outputs",
+             "ComfyUI's own handling: the sampler's error outline, the other outputs run"),
+    Internal("nodes.NODE_CLASS_MAPPINGS", "telling output nodes apart when a prompt is narrowed to the outputs "
+             "of a failing sampler", "taking the nodes nothing consumes as the outputs"),
+)
+_INTERNAL = {entry.name: entry for entry in INTERNALS}
+_MODULES = ("comfy.model_management", "comfy.model_patcher", "comfy.model_sampling", "comfy.latent_formats",
+            "comfy.samplers", "comfy.utils", "folder_paths", "latent_preview", "server", "nodes")
+MISSING = object()        # what comfy() returns for an internal this ComfyUI does not have
+_WARNED: set[str] = set()  # internals whose fallback was announced (once per process)
+_BROKEN: set[str] = set()  # internals that failed when called: their fallback is used from then on
+
+
+def fall_back(name: str, err: BaseException | None = None) -> None:
+    """Say once per process that ComfyUI's ``name`` (an INTERNALS entry) is not usable, and what replaces it."""
+    if name in _WARNED:
+        return
+    _WARNED.add(name)
+    why = f" ({type(err).__name__}: {str(err)[:200]})" if err is not None else ""
+    log.warning("HunyuanPortrait: ComfyUI's %s is not available (changed in a newer ComfyUI?); falling back to "
+                "%s.%s", name, _INTERNAL[name].fallback, why)
+
+
+def _resolve(name: str):
+    module = next(m for m in _MODULES if name.startswith(m + "."))
+    obj = {"comfy.model_management": _mm, "comfy.utils": _cu, "folder_paths": _fp}.get(module, MISSING)
+    if obj is MISSING:
+        obj = importlib.import_module(module)
+    if obj is None:
+        raise ImportError(f"No module named {module!r}")
+    for part in name[len(module) + 1:].split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def comfy(name: str):
+    """ComfyUI's object that INTERNALS lists as ``name``; MISSING (after one warning) where it is gone."""
+    if name in _BROKEN:
+        return MISSING
+    try:
+        return _resolve(name)
+    except (ImportError, AttributeError) as err:
+        fall_back(name, err)
+        return MISSING
+
+
+def _signature_error(fn, args, kwargs) -> TypeError | None:
+    """The TypeError calling ``fn`` with these arguments would raise for its signature (not from inside it)."""
+    if not callable(fn):
+        return TypeError(f"{type(fn).__name__} is not callable")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: trust it
+        return None
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        return err
+    return None
+
+
+def comfy_call(name: str, *args, fallback: Callable[[], Any] = lambda: None, **kwargs):
+    """Call ComfyUI's function ``name`` (an INTERNALS entry); ``fallback()`` instead, after one warning, where
+    it is gone or no longer takes these arguments (then for the rest of the process)."""
+    fn = comfy(name)
+    if fn is MISSING:
+        return fallback()
+    err = _signature_error(fn, args, kwargs)
+    if err is not None:
+        _BROKEN.add(name)
+        fall_back(name, err)
+        return fallback()
+    return fn(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ prompts
+
+def on_prompt(handler: Callable[[dict], dict]) -> bool:
+    """Have ComfyUI pass every posted prompt through ``handler`` (its on-prompt handlers); False where that
+    is gone (one warning) or outside ComfyUI."""
+    if not COMFY:
+        return False
+    done = comfy_call("server.PromptServer.instance.add_on_prompt_handler", handler, fallback=lambda: MISSING)
+    return done is not MISSING
+
+
+def is_output_node(prompt: dict, node_id: str) -> bool:
+    """Whether ``prompt``'s node ``node_id`` is an output node (ComfyUI's OUTPUT_NODE); where ComfyUI's node
+    table is gone, whether no other node of the prompt consumes it."""
+    table = comfy("nodes.NODE_CLASS_MAPPINGS")
+    if table is not MISSING:
+        cls = table.get((prompt.get(node_id) or {}).get("class_type"))
+        return getattr(cls, "OUTPUT_NODE", False) is True
+    return not any(isinstance(v, list) and len(v) == 2 and str(v[0]) == str(node_id)
+                   for node in prompt.values() if isinstance(node, dict)
+                   for v in (node.get("inputs") or {}).values())
+
+
 # ------------------------------------------------------------------------------------------ folders
+
+def _models_dir() -> str:
+    """ComfyUI's models folder (its --base-directory's), else models/ beside its folder_paths.py."""
+    found = comfy("folder_paths.models_dir")
+    if found is not MISSING:
+        return found
+    return os.path.join(os.path.dirname(os.path.abspath(getattr(_fp, "__file__", None) or "folder_paths.py")),
+                        "models")
+
+
+def _folder_table() -> dict | None:
+    """ComfyUI's folder_names_and_paths (name -> (paths, extensions)), or None where it is gone."""
+    table = comfy("folder_paths.folder_names_and_paths")
+    return None if table is MISSING else table
+
+
+def _add_folder(name: str, path: str) -> None:
+    """Register a model folder; add_model_folder_path appends to an entry the yaml already created (yaml
+    paths stay first)."""
+    def direct() -> None:
+        table = _folder_table()
+        if table is None:
+            return
+        if name not in table:
+            table[name] = ([path], set())
+        elif path not in table[name][0]:
+            table[name][0].append(path)
+
+    comfy_call("folder_paths.add_model_folder_path", name, path, fallback=direct)
+
+
+def _add_extensions(name: str, extensions: set[str]) -> None:
+    table = _folder_table()
+    if table is None or name not in table:
+        return
+    paths, exts = table[name]
+    if isinstance(exts, set):
+        exts.update(extensions)
+    elif not extensions <= set(exts):
+        table[name] = (paths, set(exts) | extensions)
+
+
+def _folder_dirs(name: str, default: str) -> list[Path]:
+    """ComfyUI's paths of a registered folder (KeyError when it is not registered); ``default`` alone where
+    get_folder_paths is gone."""
+    paths = comfy_call("folder_paths.get_folder_paths", name, fallback=lambda: MISSING)
+    return [Path(default)] if paths is MISSING else [Path(p) for p in paths]
+
+
+def _folder_files(name: str, dirs: Callable[[], list[Path]]) -> list[str]:
+    """ComfyUI's file list of a folder (KeyError when it is not registered); a walk of ``dirs()`` where
+    get_filename_list is gone."""
+    return comfy_call("folder_paths.get_filename_list", name,
+                      fallback=lambda: [n for d in dirs() for n in _walk(d)])
+
 
 def register_model_folder() -> None:
     """Make models/hunyuan_portrait a ComfyUI model folder, keeping paths extra_model_paths.yaml added."""
     if not COMFY:
         return
-    default = os.path.join(_fp.models_dir, FOLDER_NAME)
-    # add_model_folder_path appends to an entry the yaml already created (yaml paths stay first).
-    _fp.add_model_folder_path(FOLDER_NAME, default)
-    paths, exts = _fp.folder_names_and_paths[FOLDER_NAME]
-    if isinstance(exts, set):
-        exts.update(MODEL_EXTENSIONS)
-    else:
-        _fp.folder_names_and_paths[FOLDER_NAME] = (paths, set(exts) | MODEL_EXTENSIONS)
+    _add_folder(FOLDER_NAME, os.path.join(_models_dir(), FOLDER_NAME))
+    _add_extensions(FOLDER_NAME, MODEL_EXTENSIONS)
 
 
 PERFORMANCE_FOLDER = "hunyuan_portrait_performances"
@@ -60,12 +293,11 @@ def performance_dirs() -> list[Path]:
     ``performances`` in the first models folder."""
     if not COMFY:
         return [search_dirs()[0] / PERFORMANCE_SUBDIR]
-    if PERFORMANCE_FOLDER not in _fp.folder_names_and_paths:
-        _fp.add_model_folder_path(PERFORMANCE_FOLDER, os.path.join(_fp.models_dir, FOLDER_NAME, PERFORMANCE_SUBDIR))
-    paths, exts = _fp.folder_names_and_paths[PERFORMANCE_FOLDER]
-    if PERFORMANCE_SUFFIX not in exts:
-        _fp.folder_names_and_paths[PERFORMANCE_FOLDER] = (paths, set(exts) | {PERFORMANCE_SUFFIX})
-    return [Path(p) for p in _fp.get_folder_paths(PERFORMANCE_FOLDER)]
+    default = os.path.join(_models_dir(), FOLDER_NAME, PERFORMANCE_SUBDIR)
+    if PERFORMANCE_FOLDER not in (_folder_table() or {}):
+        _add_folder(PERFORMANCE_FOLDER, default)
+    _add_extensions(PERFORMANCE_FOLDER, {PERFORMANCE_SUFFIX})
+    return _folder_dirs(PERFORMANCE_FOLDER, default)
 
 
 def performance_files() -> list[str]:
@@ -95,19 +327,27 @@ def insightface_dirs() -> list[Path]:
     artists keep buffalo_l / antelopev2 for other face packs; none outside ComfyUI."""
     if not COMFY:
         return []
-    if INSIGHTFACE_FOLDER not in _fp.folder_names_and_paths:
-        _fp.add_model_folder_path(INSIGHTFACE_FOLDER, os.path.join(_fp.models_dir, INSIGHTFACE_FOLDER))
-    return [Path(p) for p in _fp.get_folder_paths(INSIGHTFACE_FOLDER)]
+    default = os.path.join(_models_dir(), INSIGHTFACE_FOLDER)
+    if INSIGHTFACE_FOLDER not in (_folder_table() or {}):
+        _add_folder(INSIGHTFACE_FOLDER, default)
+    try:
+        return _folder_dirs(INSIGHTFACE_FOLDER, default)
+    except KeyError:  # not registered: folder_names_and_paths and add_model_folder_path are both gone
+        return [Path(default)]
 
 
 def search_dirs() -> list[Path]:
     """The pack's model folders, in search order (ComfyUI's list, else $HP_MODELS_DIR / ./models/...)."""
     if COMFY:
+        default = os.path.join(_models_dir(), FOLDER_NAME)
         try:
-            return [Path(p) for p in _fp.get_folder_paths(FOLDER_NAME)]
+            return _folder_dirs(FOLDER_NAME, default)
         except KeyError:
             register_model_folder()
-            return [Path(p) for p in _fp.get_folder_paths(FOLDER_NAME)]
+            try:
+                return _folder_dirs(FOLDER_NAME, default)
+            except KeyError:  # still not registered: ComfyUI's registration is gone
+                return [Path(default)]
     return default_search_dirs()
 
 
@@ -127,10 +367,13 @@ def model_files() -> list[str]:
     """Every file in the pack's model folders, as paths relative to the folder (the dropdown values)."""
     if COMFY:
         try:
-            names = _fp.get_filename_list(FOLDER_NAME)
+            names = _folder_files(FOLDER_NAME, search_dirs)
         except KeyError:
             register_model_folder()
-            names = _fp.get_filename_list(FOLDER_NAME)
+            try:
+                names = _folder_files(FOLDER_NAME, search_dirs)
+            except KeyError:  # still not registered: ComfyUI's registration is gone
+                names = [n for d in search_dirs() for n in _walk(d)]
     else:
         names = [n for d in search_dirs() for n in _walk(d)]
     # The safetensors cache that hp_core.weights writes beside the models is not a choice.
@@ -225,16 +468,26 @@ def comfy_vae_files() -> list[str]:
     if not COMFY:
         return []
     try:
-        return [COMFY_VAE_PREFIX + n for n in _fp.get_filename_list("vae")]
+        return [COMFY_VAE_PREFIX + n for n in _folder_files("vae", _vae_dirs)]
     except KeyError:
         return []
+
+
+def _vae_dirs() -> list[Path]:
+    default = os.path.join(_models_dir(), "vae")
+    try:
+        return _folder_dirs("vae", default)
+    except KeyError:
+        return [Path(default)]
 
 
 def comfy_vae_path(choice: str) -> Path | None:
     """The file behind a choice from comfy_vae_files()."""
     if not COMFY or not choice.startswith(COMFY_VAE_PREFIX):
         return None
-    found = _fp.get_full_path("vae", choice[len(COMFY_VAE_PREFIX):])
+    name = choice[len(COMFY_VAE_PREFIX):]
+    found = comfy_call("folder_paths.get_full_path", "vae", name,
+                       fallback=lambda: next((d / name for d in _vae_dirs() if (d / name).is_file()), None))
     return Path(found) if found else None
 
 
@@ -243,22 +496,40 @@ def comfy_vae_path(choice: str) -> Path | None:
 def torch_device() -> torch.device:
     """Where the networks run: ComfyUI's device (honours --cpu), else CUDA when present, else the CPU."""
     if COMFY:
-        return _mm.get_torch_device()
+        return comfy_call(_MM + "get_torch_device", fallback=_plain_device)
+    return _plain_device()
+
+
+def _plain_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def offload_device() -> torch.device:
     """Where idle networks wait: ComfyUI's UNet offload device (the GPU itself with --highvram), else the CPU."""
     if COMFY:
-        return _mm.unet_offload_device()
+        return comfy_call(_MM + "unet_offload_device", fallback=lambda: torch.device("cpu"))
     return torch.device("cpu")
+
+
+def _vram_state() -> str:
+    """ComfyUI's --lowvram / --novram as "low" / "none"; "normal" otherwise (and outside ComfyUI)."""
+    if not COMFY:
+        return "normal"
+    state = comfy(_MM + "vram_state")
+    states = comfy(_MM + "VRAMState")
+    if state is MISSING or states is MISSING:
+        return "normal"
+    try:
+        low, none = states.LOW_VRAM, states.NO_VRAM
+    except AttributeError as err:
+        fall_back(_MM + "VRAMState", err)
+        return "normal"
+    return "low" if state == low else "none" if state == none else "normal"
 
 
 def low_vram() -> bool:
     """True when ComfyUI was started with --lowvram or --novram: nothing may stay on the GPU after use."""
-    if not COMFY:
-        return False
-    return _mm.vram_state in (_mm.VRAMState.LOW_VRAM, _mm.VRAMState.NO_VRAM)
+    return _vram_state() in ("low", "none")
 
 
 def half_precision_ok(device: torch.device) -> torch.dtype:
@@ -266,20 +537,36 @@ def half_precision_ok(device: torch.device) -> torch.dtype:
     if device.type == "cpu":
         return torch.float32
     if COMFY:
-        if _mm.should_use_fp16(device):
+        if comfy_call(_MM + "should_use_fp16", device, fallback=lambda: True):
             return torch.float16
-        if _mm.should_use_bf16(device):
+        if comfy_call(_MM + "should_use_bf16", device, fallback=lambda: False):
             return torch.bfloat16
         return torch.float32
     return torch.float16
 
 
+def _plain_empty_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def empty_cache() -> None:
     """Give cached, unused GPU memory back."""
     if COMFY:
-        _mm.soft_empty_cache()
-    elif torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        comfy_call(_MM + "soft_empty_cache", fallback=_plain_empty_cache)
+    else:
+        _plain_empty_cache()
+
+
+def unload_all_models() -> None:
+    """Unload every model ComfyUI holds (after an out-of-memory error), then give the cache back."""
+    if COMFY:
+        comfy_call(_MM + "unload_all_models")
+    empty_cache()
+
+
+def _module_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
 class _Holder(torch.nn.Module):
@@ -305,12 +592,33 @@ class Placer:
         self._patchers: dict[int, object] = {}  # one per network of this model set (bounded)
 
     def _patcher(self, module: torch.nn.Module):
-        import comfy.model_patcher
+        """The network's ModelPatcher (made once); None where ComfyUI's ModelPatcher is gone."""
         key = id(module)
         if key not in self._patchers:
-            self._patchers[key] = comfy.model_patcher.ModelPatcher(_Holder(module), load_device=self.device,
-                                                                   offload_device=offload_device())
+            patcher = comfy_call("comfy.model_patcher.ModelPatcher", _Holder(module), load_device=self.device,
+                                 offload_device=offload_device())
+            if patcher is None:
+                return None
+            self._patchers[key] = patcher
         return self._patchers[key]
+
+    def _managed(self) -> bool:
+        """Whether ComfyUI's model management loads the networks: in ComfyUI, on a GPU, without --novram."""
+        return COMFY and self.device.type != "cpu" and _vram_state() != "none"
+
+    def _load(self, modules: Sequence[torch.nn.Module]) -> bool:
+        """load_models_gpu on the networks' patchers; False where that is not possible in this ComfyUI."""
+        patchers = [self._patcher(m) for m in modules]
+        if any(p is None for p in patchers):
+            return False
+        name = _MM + "load_models_gpu"
+        try:
+            # force_full_load: our layers are plain torch layers, which ComfyUI cannot stream partially.
+            return comfy_call(name, patchers, force_full_load=True, fallback=lambda: False) is not False
+        except (AttributeError, TypeError) as err:  # raised inside: the patchers no longer suit this ComfyUI
+            _BROKEN.add(name)
+            fall_back(name, err)
+            return False
 
     def _unload(self, module: torch.nn.Module) -> None:
         patcher = self._patchers.get(id(module))
@@ -320,13 +628,10 @@ class Placer:
 
     @contextlib.contextmanager
     def __call__(self, modules: Sequence[torch.nn.Module]) -> Iterator[None]:
-        comfy_managed = COMFY and self.device.type != "cpu" and _mm.vram_state != _mm.VRAMState.NO_VRAM
-        if comfy_managed:
-            # force_full_load: our layers are plain torch layers, which ComfyUI cannot stream partially.
-            _mm.load_models_gpu([self._patcher(m) for m in modules], force_full_load=True)
-        else:
+        if not (self._managed() and self._load(modules)):
             if COMFY and self.device.type != "cpu":
-                _mm.free_memory(sum(_mm.module_size(m) for m in modules) * 1.2, self.device)
+                size = sum(comfy_call(_MM + "module_size", m, fallback=lambda m=m: _module_bytes(m)) for m in modules)
+                comfy_call(_MM + "free_memory", size * 1.2, self.device)
             for m in modules:
                 m.to(self.device)
         try:
@@ -355,14 +660,21 @@ class ComfyInternals:
         Internal: ``model_management.current_loaded_models`` (a list of LoadedModel) is searched and the
         entry removed in place, as ComfyUI's own free_memory does. Fallback: the patcher's public
         ``detach()``, which moves the weights back to its offload device."""
-        loaded_models = getattr(_mm, "current_loaded_models", None)
-        if isinstance(loaded_models, list):
+        loaded_models = comfy(_MM + "current_loaded_models")
+        if loaded_models is not MISSING and not isinstance(loaded_models, list):
+            fall_back(_MM + "current_loaded_models", TypeError(f"a {type(loaded_models).__name__}, not a list"))
+        elif isinstance(loaded_models, list):
             for i, loaded in enumerate(list(loaded_models)):
                 if getattr(loaded, "model", None) is patcher:
-                    if loaded.model_unload():
+                    model_unload = getattr(loaded, "model_unload", None)
+                    if not callable(model_unload):
+                        fall_back(_MM + "LoadedModel.model_unload")
+                        break
+                    if model_unload():
                         loaded_models.pop(i)
                     return True
-            return False
+            else:
+                return False
         detach = getattr(patcher, "detach", None)
         if callable(detach):
             detach()
@@ -374,16 +686,29 @@ class ComfyInternals:
         """SVD's noise parametrisation (continuous EDM sigmas, v-prediction) as a ComfyUI model_sampling
         object, for ComfyUI samplers that look it up; None outside ComfyUI or when the classes are gone
         (the caller then uses its plain stand-in)."""
-        try:
-            import comfy.model_sampling as ms
-            base = (ms.ModelSamplingContinuousEDM, ms.V_PREDICTION)
-        except (ImportError, AttributeError):
-            return None
         from types import SimpleNamespace
 
-        sampling = type("PortraitSampling", base, {})
-        return sampling(SimpleNamespace(sampling_settings={"sigma_min": sigma_min, "sigma_max": sigma_max,
-                                                           "sigma_data": 1.0}))
+        def find(name: str):
+            if COMFY:
+                return comfy(name)
+            try:  # outside ComfyUI (tests, scripts) a missing class is no news
+                return _resolve(name)
+            except (ImportError, AttributeError):
+                return MISSING
+
+        edm = "comfy.model_sampling.ModelSamplingContinuousEDM"
+        base = (find(edm), find("comfy.model_sampling.V_PREDICTION"))
+        if MISSING in base:
+            return None
+        try:
+            sampling = type("PortraitSampling", base, {})
+            return sampling(SimpleNamespace(sampling_settings={"sigma_min": sigma_min, "sigma_max": sigma_max,
+                                                               "sigma_data": 1.0}))
+        except (TypeError, AttributeError, KeyError) as err:  # the classes changed their interface
+            if COMFY:
+                _BROKEN.add(edm)
+                fall_back(edm, err)
+            return None
 
 
 # ----------------------------------------------------------------------------- progress / interrupts
@@ -394,7 +719,7 @@ class Progress:
 
     def __init__(self, total: int):
         self.total = max(int(total), 1)
-        self._bar = _cu.ProgressBar(self.total) if COMFY else None
+        self._bar = _progress_bar(self.total) if COMFY else None
         self._previewer = None  # made on the first preview: the user's method, None when previews are off
 
     def __call__(self, done: int, total: int | None = None) -> None:
@@ -412,6 +737,9 @@ class Progress:
             return
         if self._previewer is None:
             self._previewer = latent_previewer() or False
+            if self._previewer and not callable(getattr(self._previewer, "decode_latent_to_preview_image", None)):
+                fall_back("latent_preview.LatentPreviewer.decode_latent_to_preview_image")
+                self._previewer = False
         if not self._previewer:
             return
         frames = denoised[0] if denoised.ndim == 5 else denoised
@@ -432,23 +760,45 @@ def latent_previewer():
     has models/vae_approx/taesd_decoder) per the user's --preview-method; None when off or not in ComfyUI."""
     if not COMFY:
         return None
-    try:
-        import latent_preview
-        from comfy import latent_formats
-    except ImportError:
+    sd15 = comfy("comfy.latent_formats.SD15")
+    if sd15 is MISSING:
         return None
-    return latent_preview.get_previewer(torch_device(), latent_formats.SD15())
+    try:
+        latent_format = sd15()
+    except TypeError as err:
+        _BROKEN.add("comfy.latent_formats.SD15")
+        fall_back("comfy.latent_formats.SD15", err)
+        return None
+    return comfy_call("latent_preview.get_previewer", torch_device(), latent_format)
+
+
+def _progress_bar(total: int):
+    """ComfyUI's progress bar for the running node; None (no bar, no previews) where it is gone."""
+    bar = comfy_call("comfy.utils.ProgressBar", total)
+    if bar is None:
+        return None
+    err = _signature_error(getattr(bar, "update_absolute", None), (total, total, None), {})
+    if err is not None:
+        fall_back("comfy.utils.ProgressBar.update_absolute", err)
+        return None
+    return bar
 
 
 def interrupted() -> bool:
     """True once the user pressed Cancel in ComfyUI (checked between sampling steps and frames)."""
-    return bool(COMFY and _mm.processing_interrupted())
+    return bool(COMFY and comfy_call(_MM + "processing_interrupted", fallback=lambda: False))
+
+
+def _cancel_if_interrupted() -> None:
+    if interrupted():
+        from hp_core.sampling.samplers import Cancelled
+        raise Cancelled(0, 1)
 
 
 def check_interrupt() -> None:
     """Raise ComfyUI's interrupt exception when Cancel was pressed (clears the flag for the next run)."""
     if COMFY:
-        _mm.throw_exception_if_processing_interrupted()
+        comfy_call(_MM + "throw_exception_if_processing_interrupted", fallback=_cancel_if_interrupted)
 
 
 # ------------------------------------------------------------------------------------ out of memory
@@ -493,8 +843,7 @@ class readable_errors:
         # as ComfyUI does for its own out-of-memory errors.
         err.__traceback__ = None
         del tb
-        if COMFY:
-            _mm.unload_all_models()
+        unload_all_models()
         for free in ON_OOM:
             free()
         empty_cache()
@@ -503,7 +852,8 @@ class readable_errors:
                            f"with --lowvram.") from None
 
 
-__all__ = ["COMFY", "COMFY_VAE_PREFIX", "ComfyInternals", "WEIGHT_EXTENSIONS", "Placer", "Progress", "check_interrupt",
+__all__ = ["COMFY", "COMFY_VAE_PREFIX", "INTERNALS", "ComfyInternals", "Internal", "MISSING", "WEIGHT_EXTENSIONS",
+           "Placer", "Progress", "check_interrupt", "comfy", "comfy_call", "fall_back", "unload_all_models", "on_prompt", "is_output_node",
            "comfy_vae_files", "comfy_vae_path", "component_of", "empty_cache", "half_precision_ok", "insightface_dirs", "interrupted", "is_oom", "latent_previewer",
            "low_vram", "model_file_path", "model_files", "offload_device", "readable_errors",
            "register_model_folder", "safetensors_top_keys", "search_dirs", "torch_device",

@@ -85,16 +85,46 @@ def sampler_function(sampler):
     """The k-diffusion style function (``fn(model, x, sigmas, extra_args=None, callback=None, disable=None)``)
     that hp_core.pipeline.sample_latents takes as ``sampler_fn``, running a ComfyUI SAMPLER on our
     denoiser with the SAMPLER's own options."""
-    if not hasattr(sampler, "sampler_function"):
+    function = getattr(sampler, "sampler_function", None)
+    if function is None and not callable(getattr(sampler, "sample", None)):
         raise HPError(f"The SAMPLER input ({type(sampler).__name__}) is not a k-diffusion style ComfyUI sampler.",
                       hint="Connect KSamplerSelect or another node that outputs a KSAMPLER.")
-    options = dict(getattr(sampler, "extra_options", {}) or {})
+    if hasattr(sampler, "extra_options"):
+        options = dict(sampler.extra_options or {})
+    else:
+        bridge.fall_back(EXTRA_OPTIONS)
+        options = {}
 
     def run(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args=None, callback=None, disable=None):
-        return sampler.sampler_function(ComfyDenoiser(model), x, sigmas, extra_args=extra_args, callback=callback,
-                                        disable=disable, **options)
+        wrapped = ComfyDenoiser(model)
+        if function is None:  # a ComfyUI SAMPLER without the k-diffusion function it used to carry
+            bridge.fall_back(SAMPLER_FUNCTION)
+        else:
+            err = bridge._signature_error(function, (wrapped, x, sigmas),
+                                          dict(extra_args=extra_args, callback=callback, disable=disable, **options))
+            if err is None:
+                return function(wrapped, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
+                                **options)
+            bridge.fall_back(SAMPLER_FUNCTION, err)
+        return builtin_fallback(function, model, x, sigmas, extra_args, callback)
 
     return run
+
+
+def builtin_fallback(function, model, x: torch.Tensor, sigmas: torch.Tensor, extra_args=None, callback=None):
+    """The pack's own sampler named like the SAMPLER's function (``sample_dpmpp_2m`` -> dpmpp_2m), else
+    euler, seeded as the sampler node seeds its built-in samplers."""
+    from hp_core.sampling import REGISTRY, sample
+
+    name = getattr(function, "__name__", "").removeprefix("sample_")
+    name = name if name in REGISTRY else "euler"
+    seed = int((extra_args or {}).get("seed", 0))
+    generator = torch.Generator("cpu").manual_seed((seed + 1) % 2**64)
+    return sample(name, model, x, sigmas, generator=generator, callback=callback)
+
+
+SAMPLER_FUNCTION = "comfy.samplers.KSAMPLER.sampler_function"
+EXTRA_OPTIONS = "comfy.samplers.KSAMPLER.extra_options"
 
 
 __all__ = ["ComfyDenoiser", "model_sampling", "sampler_function"]
