@@ -2,8 +2,13 @@
 
 
 class HPError(RuntimeError):
-    """A problem the user can act on (missing face, wrong weights file, bad setting, ...)."""
+    """A problem the user can act on (missing face, wrong weights file, bad setting, ...).
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    ``action``, when given, is what to do, and comes first (its own line): the one sentence a user reads
+    in a dialog; ``message`` (+ ``hint``) are the details after it."""
+
+    def __init__(self, message: str, *, hint: str | None = None, action: str | None = None):
         self.hint = hint
-        super().__init__(message if not hint else f"{message} {hint}")
+        self.action = action
+        self.detail = message if not hint else f"{message} {hint}"
+        super().__init__(self.detail if not action else f"{action}\n{self.detail}")

@@ -7,7 +7,8 @@ from collections import OrderedDict
 import torch
 
 from hp_core.errors import HPError
-from hp_core.weights import get_entry
+from hp_core.weights import check_component, get_entry
+from hp_core.weights.messages import LOADER_PRESET_ACTION, wrong_preset_message
 from hp_core.models import COMPONENTS, PRECISIONS, PRESETS
 from hp_core.models.precision import precision_dtypes as _precision_table
 from hp_core.pipeline import PortraitModels
@@ -95,8 +96,11 @@ class HunyuanPortraitModelLoader:
         choices = dict(unet=unet, dino=dino, image_proj=image_proj, motion_proj=motion_proj, expression=expression,
                        headpose=headpose, pose_guider=pose_guider)
         comfy_vae = bridge.comfy_vae_path(vae)
-        paths = core.resolve_choices({**choices, **({} if comfy_vae else {"svd_vae": vae})}, preset=preset,
-                                     vae=comfy_vae)  # every missing or unusable file in one message, first
+        chosen = {**choices, **({} if comfy_vae else {"svd_vae": vae})}
+        try:  # every missing or unusable file in one message, first
+            paths = core.resolve_choices(chosen, preset=preset, vae=comfy_vae)
+        except HPError as err:
+            raise preset_error(chosen, preset, comfy_vae) or err from None
         vae_path = paths.pop("svd_vae")
         device = bridge.torch_device()
         dtypes = precision_dtypes(precision, device)
@@ -120,6 +124,27 @@ class HunyuanPortraitModelLoader:
                                 placer=bridge.Placer(device, keep_rule(keep_on_gpu, mods)), **mods)
         _LOADED[key] = models
         return (models,)
+
+
+def preset_error(chosen: dict[str, str], preset: str, comfy_vae) -> HPError | None:
+    """When the chosen files are all usable with another preset (e.g. tiny random weights, preset official),
+    a short HPError that leads with setting the preset; else None (the full message stands)."""
+    for other in (p for p in PRESETS if p != preset):
+        try:
+            paths = core.resolve_choices(chosen, preset=other, vae=comfy_vae)
+        except HPError:
+            continue
+        bad = []
+        for name, path in paths.items():
+            try:
+                why = check_component(get_entry(name), path, preset) if name in COMPONENTS or name == "svd_vae" \
+                    else None
+            except Exception as err:  # noqa: BLE001 - the listing is a courtesy; the action is what matters
+                why = str(err)
+            if why:
+                bad.append((get_entry(name), path, why))
+        return HPError(wrong_preset_message(other, bad, LOADER_PRESET_ACTION))
+    return None
 
 
 def keep_rule(policy: str, mods: dict[str, torch.nn.Module]):

@@ -10,7 +10,8 @@ from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas, unpad
 
 from . import bridge, comfy_sampler
 from .sockets import APPEARANCE, MODELS, PERFORMANCE, POSE
-from .validate import widget_problems
+from . import validate
+from .validate import WIDGET_FIELDS, report, widget_problems
 
 CATEGORY = "HunyuanPortrait"
 RELEASE = Settings()
@@ -108,10 +109,11 @@ class HunyuanPortraitSampler:
     @classmethod
     def VALIDATE_INPUTS(cls, steps=None, denoise=None, seed=None, context_window=None, context_overlap=None,
                         shift=None, padding=None):
-        """Refuse impossible widget combinations (overlap >= window, ...) when the prompt is queued."""
-        return widget_problems(cls.INPUT_TYPES()["required"], dict(
+        """Refuse impossible widget combinations (overlap >= window, ...) when the prompt is queued: the
+        message (what to set first), or inside ComfyUI an HPError so that ComfyUI shows it once (validate.py)."""
+        return report(widget_problems(cls.INPUT_TYPES()["required"], dict(
             steps=steps, denoise=denoise, seed=seed, context_window=context_window,
-            context_overlap=context_overlap, shift=shift, padding=padding))
+            context_overlap=context_overlap, shift=shift, padding=padding)))
 
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
@@ -131,8 +133,13 @@ class HunyuanPortraitSampler:
         frames = performance.frames
         if performance.preset != models.preset:
             raise HPError(f"The performance was made with the {performance.preset} models, and the {models.preset} "
-                          "models are loaded.", hint=f"Set the loader's preset to {performance.preset}, or extract "
-                                                     "the performance again with these models.")
+                          "models are loaded.", action=f"Set the loader's preset to {performance.preset}, or extract "
+                                                       "the performance again with these models.")
+        problems = widget_problems(self.INPUT_TYPES()["required"], dict(
+            steps=steps, denoise=denoise, seed=seed, context_window=context_window,
+            context_overlap=context_overlap, shift=shift, padding=padding))
+        if problems is not True:  # widgets fed by links reach here unchecked
+            raise HPError(str(problems))
         resolution = appearance.resolution
         settings = Settings(steps=int(steps), sampler=sampler_name, schedule=scheduler,
                             appearance_cfg=(float(appearance_cfg_min), float(appearance_cfg_max)),
@@ -180,6 +187,14 @@ def latent_output(padded: torch.Tensor, pad: int) -> dict:
     raw = padded / VAE_SCALE
     return {"samples": unpad(raw, pad), "hp_padding": {"before": raw[:pad], "after": raw[raw.shape[0] - pad:]}}
 
+
+def _queue_check(values: dict) -> str | bool:
+    """The sampler's widget check on a posted prompt's literal values (validate.register)."""
+    return widget_problems(HunyuanPortraitSampler.INPUT_TYPES()["required"],
+                           {k: values.get(k) for k in WIDGET_FIELDS})
+
+
+validate.register("HunyuanPortraitSampler", _queue_check)
 
 NODE_CLASS_MAPPINGS = {"HunyuanPortraitSampler": HunyuanPortraitSampler}
 NODE_DISPLAY_NAME_MAPPINGS = {"HunyuanPortraitSampler": "HunyuanPortrait Sampler (SVD + Adapter Attention)"}

@@ -182,6 +182,8 @@ def comfyui_server(tmp: Path, comfyui_path: str, python: str | None = None,
            "--base-directory", str(base), "--extra-model-paths-config", str(yaml), "--disable-auto-launch",
            "--database-url", f"sqlite:///{tmp / 'comfyui.db'}",
            "--preview-method", "auto"]  # latent previews on, as artists run it (ComfyUI's default is none)
+    if os.environ.get("HP_FRONT_END_ROOT"):  # another frontend build, e.g. pip install --target DIR a newer one
+        cmd += ["--front-end-root", os.environ["HP_FRONT_END_ROOT"]]
     with log.open("w") as f:
         proc = subprocess.Popen(cmd, cwd=comfyui_path, stdout=f, stderr=subprocess.STDOUT)
     srv = Server(f"http://127.0.0.1:{port}", proc, log, base)

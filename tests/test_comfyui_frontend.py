@@ -368,3 +368,34 @@ def test_no_node_overlaps_or_leaves_the_view_before_or_after_a_run(frontend, nam
     assert {"LoadImage", "LoadVideo", "HunyuanPortraitSampler", "PreviewImage", "SaveVideo"} <= shown, shown
     players = [n for n in after["nodes"] if n["video"]]
     assert all(any(w["name"] == "video-preview" for w in n["doms"]) for n in players), players
+
+
+# Runs in the page: the text of every open dialog and toast.
+SHOWN_ERRORS = """() => [...document.querySelectorAll('.p-dialog, [role="dialog"], .p-toast-message')]
+  .map(d => d.innerText)"""
+
+
+def test_impossible_sampler_widgets_show_one_error_dialog_and_run_nothing(frontend):
+    """context_overlap >= context_window, queued from the frontend: its error dialog says what to set, once,
+    and nothing runs (no silent run of the outputs that do not need the sampler)."""
+    from comfy_server import TINY_INPUTS
+
+    workflow = json.loads((ROOT / "workflows" / "hunyuan_portrait_basic.json").read_text(encoding="utf-8"))
+    values = {**TINY_INPUTS, "HunyuanPortraitSampler": {**TINY_INPUTS["HunyuanPortraitSampler"],
+                                                        "context_window": 8, "context_overlap": 8, "seed": 77}}
+    before = set(frontend.server.get("/history"))
+    page = frontend.open(viewport={"width": 1600, "height": 900})
+    try:
+        page.evaluate(LOAD_AT_SAVED_VIEW, workflow)
+        page.evaluate(SET_WIDGETS, values)
+        page.evaluate("window.app.queuePrompt(0, 1)")
+        page.wait_for_function("(" + SHOWN_ERRORS + ")().some(t => t.includes('context_overlap'))", timeout=30_000)
+        page.wait_for_timeout(500)
+        shown = page.evaluate(SHOWN_ERRORS)
+        _screenshot(page, "impossible_sampler_widgets")
+    finally:
+        page.close()
+    text = "\n".join(shown)
+    assert text.count("Set context_overlap below context_window") == 1, shown
+    time.sleep(1)
+    assert set(frontend.server.get("/history")) == before  # nothing ran

@@ -214,3 +214,32 @@ def test_sampler_previews_arrive_over_the_websocket(server):
     previews = socket.previews()
     assert len(previews) >= 3, [(op, p[:16]) for op, p in socket.frames][:20]  # one per sampling step
     assert all(b"\xff\xd8" in p[:200] for p in previews)  # JPEG images (latent2rgb of the middle frame)
+
+
+def test_impossible_sampler_widgets_refuse_the_whole_prompt_with_one_message(server):
+    """context_overlap >= context_window: /prompt is refused (HTTP 400, which the frontend shows in its error
+    dialog) before anything runs, the message once, and no history entry claims success: not even the
+    source-crop preview, which does not depend on the sampler, runs without the videos."""
+    import urllib.error
+    import urllib.request
+
+    prompt = _tiny_prompt(seed=41, context_window=8, context_overlap=8)
+    (sampler,) = _ids(prompt, "HunyuanPortraitSampler")
+    before = set(server.get("/history"))
+    req = urllib.request.Request(server.url + "/prompt", data=json.dumps({"prompt": prompt, "client_id": "hp-test"})
+                                 .encode(), headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=30)
+    assert refused.value.code == 400
+    answer = json.loads(refused.value.read())
+    assert list(answer["node_errors"]) == [sampler], answer
+    errors = answer["node_errors"][sampler]["errors"]
+    assert len(errors) == 1, errors  # once, not once per widget VALIDATE_INPUTS names
+    text = errors[0]["details"]
+    assert text.startswith("Set context_overlap below context_window"), text
+    assert text.count("context_overlap below") == 1 and "(8)" in text
+    time.sleep(1)
+    assert set(server.get("/history")) == before  # nothing ran, nothing claims success
+    # Fixed, the same graph runs whole.
+    fixed = server.run(_tiny_prompt(seed=41, context_window=8, context_overlap=2))
+    assert fixed["status"]["status_str"] == "success", json.dumps(fixed["status"])[:3000]

@@ -4,6 +4,7 @@ the command that just failed; they name what to do instead."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -59,9 +60,37 @@ def missing_message(entries: Sequence[WeightEntry], search_dirs, reason: str | N
     return "\n".join(lines)
 
 
+# structure.compare_checkpoint ends its reason so when the file fits another preset's networks
+_OTHER_PRESET = re.compile(r"it is the \w+ checkpoint of the '(\w+)' preset$")
+CLI_PRESET_ACTION = "Run with --preset {preset}"
+LOADER_PRESET_ACTION = "Set the loader's preset to '{preset}'"
+
+
+def other_preset(bad: Sequence[tuple[WeightEntry, Path, str]]) -> str | None:
+    """The preset every unusable file belongs to, when they are all whole checkpoints of one other preset
+    (e.g. tiny random weights checked as 'official'); else None."""
+    found = {m.group(1) if m else None for m in (_OTHER_PRESET.search(why) for _, _, why in bad)}
+    return found.pop() if bad and len(found) == 1 and None not in found else None
+
+
+def wrong_preset_message(preset: str, bad: Sequence[tuple[WeightEntry, Path, str]],
+                         action: str = CLI_PRESET_ACTION) -> str:
+    """Two short lines: what to set (``action`` with {preset}), then the files, by folder."""
+    folders: dict[Path, list[str]] = {}
+    for entry, path, _ in bad:
+        folders.setdefault(Path(path).parent, []).append(Path(path).name)
+    where = "; ".join(f"{', '.join(names)} in {folder}" for folder, names in folders.items())
+    return (f"{action.format(preset=preset)}: these weight files are of the '{preset}' preset; nothing was run.\n"
+            f"Files: {where}.")
+
+
 def problems_message(missing: Sequence[WeightEntry], bad: Sequence[tuple[WeightEntry, Path, str]],
-                     search_dirs, *, suggest_download: bool = True) -> str:
-    """One message for every missing and every unusable file (preflight)."""
+                     search_dirs, *, suggest_download: bool = True, preset_action: str = CLI_PRESET_ACTION) -> str:
+    """One message for every missing and every unusable file (preflight). Files that are all another
+    preset's come as two lines that lead with ``preset_action`` (a format string with {preset})."""
+    preset = None if missing else other_preset(bad)
+    if preset:
+        return wrong_preset_message(preset, bad, preset_action)
     n = len(missing) + len(bad)
     parts = [f"{n} weight file{'s' if n != 1 else ''} cannot be used; nothing was run."]
     if bad:
