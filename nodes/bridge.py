@@ -120,6 +120,9 @@ INTERNALS: tuple[Internal, ...] = (
              "portrait denoiser", "the pack's built-in sampler of the same name (euler where it has none)"),
     Internal("comfy.samplers.KSAMPLER.extra_options", "the SAMPLER input's own options (eta, s_noise, ...)",
              "the sampler function's default options"),
+    Internal("comfy.ops.disable_weight_init", "ComfyUI's cast-capable layer classes for the UNet, so its "
+             "ModelPatcher can load the UNet partially when GPU memory is short (--lowvram, dynamic VRAM)",
+             "plain torch layers, loaded whole"),
     Internal("server.PromptServer.instance.add_on_prompt_handler", "refusing a whole prompt whose sampler "
              "widgets are impossible (one error dialog) instead of running its other outputs",
              "ComfyUI's own handling: the sampler's error outline, the other outputs run"),
@@ -128,7 +131,7 @@ INTERNALS: tuple[Internal, ...] = (
 )
 _INTERNAL = {entry.name: entry for entry in INTERNALS}
 _MODULES = ("comfy.model_management", "comfy.model_patcher", "comfy.model_sampling", "comfy.latent_formats",
-            "comfy.samplers", "comfy.utils", "folder_paths", "latent_preview", "server", "nodes")
+            "comfy.samplers", "comfy.utils", "comfy.ops", "folder_paths", "latent_preview", "server", "nodes")
 MISSING = object()        # what comfy() returns for an internal this ComfyUI does not have
 _WARNED: set[str] = set()  # internals whose fallback was announced (once per process)
 _BROKEN: set[str] = set()  # internals that failed when called: their fallback is used from then on
@@ -569,6 +572,32 @@ def _module_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
+# torch layer classes that ComfyUI's comfy.ops.disable_weight_init has a cast-capable twin of (same
+# parameters, same forward, plus weights cast to the input's device and dtype when ComfyUI asks).
+CAST_LAYERS = ("Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm")
+
+
+def streamable(module: torch.nn.Module) -> bool:
+    """Give ``module``'s plain torch layers ComfyUI's cast-capable classes, so ComfyUI's ModelPatcher can keep
+    the layers that do not fit the GPU in system memory and bring their weights at call time, as it does for
+    its own models. True when done; False outside ComfyUI or where those classes are gone (full loads).
+    Layers with weights stored as fp8 (a parametrization) stay as they are."""
+    if not COMFY:
+        return False
+    ops = comfy("comfy.ops.disable_weight_init")
+    if ops is MISSING:
+        return False
+    from torch.nn.utils import parametrize
+
+    for layer in module.modules():
+        kind = next((k for k in CAST_LAYERS if type(layer) is getattr(torch.nn, k)), None)
+        twin = getattr(ops, kind, None) if kind else None
+        if twin is not None and not parametrize.is_parametrized(layer):
+            layer.__class__ = twin
+    module.hp_streamable = True
+    return True
+
+
 class _Holder(torch.nn.Module):
     """A plain container, because ComfyUI's ModelPatcher sets ``.device`` on what it wraps (diffusers
     models make that attribute read-only)."""
@@ -612,9 +641,11 @@ class Placer:
         if any(p is None for p in patchers):
             return False
         name = _MM + "load_models_gpu"
+        # A network whose layers are ComfyUI's cast-capable ones (streamable) may be loaded partially;
+        # plain torch layers cannot be, so those load whole.
+        full = not all(getattr(m, "hp_streamable", False) for m in modules)
         try:
-            # force_full_load: our layers are plain torch layers, which ComfyUI cannot stream partially.
-            return comfy_call(name, patchers, force_full_load=True, fallback=lambda: False) is not False
+            return comfy_call(name, patchers, force_full_load=full, fallback=lambda: False) is not False
         except (AttributeError, TypeError) as err:  # raised inside: the patchers no longer suit this ComfyUI
             _BROKEN.add(name)
             fall_back(name, err)
@@ -853,7 +884,7 @@ class readable_errors:
 
 
 __all__ = ["COMFY", "COMFY_VAE_PREFIX", "INTERNALS", "ComfyInternals", "Internal", "MISSING", "WEIGHT_EXTENSIONS",
-           "Placer", "Progress", "check_interrupt", "comfy", "comfy_call", "fall_back", "unload_all_models", "on_prompt", "is_output_node",
+           "Placer", "Progress", "check_interrupt", "comfy", "comfy_call", "fall_back", "unload_all_models", "on_prompt", "is_output_node", "streamable",
            "comfy_vae_files", "comfy_vae_path", "component_of", "empty_cache", "half_precision_ok", "insightface_dirs", "interrupted", "is_oom", "latent_previewer",
            "low_vram", "model_file_path", "model_files", "offload_device", "readable_errors",
            "register_model_folder", "safetensors_top_keys", "search_dirs", "torch_device",

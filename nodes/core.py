@@ -115,9 +115,10 @@ def resolve_choices(choices: dict[str, str], *, preset: str | None = None, vae: 
     raise HPError("\n".join(lines))
 
 
-def load_network(name: str, path: Path, preset: str, dtype: torch.dtype) -> torch.nn.Module:
-    """One network built for ``preset`` with the file's weights, strictly, on the CPU in ``dtype``. The
-    manifest's file is read through hp_core's verified cache and pinned only after the strict load."""
+def load_network(name: str, path: Path, preset: str, dtype: torch.dtype, fp8: bool = False) -> torch.nn.Module:
+    """One network built for ``preset`` with the file's weights, strictly, on the CPU in ``dtype`` (``fp8``:
+    Linear/conv weights stored as fp8, computed in ``dtype``). The manifest's file is read through hp_core's
+    verified cache and pinned only after the strict load."""
     from hp_core.checkpoint import read_state_dict
     from hp_core.models import load_component
 
@@ -129,7 +130,7 @@ def load_network(name: str, path: Path, preset: str, dtype: torch.dtype) -> torc
     else:
         state = read_state_dict(path, component=name)
     try:
-        module = load_component(name, state, preset=preset, dtype=dtype, device="cpu", source=str(path))
+        module = load_component(name, state, preset=preset, dtype=dtype, device="cpu", source=str(path), fp8=fp8)
     except HPError as err:
         marker = W.is_random_dir(_models_root(path))
         if marker and marker.get("preset") not in (None, preset):

@@ -9,7 +9,7 @@ import torch
 from hp_core.errors import HPError
 from hp_core.weights import check_component, get_entry
 from hp_core.weights.messages import LOADER_PRESET_ACTION, wrong_preset_message
-from hp_core.models import COMPONENTS, PRECISIONS, PRESETS
+from hp_core.models import COMPONENTS, PRECISIONS, PRESETS, fp8_networks
 from hp_core.models.precision import precision_dtypes as _precision_table
 from hp_core.pipeline import PortraitModels
 
@@ -69,7 +69,8 @@ class HunyuanPortraitModelLoader:
             "default": "auto",
             "tooltip": "auto: the release's precisions (fp16 UNet/DINO/pose guider, fp32 motion encoders and "
                        "VAE; bf16 where fp16 is not supported; fp32 on the CPU). fp16/bf16 also apply to the "
-                       "VAE; fp32 needs about twice the memory."})
+                       "VAE; fp32 needs about twice the memory. fp8: the UNet's and DINO's weights stored in "
+                       "8 bits (about half of fp16), computed as auto: for GPUs with little memory."})
         required["keep_on_gpu"] = (list(KEEP_ON_GPU), {
             "default": "all",
             "tooltip": "What stays on the GPU after it ran. all: fastest re-runs (ComfyUI still frees it when "
@@ -104,7 +105,7 @@ class HunyuanPortraitModelLoader:
         vae_path = paths.pop("svd_vae")
         device = bridge.torch_device()
         dtypes = precision_dtypes(precision, device)
-        key = (tuple(core.file_key(paths[n]) for n in COMPONENTS), core.file_key(vae_path), preset,
+        key = (tuple(core.file_key(paths[n]) for n in COMPONENTS), core.file_key(vae_path), preset, precision,
                tuple(str(dtypes[n]) for n in sorted(dtypes)), str(device), keep_on_gpu)
         if key in _LOADED:
             return (_LOADED[key],)
@@ -116,10 +117,12 @@ class HunyuanPortraitModelLoader:
             mods = {}
             for i, name in enumerate(COMPONENTS):
                 bridge.check_interrupt()
-                mods[name] = core.load_network(name, paths[name], preset, dtypes[name])
+                mods[name] = core.load_network(name, paths[name], preset, dtypes[name],
+                                               fp8=name in fp8_networks(precision))
                 progress(i + 1)
             vae_module = core.load_vae(vae_path, dtypes["vae"])
             progress(len(COMPONENTS) + 1)
+        bridge.streamable(mods["unet"])  # ComfyUI may then load the UNet partially when memory is short
         models = PortraitModels(vae=vae_module, preset=preset, device=device, offload=keep_on_gpu != "all",
                                 placer=bridge.Placer(device, keep_rule(keep_on_gpu, mods)), **mods)
         _LOADED[key] = models

@@ -108,7 +108,7 @@ def fake_comfyui(base: Path) -> dict[str, types.ModuleType]:
     folder_names_and_paths only hides it)."""
     mods = {n: types.ModuleType(n) for n in ("comfy", "comfy.model_management", "comfy.utils", "folder_paths",
                                               "comfy.model_patcher", "comfy.model_sampling", "comfy.latent_formats",
-                                              "comfy.samplers", "latent_preview")}
+                                              "comfy.samplers", "comfy.ops", "latent_preview")}
     fp, mm, cu = mods["folder_paths"], mods["comfy.model_management"], mods["comfy.utils"]
     registry: dict = {"vae": ([str(base / "models" / "vae")], {".safetensors"})}
     fp.__file__ = str(base / "folder_paths.py")
@@ -221,7 +221,15 @@ def fake_comfyui(base: Path) -> dict[str, types.ModuleType]:
                                                                                inpaint_options)
 
     mods["comfy.samplers"].KSAMPLER = KSAMPLER
-    for name in ("model_management", "utils", "model_patcher", "model_sampling", "latent_formats", "samplers"):
+
+    class disable_weight_init:  # noqa: N801 - ComfyUI's name; cast-capable twins of the torch layers
+        pass
+
+    for kind in bridge.CAST_LAYERS:
+        base = getattr(torch.nn, kind)
+        setattr(disable_weight_init, kind, type(kind, (base,), {"comfy_cast_weights": False}))
+    mods["comfy.ops"].disable_weight_init = disable_weight_init
+    for name in ("model_management", "utils", "model_patcher", "model_sampling", "latent_formats", "samplers", "ops"):
         setattr(mods["comfy"], name, mods[f"comfy.{name}"])
     return mods
 

@@ -116,8 +116,8 @@ class AdapterAttnProcessor(nn.Module):
         need = sorted(set(app_rows) | set(mot_rows))
         # Fold the positions that share a context row into the query sequence: (B*P, Nq, C) -> (B, P*Nq, C).
         folded = hidden_states.reshape(groups, (rows // groups) * nq, -1)
-        v_bias = attn.to_v.bias
-        const = (v_bias if v_bias is not None
+        v_bias = attn.to_v.bias  # read directly: it may wait in system memory while the layer is streamed
+        const = (v_bias.to(hidden_states) if v_bias is not None
                  else hidden_states.new_zeros(attn.to_v.out_features))  # appearance term of zero tokens
         out_const = attn.to_out[1](attn.to_out[0](const))
         if not need:
@@ -247,7 +247,7 @@ class PortraitUNet(UNetSpatioTemporalConditionModel):
         conv_in is linear in its input channels, so conv_in(cat[x, lat]) = conv(x, W_x) + b + conv(lat, W_lat):
         the second part is the same for every window and step and is computed once by the denoiser."""
         cc = cond_latents.shape[1]
-        w = self.conv_in.weight[:, -cc:]
+        w = self.conv_in.weight[:, -cc:].to(cond_latents.device)
         return F.conv2d(cond_latents.to(w.dtype), w, None, self.conv_in.stride, self.conv_in.padding)
 
     def added_embedding(self, added_time_ids: torch.Tensor) -> torch.Tensor:
@@ -360,6 +360,7 @@ class PortraitUNet(UNetSpatioTemporalConditionModel):
         if cond_features is None:
             return self.conv_in(sample)
         noisy = sample.shape[1]
-        sample = F.conv2d(sample, self.conv_in.weight[:, :noisy], self.conv_in.bias, self.conv_in.stride,
+        weight, bias = self.conv_in.weight[:, :noisy].to(sample), self.conv_in.bias
+        sample = F.conv2d(sample, weight, None if bias is None else bias.to(sample), self.conv_in.stride,
                           self.conv_in.padding)
         return (sample.unflatten(0, (batch_size, num_frames)) + cond_features.to(sample.dtype).unsqueeze(1)).flatten(0, 1)
