@@ -363,9 +363,15 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Stop ffmpeg and delete the temporary file; the destination is left as it was."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
             self._proc.wait()
+            if self._proc.stdin is not None and not self._proc.stdin.closed:
+                try:
+                    self._proc.stdin.close()
+                except OSError:
+                    pass  # the pipe's reader is gone
         if self._log is not None and not self._log.closed:
             self._log.close()
         self._finished = True
@@ -383,6 +389,88 @@ class VideoWriter:
                 raise
         else:
             self.abort()
+
+
+# The temporary names of unfinished outputs: VideoWriter's (owner's pid in the name) and save_performance's
+# (hp_core.performance: mkstemp's random part, no pid).
+_VIDEO_PARTIAL = re.compile(r"\.(?P<stem>.+)\.partial-(?P<pid>\d+)-[0-9a-f]+\.mp4")
+_PERFORMANCE_PARTIAL = re.compile(r"\.(?P<name>.+\.safetensors)\.[A-Za-z0-9_]{8}\.partial")
+# A performance partial is written in one go (well under a second); one this old that no process holds open
+# belongs to a run that was killed.
+STALE_PERFORMANCE_SECONDS = 120.0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a pid this code writes: leave the file alone
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # someone else's process, or nothing to tell: keep the file
+    return True
+
+
+def _open_by_any_process(path: Path) -> bool | None:
+    """True when some process holds ``path`` open (Linux /proc); None where that cannot be told."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    target = os.path.realpath(path)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                try:
+                    if os.readlink(fd) == target:
+                        return True
+                except OSError:
+                    continue
+        except OSError:
+            continue  # gone, or not ours to look into
+    return False
+
+
+def clear_stale_partials(folder: str | os.PathLike) -> list[Path]:
+    """Delete the unfinished outputs that killed runs (SIGKILL, power loss) left in ``folder``: VideoWriter's
+    ``.{stem}.partial-{pid}-{id}.mp4`` whose process is gone, and save_performance's ``.{name}.*.partial``
+    that no process holds open and that has not changed for a while. Nothing else is touched; returns what
+    was deleted."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    now = None
+    for path in entries:
+        name = path.name
+        if not name.startswith(".") or not name.endswith((".mp4", ".partial")):
+            continue
+        video = _VIDEO_PARTIAL.fullmatch(name)
+        stale = False
+        if video is not None:
+            stale = not _pid_alive(int(video.group("pid")))
+        elif _PERFORMANCE_PARTIAL.fullmatch(name):
+            import time
+            now = now or time.time()
+            try:
+                old = now - path.lstat().st_mtime > STALE_PERFORMANCE_SECONDS
+            except OSError:
+                continue
+            stale = old and _open_by_any_process(path) is False
+        if not stale:
+            continue
+        try:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            pass  # read-only folder, or already gone
+    return removed
 
 
 def write_video(path: str | os.PathLike, frames, fps: float, *, audio: str | os.PathLike | None = None,
@@ -413,5 +501,5 @@ def read_image(path: str | os.PathLike, *, background: tuple[int, int, int] = (2
 
 
 __all__ = ["ffmpeg_exe", "VideoInfo", "Clip", "probe_video", "read_video", "iter_frames", "extract_audio",
-           "VideoWriter", "write_video",
+           "VideoWriter", "write_video", "clear_stale_partials",
            "read_image", "IMAGE_EXTENSIONS"]

@@ -6,6 +6,7 @@ tensors and convert them with ``to_rgb_uint8``, the same conversion the file rea
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -115,18 +116,75 @@ def _has_alpha(image: Image.Image) -> bool:
         image.mode in ("P", "L", "RGB") and "transparency" in image.info)
 
 
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, without PIL's pixel limit and without decoding."""
+    Image.init()
+    try:
+        with path.open("rb") as fp:
+            prefix = fp.read(16)
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                if accept is not None and not accept(prefix):
+                    continue
+                fp.seek(0)
+                try:
+                    return tuple(factory(fp, str(path)).size)
+                except Exception:  # noqa: BLE001 - not this format: try the next one
+                    continue
+    except OSError:
+        pass
+    return None
+
+
+def _too_large(path: Path, err: Exception) -> HPError:
+    """The message for an image over PIL's decompression-bomb limit: its size and the limit."""
+    limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    size = _header_size(path)
+    if size is not None:
+        what = f"{size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} megapixels)"
+    else:
+        import re
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        what = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
+    most = f"{limit / 1e6:.0f} megapixels" if limit else "PIL's limit"
+    return HPError(f"The image {path} is {what}, more than the {most} an image may have here (a guard "
+                   "against images that would fill the memory when decoded).",
+                   hint="Scale it down (the portrait is cropped to 512x512 anyway), e.g. to 4096 pixels on the "
+                        "longer side, and use that file.")
+
+
 def read_image_file(path: str | os.PathLike, *, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB: EXIF rotation applied, transparency flattened on ``background``,
-    16-bit, 32-bit and float greys scaled to 8 bits (never clipped to white), CMYK and palettes converted."""
+    16-bit, 32-bit and float greys scaled to 8 bits (never clipped to white), CMYK and palettes converted.
+    An image over PIL's decompression-bomb limit is refused with its size; one between the warning and the
+    limit is read (large camera photos are such)."""
+    import warnings
+
     from PIL import ImageOps, UnidentifiedImageError
 
     path = Path(path)
+    try:
+        path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise HPError(f"The image file {path} is a symbolic link that leads back to itself (a loop of links).",
+                          hint="Point the link at the real image file, or give the file's own path.") from err
     if not path.exists():
         raise HPError(f"The image file {path} does not exist.", hint="Check the path.")
     if not path.is_file():
         raise HPError(f"The image file {path} is not a file.", hint="Give the path of a file.")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise _too_large(path, err) from err
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        from ..video import IMAGE_EXTENSIONS
+        raise HPError(f"{path} could not be read as an image ({err}).",
+                      hint=f"Use one of {', '.join(IMAGE_EXTENSIONS)}.") from err
+    try:
+        with img:
             img = ImageOps.exif_transpose(img)
             if _has_alpha(img):
                 rgba = img.convert("RGBA")
@@ -134,6 +192,11 @@ def read_image_file(path: str | os.PathLike, *, background: tuple[int, int, int]
                 flat.paste(rgba, mask=rgba.getchannel("A"))
                 img = flat
             return to_rgb_uint8(img)
+    except Image.DecompressionBombError as err:
+        raise _too_large(path, err) from err
+    except MemoryError as err:
+        raise HPError(f"The image {path} is too large to decode in the memory this machine has free.",
+                      hint="Scale it down (the portrait is cropped to 512x512 anyway) and use that file.") from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         from ..video import IMAGE_EXTENSIONS
         raise HPError(f"{path} could not be read as an image ({err}).",

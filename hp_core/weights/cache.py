@@ -3,12 +3,17 @@
 The .pth is read once (torch.load weights_only) and written as safetensors next to the models
 (<models>/.hp_cache/), or in $HP_CACHE_DIR / ~/.cache/hunyuan_portrait when that is read-only; later
 loads read the safetensors copy. Reading and confirming are two steps, so the file is pinned and cached
-only once the caller's strict load succeeded.
+only once the caller's strict load succeeded. When the .pth itself is read and the check before trusted its
+pin (same size and modification time), its bytes are hashed too: a file replaced since it was pinned is
+refused with verify's message rather than loaded. Where no cache folder can be written (a full disk, a
+read-only folder and home) the run goes on without a copy, with a note.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +22,8 @@ from pathlib import Path
 from ..errors import HPError
 from . import manifest as M
 from . import verification as V
+
+log = logging.getLogger(__name__)
 
 CACHE_SUBDIR = ".hp_cache"
 ENV_CACHE_DIR = "HP_CACHE_DIR"
@@ -91,6 +98,8 @@ def read_checkpoint(entry_id: str, search_dirs, *, cache_dir: str | os.PathLike 
                 return Checkpoint(read_state_dict(cached, component=entry.component), res, True, cache_dir)
             except HPError:
                 cached.unlink(missing_ok=True)  # a damaged cache is rebuilt from the verified .pth
+    if not res.hashed:  # the pin was trusted: the bytes about to be loaded must be the pinned ones
+        V.check_content(res, V.sha256_file(res.path))
     return Checkpoint(read_state_dict(res.path, component=entry.component), res, False, cache_dir)
 
 
@@ -104,17 +113,30 @@ def confirm_checkpoint(ckpt: Checkpoint) -> None:
     meta = {"source": res.path.relative_to(res.base).as_posix(), "source_size": str(st.st_size),
             "source_mtime_ns": str(st.st_mtime_ns), "source_sha256": res.sha256 or ""}
     stem = _cache_stem(res)
+    failures = []
     for root in _cache_dirs(res.base, ckpt.cache_dir):
         cached = cache_path(res, root)
         try:
             root.mkdir(parents=True, exist_ok=True)
             _save_safetensors(ckpt.state, cached, meta)
-        except OSError:
+        except Exception as err:  # noqa: BLE001 - OSError, or safetensors' own error wrapping one (full disk)
+            if not isinstance(err, OSError) and type(err).__name__ != "SafetensorError":
+                raise
+            failures.append((root, err))
             continue  # not writable: try the next cache folder, else keep no copy
         for old in root.glob(f"{stem}.*.safetensors"):
             if old != cached and re.fullmatch(r"[0-9a-f]{16}", old.name[len(stem) + 1:-12]):
                 old.unlink(missing_ok=True)
         break
+    else:
+        if failures:
+            full = any(getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e)
+                       for _, e in failures)
+            why = "no space left on the disk" if full else "; ".join(
+                f"{root}: {getattr(e, 'strerror', None) or e}" for root, e in failures)
+            log.warning(f"note: no safetensors copy of {res.path.name} could be kept ({why}); it was loaded "
+                        f"without the cache and is read from the .pth again next time (free some space, or set "
+                        f"${ENV_CACHE_DIR} to a writable folder, for faster loads).")
 
 
 def load_checkpoint(entry_id: str, search_dirs, *, cache_dir: str | os.PathLike | None = None,

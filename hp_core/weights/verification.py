@@ -53,6 +53,8 @@ class VerifyResult:
     reason: str = ""
     preset: str | None = None
     origin: str | None = None
+    hashed: bool = False          # the content was read and hashed by this check (not trusted from a pin)
+    pinned_at: str | None = None  # when the pin this check relied on was made
 
     @property
     def ok(self) -> bool:
@@ -87,6 +89,10 @@ def _bad(entry: M.WeightEntry, base: Path, path: Path, why: str, *, wrong_file: 
            f"(`python -m hp_core weights download` fetches it).")
     return VerifyResult(entry.id, "bad", path, base, None, msg, why)
 
+
+# What `weights verify` says of a file it did not re-read: the cheap check trusts size and modification time.
+TRUSTED_PIN = ("size and modification time match its pin ({when}); content not re-read "
+               "(`weights verify --full` re-hashes it)")
 
 # Files checked in this process, keyed by path with their size and mtime_ns: a read-only models folder
 # keeps no pins, and a multi-GB file should be read once per process, not once per load. Bounded by the
@@ -130,19 +136,16 @@ def verify(entry_id: str, search_dirs, *, full: bool = False, repin: bool = Fals
     same_as_pin = bool(not full and old and sha and old.get("sha256") == sha and old.get("size") == st.st_size
                        and old.get("mtime_ns") == st.st_mtime_ns)
     if same_as_pin and (m_sha or old.get("preset") == use_preset):
-        return VerifyResult(entry.id, "ok", path, base, sha, "matches its pin", preset=use_preset,
-                            origin=old.get("origin"))
+        when = old.get("pinned_at") or "earlier"
+        return VerifyResult(entry.id, "ok", path, base, sha, TRUSTED_PIN.format(when=when), preset=use_preset,
+                            origin=old.get("origin"), pinned_at=old.get("pinned_at"))
     memo = _HASHED.get(str(path))
     trusted = not full and memo is not None and memo[:2] == (st.st_size, st.st_mtime_ns)
     digest = sha if same_as_pin else memo[2] if trusted else sha256_file(path, progress=progress)
     if etag and re.fullmatch(r"[0-9a-f]{64}", etag) and digest != etag:
         return _bad(entry, base, path, f"its sha256 {digest[:12]}... differs from the Hub's {etag[:12]}...")
     if sha and digest != sha:
-        if not m_sha:
-            when = old.get("pinned_at", "earlier") if old else "earlier"
-            return _bad(entry, base, path, f"its content changed since it was verified ({when}); if you "
-                        f"replaced it on purpose, run `python -m hp_core weights verify --repin`")
-        return _bad(entry, base, path, f"its sha256 {digest[:12]}... differs from the published {m_sha[:12]}...")
+        return _changed(entry, base, path, digest, m_sha, (old or {}).get("pinned_at"))
     if not m_sha:  # nothing published vouches for the content: it must at least be what its role needs
         if not (trusted or same_as_pin):
             why = S.check_structure(path, entry.format)
@@ -156,12 +159,36 @@ def verify(entry_id: str, search_dirs, *, full: bool = False, repin: bool = Fals
             _STRUCTURE_OK.add(key)
     _HASHED[str(path)] = (st.st_size, st.st_mtime_ns, digest)
     res = VerifyResult(entry.id, "ok", path, base, digest, "verified" if sha else "verified and pinned",
-                       preset=use_preset, origin=origin or (old or {}).get("origin"))
+                       preset=use_preset, origin=origin or (old or {}).get("origin"),
+                       hashed=not (same_as_pin or trusted), pinned_at=(old or {}).get("pinned_at"))
     if pin:
         confirm(res)
     elif not sha:
         res.message = "verified"
     return res
+
+
+def _changed(entry: M.WeightEntry, base: Path, path: Path, digest: str, published: str | None,
+             pinned_at: str | None) -> VerifyResult:
+    if not published:
+        return _bad(entry, base, path, f"its content changed since it was verified ({pinned_at or 'earlier'}); if "
+                    f"you replaced it on purpose, run `python -m hp_core weights verify --repin`")
+    return _bad(entry, base, path, f"its sha256 {digest[:12]}... differs from the published {published[:12]}...")
+
+
+def check_content(res: VerifyResult, digest: str) -> None:
+    """Raise HPError (verify's message) when ``digest``, the sha256 of what was just read from ``res.path``,
+    is not the content ``res`` vouched for: a file replaced after it was pinned, keeping its size and
+    modification time, passes the cheap check but not this one."""
+    if res.sha256 is None or digest == res.sha256 or res.path is None or res.base is None:
+        if res.path is not None:
+            st = res.path.stat()
+            _HASHED[str(res.path)] = (st.st_size, st.st_mtime_ns, digest)
+        return
+    entry = M.get_entry(res.id)
+    _HASHED.pop(str(res.path), None)
+    published = entry.sha256 if L.is_random_dir(res.base) is None and entry.sha256 == res.sha256 else None
+    raise HPError(_changed(entry, res.base, res.path, digest, published, res.pinned_at).message)
 
 
 def confirm(res: VerifyResult) -> None:
