@@ -1,6 +1,6 @@
 """Small stand-ins for the real external model files, with the same inputs and outputs, for end-to-end tests.
 
-- a YOLOv5-face TorchScript file called ``model(img, grids)`` that "detects" the red square of the image
+- (from hp_core.weights.random_weights) a YOLOv5-face TorchScript file called ``model(img, grids)`` that "detects" the red square of the image
   and returns decoded rows [cx, cy, w, h, obj, 10 landmark coords, cls] in network-input pixels;
 - an ArcFace ONNX file with input ``data`` (1,3,112,112) and a 512-d output;
 - synthetic portraits (a red square face on grey) and driving frames where the face moves.
@@ -9,61 +9,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
 
 import numpy as np
-import torch
+
+from hp_core.weights.random_weights import write_stand_in_arcface, write_stand_in_yolo
 
 
-class _RedFaceYolo(torch.nn.Module):
-    def forward(self, img: torch.Tensor, grids: List[torch.Tensor]) -> torch.Tensor:
-        red = (img[0, 0] > 0.8) & (img[0, 1] < 0.25) & (img[0, 2] < 0.25)
-        ys = torch.nonzero(red.any(dim=1)).flatten()
-        xs = torch.nonzero(red.any(dim=0)).flatten()
-        row = torch.zeros(1, 1, 16)
-        if ys.numel() == 0:
-            return row
-        x1, x2 = xs.min().float(), xs.max().float() + 1
-        y1, y2 = ys.min().float(), ys.max().float() + 1
-        w, h = x2 - x1, y2 - y1
-        fr = torch.tensor([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]])
-        marks = torch.stack([x1 + fr[:, 0] * w, y1 + fr[:, 1] * h], dim=1).flatten()
-        row[0, 0, 0] = (x1 + x2) / 2
-        row[0, 0, 1] = (y1 + y2) / 2
-        row[0, 0, 2] = w
-        row[0, 0, 3] = h
-        row[0, 0, 4] = 0.95
-        row[0, 0, 5:15] = marks
-        row[0, 0, 15] = 0.95
-        return row
-
-
-def write_fake_yolo(path: str | Path) -> Path:
-    """A TorchScript file with yoloface_v5m.pt's call signature that finds the red square."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(_RedFaceYolo()).save(str(path))
-    return path
-
-
-def write_fake_arcface(path: str | Path, seed: int = 0) -> Path:
-    """An ONNX recogniser with input ``data`` (1,3,112,112) -> (1,512): channel means times a fixed matrix."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    weight = np.random.default_rng(seed).standard_normal((3, 512)).astype(np.float32)
-    nodes = [helper.make_node("ReduceMean", ["data"], ["m"], axes=[2, 3], keepdims=0),
-             helper.make_node("MatMul", ["m", "w"], ["emb"])]
-    graph = helper.make_graph(nodes, "arcface_fake",
-                              [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 112, 112])],
-                              [helper.make_tensor_value_info("emb", TensorProto.FLOAT, [1, 512])],
-                              [numpy_helper.from_array(weight, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+# The YOLO-face and ArcFace stand-ins are hp_core's own (make-random-weights writes them into random folders).
+write_fake_yolo = write_stand_in_yolo
+write_fake_arcface = write_stand_in_arcface
 
 
 def write_constant_onnx(path: str | Path, input_name: str, input_shape: list, outputs: list) -> Path:

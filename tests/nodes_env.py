@@ -1,5 +1,5 @@
 """What the node, workflow and ComfyUI-server tests share: a tiny-preset models folder in the official
-layout (random weights, the fake YOLO-face detector and ArcFace of fakes.py), a fake DWPose estimator,
+layout (random weights with make-random-weights' stand-in YOLO-face detector and ArcFace), a fake DWPose estimator,
 and synthetic images as ComfyUI IMAGE tensors."""
 
 from __future__ import annotations
@@ -9,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fakes import driving_frames, portrait, write_fake_arcface, write_fake_yolo
+from fakes import driving_frames, portrait
 from hp_core import weights as W
 
 
 def make_models_dir(root: str | Path) -> Path:
-    """root/ with hyportrait/*.pth (tiny), vae/, yoloface_v5m.pt and arcface.onnx where the manifest puts them."""
+    """root/ with hyportrait/*.pth (tiny), vae/, yoloface_v5m.pt and arcface.onnx where the manifest puts them
+    (write_random_weights writes the stand-in detector and ArcFace itself)."""
     root = Path(root)
     W.write_random_weights(root, "tiny", seed=0, log=lambda *_: None)
-    write_fake_yolo(root / W.get_entry("yoloface").local_path)
-    write_fake_arcface(root / W.get_entry("arcface").local_path)
     return root
 
 

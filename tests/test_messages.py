@@ -75,7 +75,7 @@ def test_wrong_preset_message_leads_with_the_action_and_is_short(tmp_path):
     assert lines[0].startswith("Set the loader's preset to 'tiny':") and len(lines) <= 6
     assert "unet.pth" in lines[1] and str(tmp_path / "hyportrait") in lines[1]
     cli = problems_message([], bad, [tmp_path])
-    assert cli.splitlines()[0].startswith("Run with --preset tiny:") and len(cli.splitlines()) <= 6
+    assert cli.splitlines()[0].startswith("Run with --preset tiny ") and len(cli.splitlines()) <= 6
     # not all of one other preset: the full listing stands
     mixed = bad[:1] + [(get_entry("dino"), tmp_path / "dino.pth", "it is damaged")]
     assert other_preset(mixed) is None

@@ -30,25 +30,33 @@ def _cuda_present() -> bool:
 
 def onnx_providers(*, available: Sequence[str] | None = None, cuda_present: bool | None = None,
                    installed: Sequence[str] | None = None) -> tuple[list[str], str | None]:
-    """(providers to use, warning text or None): CUDA when onnxruntime offers it, else CPU.
+    """(providers to use, warning text or None): CUDA when onnxruntime offers it AND a CUDA GPU is there,
+    else CPU.
+
+    onnxruntime-gpu lists its CUDA provider whether or not the machine has a GPU; asking for it on a
+    CPU-only machine makes onnxruntime print a red "Failed to load library libonnxruntime_providers_cuda.so"
+    error on every session, so the GPU is checked first (torch.cuda.is_available(): cheap, it creates no CUDA
+    context).
 
     The warning explains the common trap on CUDA machines: a CPU-only ``onnxruntime`` (often pulled in
     by insightface) installed beside ``onnxruntime-gpu`` shadows it, so everything silently runs on CPU.
-    The keyword arguments exist so the decision can be tested without a GPU.
+    The keyword arguments exist so the decision can be tested without a GPU: with ``available`` given and
+    ``cuda_present`` not, the GPU is taken to be there exactly when ``available`` lists CUDA.
     """
-    if available is None:
+    probed = available is None
+    if probed:
         try:
             import onnxruntime as ort
         except ImportError as err:
             raise HPError("onnxruntime is not installed; face detection (SCRFD), ArcFace and DWPose need it.",
                           hint="Install onnxruntime-gpu (CUDA) or onnxruntime (CPU) with pip.") from err
         available = ort.get_available_providers()
-    if CUDA in available:
-        return [CUDA, CPU], None
     if cuda_present is None:
-        cuda_present = _cuda_present()
+        cuda_present = _cuda_present() if probed else CUDA in available
     if not cuda_present:
         return [CPU], None
+    if CUDA in available:
+        return [CUDA, CPU], None
     if installed is None:
         installed = [d for d in ("onnxruntime", "onnxruntime-gpu") if _installed(d)]
     if "onnxruntime-gpu" in installed and "onnxruntime" in installed:
@@ -77,6 +85,8 @@ def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None
         if warning:
             import warnings
             warnings.warn(warning, stacklevel=2)
+    elif CUDA in providers and not _cuda_present():  # asked for by name on a machine without a GPU
+        providers = [p for p in providers if p != CUDA] or [CPU]
     try:
         return ort.InferenceSession(path, providers=list(providers))
     except Exception as err:  # onnxruntime raises its own exception types for bad files

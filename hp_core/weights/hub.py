@@ -9,8 +9,13 @@ deleted, and the log says where. An interrupted or failed download therefore nev
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import logging
 import os
+import socket
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -49,6 +54,54 @@ def _is_connection_error(err: BaseException) -> bool:
             return True
         err = err.__cause__ or err.__context__
     return False
+
+
+class NoConnection(ConnectionError):
+    """The Hub could not be reached at all (name lookup, refused or timed-out connection)."""
+
+
+def _is_unreachable(err: BaseException) -> bool:
+    """The connection could not even be made (DNS, refused, connect timeout): retrying will not help soon.
+    Errors on an open connection (read timeouts, dropped transfers) are not this: those are retried."""
+    name, module = type(err).__name__, type(err).__module__
+    if module.split(".")[0] in ("httpx", "httpx2", "httpcore", "requests", "urllib3"):
+        return "Connect" in name or "NameResolution" in name or "NewConnection" in name
+    return isinstance(err, (ConnectionRefusedError, socket.gaierror))
+
+
+# huggingface_hub logs each failed request and then retries it 5 times over about 25 s before it gives up
+# (no setting turns this off). Until the Hub has answered once, the first request that cannot even connect
+# ends the download at once: this filter sees huggingface_hub's "... thrown while requesting ..." record,
+# emitted inside its except block, and raises NoConnection from the request's error instead of retrying.
+_HTTP_LOGGERS = ("huggingface_hub.utils._http",)
+
+
+class _FailFast(logging.Filter):
+    def __init__(self):
+        super().__init__()
+        self.thread = threading.get_ident()
+        self.active = True  # off once the Hub has answered: later hiccups get huggingface_hub's retries
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.active and record.thread == self.thread and "thrown while requesting" in str(record.msg):
+            err = sys.exc_info()[1]
+            if err is not None and _is_unreachable(err):
+                host = str(record.msg).rsplit(" ", 1)[-1].split("/")[2] if "://" in str(record.msg) else "the Hub"
+                raise NoConnection(f"cannot connect to {host}: {_short(err)}") from err
+        return True
+
+
+@contextlib.contextmanager
+def _fail_fast():
+    guard = _FailFast()
+    loggers = [logging.getLogger(name) for name in _HTTP_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(guard)
+    try:
+        yield guard
+    finally:
+        for logger in loggers:
+            logger.removeFilter(guard)
 
 
 def _hub_download(**kwargs) -> str:
@@ -103,6 +156,13 @@ def _prune(stage: Path) -> None:
     """Remove the staging folder's empty folders (a partial download's folder stays, to be continued)."""
     if not stage.is_dir():
         return
+    for notes in stage.rglob(".cache/huggingface"):  # huggingface_hub's bookkeeping beside each local_dir
+        download = notes / "download"
+        kept = [f for f in download.rglob("*") if f.is_file() and f.suffix != ".lock"] if download.is_dir() else []
+        if not kept:  # no partial download (nor its metadata) to continue: only locks and tags remain
+            for f in [*(download.rglob("*.lock") if download.is_dir() else []), notes / "CACHEDIR.TAG",
+                      notes / ".gitignore"]:
+                f.unlink(missing_ok=True)
     for d in sorted((p for p in stage.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         try:
             d.rmdir()
@@ -177,6 +237,11 @@ def download(search_dirs, *, ids: Sequence[str] | None = None, include_optional:
 def _fetch_all(todo: list[M.WeightEntry], dirs: list[Path], dest: Path, stage: Path, token: str | None,
                log: Callable[[str], None]) -> list[Path]:
     """Download, verify and install each of ``todo``; raise one HPError naming everything that failed."""
+    with _fail_fast() as guard:
+        return _fetch_each(todo, dirs, dest, stage, token, log, guard)
+
+
+def _fetch_each(todo, dirs, dest, stage, token, log, guard: _FailFast) -> list[Path]:
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
     written: list[Path] = []
@@ -191,9 +256,10 @@ def _fetch_all(todo: list[M.WeightEntry], dirs: list[Path], dest: Path, stage: P
                                       local_dir=str(local_dir), token=token or None))
         except Exception as err:  # noqa: BLE001 - sorted below; anything unknown is re-raised
             if _is_connection_error(err):  # checked first: LocalEntryNotFoundError is an EntryNotFoundError
+                kept = ("files already fetched are kept; these are still missing" if written
+                        else "nothing was downloaded; these files are missing")
                 raise HPError(missing_message(todo[i:], dirs, f"No connection to the Hugging Face Hub "
-                                              f"({_short(err)}); files already fetched are kept; these are "
-                                              f"still missing", suggest_download=False)) from err
+                                              f"({_short(err)}); {kept}", suggest_download=False)) from err
             if isinstance(err, GatedRepoError) or (isinstance(err, RepositoryNotFoundError) and entry.gated):
                 # Without a token some huggingface_hub versions report a gated repository as not found (401).
                 gated.append(entry)
@@ -207,7 +273,9 @@ def _fetch_all(todo: list[M.WeightEntry], dirs: list[Path], dest: Path, stage: P
                               f"it may be busy, so try again later")
             else:
                 raise
+            guard.active = False  # the Hub answered (an error of its own): it can be reached
             continue
+        guard.active = False
         res = V.verify(entry.id, [stage], etag=_hub_etag(local_dir, entry.filename),
                        origin=f"{entry.repo}@{entry.revision}", preset="official", pin=False)
         if not res.ok:

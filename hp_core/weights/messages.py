@@ -62,7 +62,7 @@ def missing_message(entries: Sequence[WeightEntry], search_dirs, reason: str | N
 
 # structure.compare_checkpoint ends its reason so when the file fits another preset's networks
 _OTHER_PRESET = re.compile(r"it is the \w+ checkpoint of the '(\w+)' preset$")
-CLI_PRESET_ACTION = "Run with --preset {preset}"
+CLI_PRESET_ACTION = "Run with --preset {preset} (or leave --preset out: a random-weights folder says its own)"
 LOADER_PRESET_ACTION = "Set the loader's preset to '{preset}'"
 
 

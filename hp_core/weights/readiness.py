@@ -94,8 +94,10 @@ def preflight(ids: Iterable[str], search_dirs, *, vae: str | os.PathLike | None 
     and every unusable file, raised before any work. Nothing is pinned here: loading pins."""
     found = check_files(ids, search_dirs, vae=vae, preset=preset)
     if not found.ok:
+        # Files of another preset (e.g. random tiny weights) get the short message that leads with --preset.
         raise HPError(problems_message(found.missing, found.bad, search_dirs))
     return found.paths
+
 
 def require(entry_ids: Iterable[str], search_dirs) -> dict[str, Path]:
     """Paths of the given files, or one HPError listing every missing one and where it goes (presence only;
