@@ -30,26 +30,70 @@ DEFAULT_CFG = (2.0, 2.0)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad arguments on one line (plus the usage) and exits with 2."""
+    """argparse that reports bad arguments on one line (plus the usage) and exits with 2, and that gives
+    animate / motion extract the preset of their models folder when --preset is not given."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.print_usage(sys.stderr)
         sys.stderr.write(f"error: {message}\n")
         raise SystemExit(2)
 
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extra = super().parse_known_args(args, namespace)
+        if getattr(namespace, "preset_from_folder", False) and getattr(namespace, "preset", None) is None:
+            namespace.preset = default_preset(getattr(namespace, "models_dir", None))
+        return namespace, extra
+
+
+def default_preset(models_dir) -> str:
+    """The preset without --preset: the one a random-weights folder records (make-random-weights), else
+    'official' (the released weights)."""
+    from .weights import default_search_dirs
+    from .weights.locations import folder_preset
+
+    return folder_preset(default_search_dirs(models_dir))
+
+
+EXAMPLES = """examples:
+  python -m hp_core weights download                 # fetch the released weights (about 10 files)
+  python -m hp_core weights status                   # what is there, what is missing
+  python -m hp_core animate --image face.jpg --video drive.mp4 --out result.mp4
+  python -m hp_core animate --image face.jpg --video drive.mp4 --out quick.mp4 --size 256 --steps 10
+  python -m hp_core make-random-weights --preset tiny --out /tmp/tiny   # random test weights, no download
+
+`python -m hp_core COMMAND --help` describes each command."""
+
+ANIMATE_EXAMPLES = """examples:
+  # the release's settings (512 px, 25 steps): meant for a GPU; on a CPU this takes hours
+  python -m hp_core animate --image face.jpg --video drive.mp4 --out result.mp4
+  # quick look (about a tenth of the work): smaller and fewer steps
+  python -m hp_core animate --image face.jpg --video drive.mp4 --out quick.mp4 --size 256 --steps 10
+  # also pasted back into the photo, first 50 frames, reproducible seed
+  python -m hp_core animate --image face.jpg --video drive.mp4 --out crop.mp4 --paste-back full.mp4 \\
+      --max-frames 50 --seed 42
+  # one performance, several portraits (extracted once), results into a folder
+  python -m hp_core animate --image portraits/ --video drive.mp4 --out results/
+  # a saved performance (python -m hp_core motion extract) with its head pose made gentler
+  python -m hp_core animate --image face.jpg --motion perf.safetensors --out calm.mp4 --pose-scale 0.5 0.5 0.5"""
+
 
 def _add_models_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", action="append", metavar="DIR",
-                   help="models folder (repeatable; default $HP_MODELS_DIR or ./models/hunyuan_portrait)")
+                   help="models folder (repeatable; default $HP_MODELS_DIR, else ComfyUI's models/hunyuan_portrait "
+                        "for the pack in ComfyUI/custom_nodes, else ~/.local/share/hunyuan_portrait/models "
+                        "or the platform's per-user data folder; the same from any working folder)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of all commands."""
-    parser = _Parser(prog="python -m hp_core", description="HunyuanPortrait without ComfyUI: weights and animation.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(prog="python -m hp_core", description="HunyuanPortrait without ComfyUI: weights and animation.",
+                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
+                                help="weights, make-random-weights, animate or motion")
 
     weights = sub.add_parser("weights", help="list, download and verify the model files")
-    wsub = weights.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    wsub = weights.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION",
+                                  help="status, download or verify")
     st = wsub.add_parser("status", help="which files are present, verified, missing or damaged")
     _add_models_dir(st)
     st.add_argument("--required-only", action="store_true", help="hide optional files (DWPose, SCRFD)")
@@ -70,13 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     rw = sub.add_parser("make-random-weights",
                         help="developer: random weights of a preset in the official file layout")
-    rw.add_argument("--preset", choices=("tiny", "official"), required=True)
-    rw.add_argument("--out", required=True, metavar="DIR")
-    rw.add_argument("--seed", type=int, default=0)
+    rw.add_argument("--preset", choices=("tiny", "official"), required=True,
+                    help="network sizes: tiny (small and fast, for tests) or official (the release's sizes)")
+    rw.add_argument("--out", required=True, metavar="DIR",
+                    help="folder to write (the release's layout, plus stand-in yoloface_v5m.pt and arcface.onnx "
+                         "and random_weights.json recording the preset); animate --models-dir DIR then runs")
+    rw.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
     rw.add_argument("--dtype", choices=("auto", "fp32", "fp16"), default="auto",
                     help="auto: the release's precisions for official, fp32 for tiny")
 
-    an = sub.add_parser("animate", help="animate a portrait (or several) with a driving video or a saved performance")
+    an = sub.add_parser("animate", help="animate a portrait (or several) with a driving video or a saved performance",
+                        description="Animate a portrait with the expressions and head pose of a driving video "
+                                    "(or a saved performance).",
+                        epilog=ANIMATE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     an.add_argument("--image", required=True, nargs="+", metavar="SRC",
                     help="source portrait image; several images or folders animate each one with the same "
                          "performance (extracted once), and --out is then a folder")
@@ -92,10 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--paste-back", metavar="OUT_FULL.mp4", help="also write the result pasted into the source")
     an.add_argument("--sampler", default="euler", help="sampler name (default euler, as the release)")
     an.add_argument("--scheduler", default="karras", help="sigma schedule name (default karras, as the release)")
-    an.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    an.add_argument("--appearance-cfg", type=float, nargs=2, metavar=("MIN", "MAX"), default=DEFAULT_CFG)
-    an.add_argument("--motion-cfg", type=float, nargs=2, metavar=("MIN", "MAX"), default=DEFAULT_CFG)
-    an.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    an.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                    help=f"denoising steps (default {DEFAULT_STEPS}, as the release); the time of a run grows "
+                         f"with it: 10 gives a quick look")
+    an.add_argument("--appearance-cfg", type=float, nargs=2, metavar=("MIN", "MAX"), default=DEFAULT_CFG,
+                    help="guidance towards the portrait's appearance, ramped from MIN to MAX over the frames "
+                         "(default %(default)s, as the release; 1 1 = no extra pull)")
+    an.add_argument("--motion-cfg", type=float, nargs=2, metavar=("MIN", "MAX"), default=DEFAULT_CFG,
+                    help="guidance towards the driving motion, ramped from MIN to MAX (default %(default)s, as the "
+                         "release)")
+    an.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                    help=f"random seed; the same seed and settings give the same video (default {DEFAULT_SEED})")
     an.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="frames per denoising window")
     an.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="frames shared by neighbouring windows")
     an.add_argument("--shift", type=int, default=DEFAULT_SHIFT, help="window shift added per step")
@@ -118,12 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="PyTorch attention backend (CUDA; auto lets PyTorch choose)")
     an.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA; the first step is slow)")
     an.add_argument("--channels-last", action="store_true", help="channels_last UNet weights (CUDA convolutions)")
+    an.add_argument("--vram-budget", type=float, metavar="GB",
+                    help="GPU memory the UNet's weights may take: blocks beyond it wait in system memory and are "
+                         "copied in as they run (slower, same result); the encoders leave the GPU after use. "
+                         "With --dtype fp8 the weights take half as much")
     an.add_argument("--vae", metavar="PATH", help="an SVD VAE folder, VAE file or SVD checkpoint to use")
     an.add_argument("--no-audio", action="store_true", help="do not copy the driving clip's audio")
     _add_run_flags(an)
 
     mo = sub.add_parser("motion", help="performances: extract one from a clip, or bake edits into one")
-    msub = mo.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    msub = mo.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION",
+                             help="extract or edit")
     ex = msub.add_parser("extract", help="the performance of a driving clip, saved as .safetensors")
     ex.add_argument("--video", required=True, metavar="DRIVING", help="driving video")
     ex.add_argument("--out", required=True, metavar="PERF.safetensors", help="performance file to write")
@@ -142,8 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run_flags(p: argparse.ArgumentParser, preset: bool = True) -> None:
     if preset:
-        p.add_argument("--preset", choices=tuple(PRESET_DIMS), default="official",
-                       help="network sizes (tiny: random test weights)")
+        p.add_argument("--preset", choices=tuple(PRESET_DIMS), default=None,
+                       help="network sizes of the weights (default: the preset a make-random-weights folder "
+                            "records, else official = the released weights; tiny: random test weights)")
+        p.set_defaults(preset_from_folder=True)
     p.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, mps or auto")
     p.add_argument("--dtype", choices=PRECISIONS, default="auto", help="precision (auto: the release's)")
     _add_models_dir(p)
@@ -199,11 +263,14 @@ def edit_from_args(args) -> MotionEdit:
 # ------------------------------------------------------------------------------------------ weights
 
 def _print_status(rows, out=print) -> None:
+    from .weights.locations import is_stand_in
+
     width = max(len(r.id) for r in rows)
     for r in rows:
         kind = "required" if r.required else "optional"
         where = str(r.path) if r.path else r.local_path
-        out(f"{r.id:<{width}}  {r.state:<10}  {kind:<8}  {where}" + (f"  [{r.detail}]" if r.detail else ""))
+        stand_in = "  (stand-in)" if r.path and is_stand_in(r.path) else ""
+        out(f"{r.id:<{width}}  {r.state:<10}  {kind:<8}  {where}{stand_in}" + (f"  [{r.detail}]" if r.detail else ""))
 
 
 def _cmd_weights(args, out=print) -> int:
@@ -253,6 +320,8 @@ def _cmd_random(args, out=print) -> int:
 
     written = write_random_weights(args.out, args.preset, seed=args.seed, dtype=args.dtype, log=out)
     out(f"wrote {len(written)} files of random {args.preset} weights into {args.out}")
+    out(f"animate --models-dir {args.out} uses them (preset {args.preset}, read from the folder); the face detector "
+        "and ArcFace there are stand-ins: the detector finds only a pure red square, as in the tests' portraits")
     return 0
 
 
@@ -317,9 +386,18 @@ def _check_device(name: str) -> None:
         device = torch.device(name)
     except RuntimeError as err:
         raise HPError(f"--device {name!r} is not a device name.", hint="Use auto, cuda, cuda:N, mps or cpu.") from err
+    if device.type not in ("cpu", "cuda", "mps"):
+        what = ("holds no data (shapes only), so nothing can be computed on it" if device.type == "meta"
+                else "is not one this pack runs on")
+        raise HPError(f"--device {name} {what}.", hint="Use auto, cuda, cuda:N, mps or cpu.")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise HPError("--device cuda was asked for, but this PyTorch sees no CUDA GPU.",
-                      hint="Use --device cpu (slow), or install a CUDA build of PyTorch.")
+        if torch.version.cuda:  # a CUDA build that finds no usable GPU: the driver or the environment
+            raise HPError(f"--device {name} was asked for, but PyTorch (built with CUDA {torch.version.cuda}) sees "
+                          "no GPU.", hint="PyTorch has CUDA but sees no GPU: check the NVIDIA driver (nvidia-smi) "
+                          "and CUDA_VISIBLE_DEVICES, or use --device cpu (slow).")
+        raise HPError(f"--device {name} was asked for, but this PyTorch is a CPU-only build and sees no CUDA GPU.",
+                      hint="Install a CUDA build of PyTorch (https://pytorch.org/get-started/locally/), or use "
+                           "--device cpu (slow).")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise HPError(f"There is no GPU {device.index} (this machine has {torch.cuda.device_count()}).")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -360,7 +438,8 @@ def animate_request(args):
                       edit=edit_from_args(args), models_dirs=default_search_dirs(args.models_dir),
                       settings=animate_settings(args), preset=args.preset,
                       device=None if args.device == "auto" else args.device, precision=args.dtype,
-                      max_frames=args.max_frames, audio=not args.no_audio, overwrite=args.overwrite, **optional)
+                      max_frames=args.max_frames, audio=not args.no_audio, overwrite=args.overwrite,
+                      vram_budget=args.vram_budget, **optional)
 
 
 def _cmd_animate(args, out=print) -> int:
@@ -420,27 +499,118 @@ def _cmd_motion(args, out=print) -> int:
 
 # --------------------------------------------------------------------------------------------- main
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, a service manager, a container stop), raised like Ctrl-C so the same cleanup runs."""
+
+
+class _SigtermAsInterrupt:
+    """While a command runs, SIGTERM raises ``Terminated`` in the main thread: temporary files are removed
+    and ffmpeg children ended as for Ctrl-C. A second SIGTERM does not cut that cleanup short."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.fired, self.installed, self.old = False, False, None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.old, self.installed = signal.signal(signal.SIGTERM, self._handler), True
+            except (ValueError, OSError):
+                pass
+        return self
+
+    def _handler(self, signum, frame):
+        if not self.fired:
+            self.fired = True
+            raise Terminated()
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.old if self.old is not None else signal.SIG_DFL)
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
+    import errno
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # e.g. the UNet evaluations a run costs
     commands = {"weights": _cmd_weights, "make-random-weights": _cmd_random, "animate": _cmd_animate,
                 "motion": _cmd_motion}
-    try:
-        return commands[args.command](args)
-    except HPError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return 130
-    except MemoryError:
-        sys.stderr.write("error: out of memory. Try fewer frames (--max-frames) or a smaller --size.\n")
-        return 1
-    except RuntimeError as err:
-        if type(err).__name__ != "OutOfMemoryError" and "out of memory" not in str(err):
+    loop_hint = "Point the link at the real file, or give the file's own path."
+    with _SigtermAsInterrupt():
+        try:
+            if args.command == "animate" and all(isinstance(getattr(args, k, None), int) and getattr(args, k) > 0
+                                                 for k in ("size", "window", "decode_chunk")):
+                import torch
+
+                from .memory import check_host_memory
+                from .models.precision import precision_dtypes
+
+                _check_device(args.device)
+                device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+                dtypes = precision_dtypes(args.dtype, device)
+                check_host_memory(args.preset, (args.size, args.size), device, window=args.window,
+                                  decode_chunk=args.decode_chunk, unet_dtype=dtypes["unet"], vae_dtype=dtypes["vae"])
+            return commands[args.command](args)
+        except HPError as err:
+            sys.stderr.write(f"error: {err}\n")
+            return 1
+        except Terminated:
+            sys.stderr.write("error: terminated (SIGTERM); unfinished outputs were removed\n")
+            return 143
+        except KeyboardInterrupt:
+            sys.stderr.write("error: interrupted\n")
+            return 130
+        except MemoryError:
+            sys.stderr.write("error: out of memory. Try fewer frames (--max-frames) or a smaller --size.\n")
+            return 1
+        except OSError as err:
+            dirs = getattr(args, "models_dir", None)
+            name = err.filename or getattr(args, "out", None) or (dirs[0] if dirs else "the output folder")
+            if err.errno == errno.ELOOP:
+                sys.stderr.write(f"error: {name} is a symbolic link that leads back to itself (a loop of links). "
+                                 f"{loop_hint}\n")
+                return 1
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                sys.stderr.write(f"error: cannot write {name}: no space left on the disk (or the quota is used "
+                                 "up). Free some space, or choose a folder on another disk.\n")
+                return 1
+            if err.errno == errno.EROFS:
+                sys.stderr.write(f"error: cannot write {name}: the file system is read-only. Choose a folder you "
+                                 "can write to.\n")
+                return 1
+            if err.errno in (errno.EACCES, errno.EPERM):
+                sys.stderr.write(f"error: permission denied: {name}. Use a file or folder you can read and write "
+                                 "to, or fix its permissions.\n")
+                return 1
             raise
-        sys.stderr.write("error: the GPU ran out of memory. Try fewer frames (--max-frames), a smaller --size, "
-                         "or close other programs using the GPU.\n")
-        return 1
+        except RuntimeError as err:
+            text = str(err)
+            if text.startswith("Symlink loop from"):  # pathlib's resolve() on a loop of links
+                sys.stderr.write(f"error: {text.removeprefix('Symlink loop from').strip()} is a symbolic link that "
+                                 f"leads back to itself (a loop of links). {loop_hint}\n")
+                return 1
+            if "PytorchStreamWriter failed" in text or "file write failed" in text:  # torch.save on a full disk
+                where = getattr(args, "out", None) or "the output folder"
+                sys.stderr.write(f"error: cannot write into {where}: the disk is full or the folder is not "
+                                 "writable. Free some space, or choose a folder you can write to.\n")
+                return 1
+            if "DefaultCPUAllocator" in text or "can't allocate memory" in text or "not enough memory" in text:
+                import re
+
+                asked = re.search(r"allocate (\d+) bytes", text)
+                what = f"{int(asked.group(1)) / 1024 ** 3:.1f} GiB more" if asked else "more memory"
+                sys.stderr.write(f"error: the computer ran out of memory (it could not give {what}). Try a smaller "
+                                 "--size (the release: 512), a smaller --decode-chunk or fewer frames "
+                                 "(--max-frames).\n")
+                return 1
+            if type(err).__name__ != "OutOfMemoryError" and "out of memory" not in text:
+                raise
+            sys.stderr.write("error: the GPU ran out of memory. Try fewer frames (--max-frames), a smaller --size, "
+                             "or close other programs using the GPU.\n")
+            return 1

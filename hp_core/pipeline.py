@@ -206,11 +206,12 @@ def random_models(preset: str = "tiny", seed: int = 0, device="cpu") -> Portrait
 
 def load_models(paths: dict[str, str | Path | dict], vae: str | Path | None, *, preset: str = "official",
                 device="cuda", dtypes: dict[str, str | torch.dtype] | None = None, offload: bool = False,
-                search_dirs=(), components=COMPONENTS, with_vae: bool = True, fp8=()) -> PortraitModels:
+                search_dirs=(), components=COMPONENTS, with_vae: bool = True, fp8=(),
+                stream_budget: int | None = None) -> PortraitModels:
     """Load each of ``components`` strictly (``paths[name]``: a file or a state dict) and the SVD VAE (a folder
     or file; None finds the manifest's one in ``search_dirs``). ``dtypes`` overrides the release's
     precisions; ``fp8`` names networks stored as fp8 (computed in their dtype); with ``offload`` the weights
-    wait on the CPU until a stage needs them."""
+    wait on the CPU until a stage needs them; ``stream_budget`` (bytes) streams the UNet's blocks beyond it."""
     from .svd_vae import load_vae
 
     dtypes = {k: (DTYPES[v] if isinstance(v, str) else v) for k, v in (dtypes or {}).items()}
@@ -219,12 +220,14 @@ def load_models(paths: dict[str, str | Path | dict], vae: str | Path | None, *, 
     mods = {n: load_component(n, paths[n], preset=preset, dtype=dtypes.get(n), device=keep, fp8=n in fp8)
             for n in components}
     vae_model = load_vae(search_dirs, vae, device=keep, dtype=dtypes.get("vae", torch.float32)) if with_vae else None
-    return PortraitModels(vae=vae_model, preset=preset, device=device, offload=offload, **mods)
+    return PortraitModels(vae=vae_model, preset=preset, device=device, offload=offload, stream_budget=stream_budget,
+                          **mods)
 
 
 def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda", dtypes=None,
                           vae: str | Path | None = None, offload: bool = False,
-                          components=COMPONENTS, with_vae: bool = True, fp8=()) -> PortraitModels:
+                          components=COMPONENTS, with_vae: bool = True, fp8=(),
+                          stream_budget: int | None = None) -> PortraitModels:
     """Load the manifest's files from the model folders, verified (size/hash/structure) and via the safetensors
     cache. Every missing or unusable file is reported in one HPError first; files are pinned after loading.
     ``components`` / ``with_vae``: only these (e.g. MOTION_NETWORKS to extract a performance)."""
@@ -233,7 +236,8 @@ def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda
     W.preflight([*components] + (["svd_vae"] if with_vae else []), search_dirs, vae=vae, preset=preset)
     ckpts = {n: W.read_checkpoint(n, search_dirs, preset=preset) for n in components}
     models = load_models({n: c.state for n, c in ckpts.items()}, vae, preset=preset, device=device, dtypes=dtypes,
-                         offload=offload, search_dirs=search_dirs, components=components, with_vae=with_vae, fp8=fp8)
+                         offload=offload, search_dirs=search_dirs, components=components, with_vae=with_vae, fp8=fp8,
+                         stream_budget=stream_budget)
     for ckpt in ckpts.values():
         W.confirm_checkpoint(ckpt)  # pinned (and cached) only once every network loaded strictly
     return models

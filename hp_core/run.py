@@ -11,6 +11,8 @@ path that is one of the inputs is refused. The stages themselves live in hp_core
 from __future__ import annotations
 
 import functools
+import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -24,7 +26,9 @@ from . import preprocess as PP
 from . import video as V
 from . import weights as W
 from .errors import HPError
-from .models import PRESET_DIMS, precision_dtypes
+from .memory import check_device_memory
+from .models import PRESET_DIMS, fp8_networks, precision_dtypes
+from .models.streaming import budget_bytes
 from .motion_edit import MotionEdit, PortraitMotion, edit_performance
 from .performance import SUFFIX as PERFORMANCE_SUFFIX
 from .performance import Performance, load_performance, save_performance
@@ -48,7 +52,7 @@ class RunRequest:
     paste_back: Path | None = None
     models_dirs: list[Path] = field(default_factory=list)  # empty: $HP_MODELS_DIR or ./models/hunyuan_portrait
     settings: Settings = field(default_factory=Settings)
-    preset: str = "official"
+    preset: str | None = "official"                       # None: the models folder's own (random weights), else official
     device: str | None = None                              # None: cuda when available, else cpu
     precision: str = "auto"                                # see hp_core.models.precision
     vae: Path | None = None                                # an SVD VAE folder or file instead of the manifest's
@@ -56,6 +60,7 @@ class RunRequest:
     audio: bool = True                                     # copy the driving clip's (or audio_file's) audio
     use_arcface: bool = True
     overwrite: bool = False                                # replace existing outputs (else they are refused)
+    vram_budget: float | None = None                       # GiB of UNet weights on the GPU; the rest streams
 
 
 @dataclass
@@ -126,6 +131,7 @@ def check_output_paths(request: RunRequest) -> None:
             raise HPError(f"The output {flag} {path} already exists; it was left as it is.",
                           hint="Choose another name, or pass --overwrite to replace it.")
         check_writable_folder(path.expanduser().resolve().parent, flag)
+        V.clear_stale_partials(path.expanduser().resolve().parent)  # left by a killed run
 
 
 def check_writable_folder(folder: Path, flag: str) -> None:
@@ -150,6 +156,19 @@ def weight_files(request: RunRequest, search_dirs: list[Path]) -> dict[str, Path
     return paths
 
 
+def with_folder_preset(request: RunRequest) -> RunRequest:
+    """``request`` with preset None replaced by its models folder's (a random-weights marker, else official)."""
+    if request.preset is not None:
+        return request
+    dirs = list(request.models_dirs) or W.default_search_dirs(None)
+    return replace(request, preset=W.locations.folder_preset(dirs))
+
+
+def stream_budget(request: RunRequest) -> int | None:
+    """The request's VRAM budget in bytes (None: the whole UNet on the device)."""
+    return None if request.vram_budget is None else budget_bytes(request.vram_budget)
+
+
 def _device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -162,6 +181,8 @@ def check_request(request: RunRequest) -> None:
         raise HPError(f"Unknown preset {request.preset!r}.", hint=f"Use one of {', '.join(PRESET_DIMS)}.")
     if request.max_frames is not None and request.max_frames < 1:
         raise HPError(f"max_frames must be at least 1 (got {request.max_frames}).")
+    if request.vram_budget is not None and not (math.isfinite(request.vram_budget) and request.vram_budget > 0):
+        raise HPError(f"--vram-budget must be a positive number of GiB, got {request.vram_budget}.")
     if request.video is None and request.motion is None:
         raise HPError("Nothing drives the portrait.", hint="Give a driving clip (--video) or a saved performance "
                                                             "(--motion).")
@@ -188,7 +209,76 @@ def preflight(request: RunRequest) -> Plan:
     dtypes = precision_dtypes(request.precision, device)
     search_dirs = list(request.models_dirs) or W.default_search_dirs(None)
     weights = weight_files(request, search_dirs)
+    s = request.settings
+    check_device_memory(request.preset, device, dtype=dtypes["unet"], window=min(s.window, 25),
+                        latent_hw=(s.height // 8, s.width // 8), fp8="unet" in fp8_networks(request.precision),
+                        stream_budget=stream_budget(request))
+    note = cpu_time_note(request, device, performance.frames if performance is not None else
+                         info.frames_estimate if info is not None else None)
+    if note:
+        log.warning(note)
     return Plan(source, info, weights, search_dirs, device, dtypes, performance)
+
+
+log = logging.getLogger(__name__)
+# One UNet evaluation of the official preset costs about this many floating-point operations per frame at
+# 512x512 (64x64 latents; measured with torch.utils.flop_counter, nearly proportional to the pixel count).
+UNET_FLOP_PER_FRAME_512 = 1.14e12
+
+
+def _cpu_flops(seconds: float = 0.1) -> float:
+    """This CPU's float32 matrix-multiply speed in FLOP/s, measured for about ``seconds``."""
+    import time
+
+    a = torch.randn(512, 512)
+    a @ a
+    n, start = 0, time.perf_counter()
+    while True:
+        a @ a
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and n >= 2:
+            return n * 2 * 512 ** 3 / elapsed
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return "a minute"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds / 86400:.0f} days"
+
+
+def cpu_time_note(request: RunRequest, device: torch.device, frames: int | None,
+                  flops: float | None = None) -> str | None:
+    """For a run of the official networks on the CPU: roughly how long the denoising will take (frames x steps
+    x windows x guidance branches, times this CPU's measured speed) and how to make it quick; else None."""
+    if device.type != "cpu" or request.preset != "official":
+        return None
+    from .sampling.denoiser import GuidanceSettings, planned_evaluations
+
+    s = request.settings
+    frames = frames or 0
+    if request.max_frames:
+        frames = min(frames, request.max_frames) if frames else request.max_frames
+    frames = request.edit.length or max(frames - request.edit.start, 1)
+    length = frames + 2 * s.pad
+    window = min(s.window, length)
+    overlap = min(s.overlap, window - 1)
+    guidance = GuidanceSettings(window, overlap, s.shift, tuple(s.appearance_cfg), tuple(s.motion_cfg),
+                                "batched", tuple(s.guidance_interval) if s.guidance_interval else None)
+    evaluations = planned_evaluations(s.sigma_schedule(), length, guidance)
+    work = evaluations * window * UNET_FLOP_PER_FRAME_512 * s.height * s.width / 512 ** 2
+    seconds = work / (flops or _cpu_flops())
+    windows = -(-length // (window - overlap))
+    text = (f"note: this run uses the CPU: {frames} frames (+{2 * s.pad} padding) in {windows} windows of {window}, "
+            f"{len(s.sigma_schedule()) - 1} steps, {evaluations} UNet evaluations at {s.height}x{s.width}: about "
+            f"{_duration(seconds)} on this CPU (a rough estimate).")
+    if s.height * s.width > 256 * 256 or s.steps > 10:
+        text += " For a quick look use --size 256 --steps 10 (about a tenth of the work), or a CUDA GPU."
+    return text
 
 
 # ------------------------------------------------------------------------------------------ streaming
@@ -253,6 +343,7 @@ def portrait_motion(models, source: PP.SourceFace) -> PortraitMotion:
 def run(request: RunRequest, progress: StageProgress | None = None) -> RunResult:
     """Animate ``request.image`` with ``request.video`` or ``request.motion``; writes ``request.out`` (and
     ``paste_back``). The portrait's face is found first, so a portrait without one fails in seconds."""
+    request = with_folder_preset(request)
     plan = preflight(request)
     session = Session(request, plan)
     source = session.prepare(plan.source)
@@ -273,7 +364,10 @@ class Session:
     def models(self):
         """Every network, verified and loaded on first use."""
         return load_models_from_dirs(self.plan.search_dirs, preset=self.request.preset, device=self.plan.device,
-                                     dtypes=self.plan.dtypes, vae=self.request.vae)
+                                     dtypes=self.plan.dtypes, vae=self.request.vae,
+                                     fp8=fp8_networks(self.request.precision),
+                                     stream_budget=stream_budget(self.request),
+                                     offload=self.request.vram_budget is not None)
 
     def prepare(self, source_rgb: np.ndarray) -> PP.SourceFace:
         """The portrait side's preprocessing (face, crop, identity); raises HPError when it has no face."""
@@ -367,6 +461,7 @@ def run_many(request: RunRequest, images: list[Path], out_dir: Path,
     """One performance (``request.video`` or ``request.motion``) drives every portrait in ``images``: it is
     extracted once, and ``<out_dir>/<portrait name>.mp4`` is written per portrait. A portrait that fails is
     reported and the others still run. ``request.image`` / ``request.out`` are ignored."""
+    request = with_folder_preset(request)
     images = portrait_list(images)
     outs = batch_outputs(images, Path(out_dir).expanduser())
     for image, out in outs.items():  # every output checked before any work, like a single run's
@@ -397,10 +492,11 @@ def check_new_output(path: Path, flag: str, overwrite: bool, inputs: list[tuple[
         raise HPError(f"{flag} {path} already exists; it was left as it is.",
                       hint="Choose another name, or pass --overwrite to replace it.")
     check_writable_folder(path.resolve().parent, flag)
+    V.clear_stale_partials(path.resolve().parent)  # left by a killed run
 
 
 @torch.no_grad()
-def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = None, preset: str = "official",
+def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = None, preset: str | None = "official",
                     device: str | None = None, precision: str = "auto", max_frames: int | None = None,
                     chunk: int = 25, overwrite: bool = False, progress: StageProgress | None = None) -> Extracted:
     """`motion extract`: the clip's performance, written to ``out`` (.safetensors). Loads only the face
@@ -409,6 +505,8 @@ def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = 
     if out.suffix.lower() != PERFORMANCE_SUFFIX:
         raise HPError(f"--out must name a {PERFORMANCE_SUFFIX} file, got {out.name}.")
     check_new_output(out, "--out", overwrite, [("--video", Path(video))])
+    if preset is None:  # the models folder's own (a random-weights marker), else official
+        preset = W.locations.folder_preset(list(models_dirs or []) or W.default_search_dirs(None))
     if preset not in PRESET_DIMS:
         raise HPError(f"Unknown preset {preset!r}.", hint=f"Use one of {', '.join(PRESET_DIMS)}.")
     info = V.probe_video(video)

@@ -96,3 +96,46 @@ def test_decode_chunk_refused_before_the_vae_runs(models, monkeypatch):
 def test_cpu_free_bytes_reads_meminfo():
     free = memory.free_bytes("cpu")
     assert free is None or free > 0
+
+
+# ------------------------------------------------------------------------------- fp8 and streaming
+
+def test_weight_estimate_follows_fp8_and_the_streaming_plan():
+    """The shapes-only estimate equals the bytes of a real tiny UNet stored each way, and a budget keeps what
+    the streaming plan keeps plus the largest block it streams."""
+    import copy
+
+    from hp_core import pipeline as P
+    from hp_core.memory import unet_weight_bytes
+    from hp_core.models.fp8 import store_fp8, stored_bytes
+    from hp_core.models.streaming import plan_stream
+
+    unet = P.random_models("tiny", seed=0).unet
+    half = copy.deepcopy(unet).half()
+    assert unet_weight_bytes("tiny", torch.float16) == stored_bytes(half)
+    fp8 = store_fp8(copy.deepcopy(unet), torch.float16)
+    assert unet_weight_bytes("tiny", torch.float16, fp8=True) == stored_bytes(fp8)
+    budget = stored_bytes(half) // 2
+    plan = plan_stream(half, budget)
+    assert unet_weight_bytes("tiny", torch.float16, stream_budget=budget) == (
+        plan.resident_bytes + max(stored_bytes(b) for b in plan.streamed))
+
+
+def test_a_setting_refused_in_fp16_fits_with_fp8_or_a_vram_budget():
+    from hp_core.memory import check_device_memory, unet_call_bytes, unet_weight_bytes
+    from hp_core.models import unet_config
+    from types import SimpleNamespace
+
+    kw = dict(dtype=torch.float16, window=25, latent_hw=(64, 64))
+    calls = unet_call_bytes(SimpleNamespace(**unet_config("official")), 25, (64, 64), torch.float16)
+    fp16 = unet_weight_bytes("official", torch.float16) + calls
+    fp8 = unet_weight_bytes("official", torch.float16, fp8=True) + calls
+    free = (fp16 + fp8) // 2  # between the two
+    with pytest.raises(HPError) as err:
+        check_device_memory("official", "cuda", free=free, **kw)
+    text = str(err.value)
+    assert "fp8" in text and "--vram-budget" in text  # both suggested before refusing
+    budget = float(text.split("--vram-budget ")[1].split(")")[0])
+    assert check_device_memory("official", "cuda", free=free, fp8=True, **kw) == fp8
+    assert check_device_memory("official", "cuda", free=free, stream_budget=int(budget * 2**30), **kw) <= free
+    assert check_device_memory("official", "cpu", free=1, **kw) == 0  # the CPU is checked elsewhere

@@ -172,3 +172,26 @@ def test_non_finite_numbers_are_refused_with_the_flag_named(tmp_path, capsys, fl
     err = capsys.readouterr().err
     assert code == 1 and err.startswith(f"error: {flag}") and "finite" in err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_vram_budget_streams_the_unet_and_changes_nothing_and_fp8_runs_end_to_end(env, tmp_path, written,
+                                                                                     monkeypatch):
+    import hp_core.models.streaming as S
+
+    base = R.RunRequest(image=env / "face.png", out=tmp_path / "plain.mp4", video=env / "drive.mp4",
+                        models_dirs=[env / "models"], preset="tiny", device="cpu", use_arcface=False, max_frames=4,
+                        settings=P.Settings(steps=1, height=64, width=64, window=8, overlap=2))
+    R.run(base)
+    streamed = []
+    real_attach = S.BlockStreamer.attach
+
+    def spy(self, unet):
+        streamed.append(self)
+        return real_attach(self, unet)
+    monkeypatch.setattr(S.BlockStreamer, "attach", spy)
+    R.run(P.replace(base, out=tmp_path / "streamed.mp4", vram_budget=1e-4))  # about 100 KiB: most blocks stream
+    assert streamed and streamed[0].plan.streamed and streamed[0].moves > 0
+    np.testing.assert_array_equal(np.concatenate(written["plain.mp4"]), np.concatenate(written["streamed.mp4"]))
+    assert cli.main(_args(env, "animate", "--image", str(env / "face.png"), "--video", str(env / "drive.mp4"),
+                          "--out", str(tmp_path / "fp8.mp4"), "--max-frames", "4", "--dtype", "fp8")) == 0
+    assert np.concatenate(written["fp8.mp4"]).shape == (4, 64, 64, 3)

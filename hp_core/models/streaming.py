@@ -39,11 +39,11 @@ class StreamPlan:
 
 
 def plan_stream(unet: nn.Module, budget_bytes: int) -> StreamPlan:
-    """Keep the small layers and, in running order, the blocks that fit ``budget_bytes``; stream the rest."""
+    """Keep the small layers and, in running order, the blocks that fit ``budget_bytes``; stream the rest
+    (hp_core.memory.unet_weight_bytes estimates the same rule from shapes alone)."""
     blocks = unet_blocks(unet)
     block_ids = {id(m) for b in blocks for m in b.modules()}
-    small = sum(t.numel() * t.element_size() for m in unet.modules() if id(m) not in block_ids
-                for t in (*m.parameters(recurse=False), *m.buffers(recurse=False)))
+    small = sum(stored_bytes(m) for m in unet.children() if id(m) not in block_ids and not isinstance(m, nn.ModuleList))
     used, resident, streamed = small, [], []
     for block in blocks:
         size = stored_bytes(block)
