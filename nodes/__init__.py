@@ -10,6 +10,14 @@ for _module in (loader, motion, appearance, performance, pose, sampler, output):
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
 
+# What people type in the node search to find this method. Only what it does: a driving *video* moves the
+# portrait (no audio-driven lip sync), and it is not LivePortrait. A ComfyUI that reads SEARCH_ALIASES offers
+# the nodes under these words; 0.3.64 and its frontend 1.27 ignore the attribute.
+SEARCH_ALIASES = ("hunyuan portrait", "hunyuanportrait", "portrait animation", "talking head",
+                  "face reenactment", "face animation", "expression transfer", "head pose transfer")
+for _cls in NODE_CLASS_MAPPINGS.values():
+    _cls.SEARCH_ALIASES = list(dict.fromkeys([*getattr(_cls, "SEARCH_ALIASES", ()), *SEARCH_ALIASES]))
+
 
 def _check_onnxruntime() -> None:
     """Say at start-up (not in the middle of a run) when onnxruntime is missing or silently on the CPU."""

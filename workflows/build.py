@@ -10,6 +10,7 @@ node classes; the few ComfyUI core nodes used are described in CORE below (from 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +19,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
-PACK_ID = "comfyui-hunyuanportrait"
+# The Registry id the frontend hands the Manager for our nodes: pyproject's [project] name, read, not retyped.
+# (tomllib is Python 3.11+, the pack supports 3.10: the one line is read directly.)
+PACK_ID = re.search(r'^\[project\][^\[]*?^name\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8"),
+                    re.M | re.S).group(1)
 
 # Core nodes: sockets (name, type, optional), widgets (name, type, default) in frontend order, outputs.
 # "upload" is the frontend's upload button; its saved value is "image" and it is not an API input.
