@@ -19,14 +19,9 @@ from .errors import HPError
 from .models import PRESET_DIMS
 from .models.precision import PRECISIONS
 from .motion_edit import EXPRESSION_MODES, LOOP_MODES, POSE_MODES, MotionEdit
+from .options import add_flags, flags_of, settings_from_flags
+from .pipeline import Settings
 
-# The release's inference settings (config/hunyuan-portrait.yaml).
-DEFAULT_SEED = 72580
-DEFAULT_STEPS = 25
-DEFAULT_WINDOW = 25
-DEFAULT_OVERLAP = 3
-DEFAULT_SHIFT = 3
-DEFAULT_CFG = (2.0, 2.0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,41 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     _add_edit_flags(an)
     an.add_argument("--paste-back", metavar="OUT_FULL.mp4", help="also write the result pasted into the source")
-    an.add_argument("--sampler", default="euler", help="sampler name (default euler, as the release)")
-    an.add_argument("--scheduler", default="karras", help="sigma schedule name (default karras, as the release)")
-    an.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                    help=f"denoising steps (default {DEFAULT_STEPS}, as the release); the time of a run grows "
-                         f"with it: 10 gives a quick look")
-    an.add_argument("--appearance-cfg", type=float, nargs=2, metavar=("MIN", "MAX"), default=DEFAULT_CFG,
-                    help="guidance towards the portrait's appearance, ramped from MIN to MAX over the frames "
-                         "(default %(default)s, as the release; 1 1 = no extra pull)")
-    an.add_argument("--motion-cfg", type=float, nargs=2, metavar=("MIN", "MAX"), default=DEFAULT_CFG,
-                    help="guidance towards the driving motion, ramped from MIN to MAX (default %(default)s, as the "
-                         "release)")
-    an.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                    help=f"random seed; the same seed and settings give the same video (default {DEFAULT_SEED})")
-    an.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="frames per denoising window")
-    an.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="frames shared by neighbouring windows")
-    an.add_argument("--shift", type=int, default=DEFAULT_SHIFT, help="window shift added per step")
+    add_flags(an)  # every sampling setting, declared once in hp_core.options
     an.add_argument("--max-frames", type=int, help="use only the first N driving frames")
-    an.add_argument("--noise-aug", type=float, default=0.0, metavar="STRENGTH",
-                    help="noise added to the reference before its conditioning latents are encoded, and told to "
-                         "the UNet (default 0, as the release; seeded by --seed)")
-    an.add_argument("--size", type=int, default=512,
-                    help="side of the square result in pixels (the release: 512; small sizes for quick tests)")
-    an.add_argument("--decode-chunk", type=int, default=8,
-                    help="frames the temporal VAE decodes at once (8 = the release; fewer use less memory but "
-                         "change the result slightly, since the decoder smooths over the frames it sees)")
-    an.add_argument("--branch-mode", choices=("auto", "batched", "sequential"), default="auto",
-                    help="guidance branches as one batch of three, or one after another (a third of the "
-                         "activation memory, same result); auto: sequential when the batch would not fit")
-    an.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
-                    help="two-scale guidance only on steps whose sigma lies in [LO, HI]; elsewhere one UNet "
-                         "evaluation per window instead of three (off by default = the release)")
-    an.add_argument("--attention", choices=("auto", "flash", "efficient", "math", "cudnn"), default="auto",
-                    help="PyTorch attention backend (CUDA; auto lets PyTorch choose)")
-    an.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA; the first step is slow)")
-    an.add_argument("--channels-last", action="store_true", help="channels_last UNet weights (CUDA convolutions)")
+    an.add_argument("--size", type=int, default=Settings().height,
+                    help="side of the square result in pixels (the release: 512; 256 for a quick look)")
     an.add_argument("--vram-budget", type=float, metavar="GB",
                     help="GPU memory the UNet's weights may take: blocks beyond it wait in system memory and are "
                          "copied in as they run (slower, same result); the encoders leave the GPU after use. "
@@ -327,24 +291,9 @@ def _cmd_random(args, out=print) -> int:
 
 # ------------------------------------------------------------------------------------------ animate
 
-# Settings fields -> the flags that set them, so a settings problem names the user's own words.
-_FLAGS = {"steps": "--steps", "denoise": "--steps", "seed": "--seed", "sampler": "--sampler",
-          "schedule": "--scheduler", "window": "--window", "overlap": "--overlap", "shift": "--shift",
-          "height": "--size", "width": "--size", "appearance_cfg": "--appearance-cfg", "motion_cfg": "--motion-cfg",
-          "noise_aug": "--noise-aug", "decode_chunk": "--decode-chunk", "branch_mode": "--branch-mode",
-          "guidance_interval": "--guidance-interval", "sdpa_backend": "--attention"}
-
-
 def animate_settings(args):
     """The run's Settings from the animate flags (the release's values where a flag is not given)."""
-    from .pipeline import Settings
-
-    return Settings(steps=args.steps, sampler=args.sampler, schedule=args.scheduler,
-                    appearance_cfg=tuple(args.appearance_cfg), motion_cfg=tuple(args.motion_cfg), seed=args.seed,
-                    window=args.window, overlap=args.overlap, shift=args.shift, height=args.size, width=args.size,
-                    noise_aug=args.noise_aug, decode_chunk=args.decode_chunk, branch_mode=args.branch_mode,
-                    guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
-                    sdpa_backend=args.attention, compile_unet=args.compile, channels_last=args.channels_last)
+    return settings_from_flags(args, height=args.size, width=args.size)
 
 
 def _check_animate_args(args) -> None:
@@ -352,8 +301,7 @@ def _check_animate_args(args) -> None:
     problems = animate_settings(args).problems()
     if problems:
         fields, err = problems[0]
-        flags = "/".join(dict.fromkeys(_FLAGS.get(f, f) for f in fields))
-        raise HPError(f"{flags}: {err}")
+        raise HPError(f"{flags_of(fields)}: {err}")
     edit_from_args(args)
     if args.video is None and args.motion is None:
         raise HPError("Nothing drives the portrait.", hint="Give --video DRIVING.mp4 or --motion PERF.safetensors.")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from hp_core.errors import HPError
-from hp_core.pipeline import SEED_MAX, VAE_SCALE, Settings, build_conditions, encode_reference, pose_condition, sample_latents
-from hp_core.sampling import SAMPLERS, SCHEDULES, custom_sigmas, unpad
+from hp_core.options import settings_from_widgets, widget_inputs
+from hp_core.pipeline import VAE_SCALE, Settings, build_conditions, encode_reference, pose_condition, sample_latents
+from hp_core.sampling import custom_sigmas, unpad
 
 from . import bridge, comfy_sampler
 from .sockets import APPEARANCE, MODELS, PERFORMANCE, POSE
@@ -14,11 +15,6 @@ from . import validate
 from .validate import WIDGET_FIELDS, report, widget_problems
 
 CATEGORY = "HunyuanPortrait"
-RELEASE = Settings()
-
-
-def _cfg(default: float, what: str) -> tuple:
-    return ("FLOAT", {"default": default, "min": 0.0, "max": 20.0, "step": 0.05, "round": 0.01, "tooltip": what})
 
 
 def pose_frames(pose, frames: int, resolution: int) -> torch.Tensor | None:
@@ -43,43 +39,7 @@ class HunyuanPortraitSampler:
                 "appearance": (APPEARANCE, {"tooltip": "From the IMAdapter Appearance Extractor."}),
                 "performance": (PERFORMANCE, {"tooltip": "From the Intensity-Aware Motion Extractor, Motion Edit or "
                                                          "Load Performance."}),
-                "sampler_name": (list(SAMPLERS), {"default": RELEASE.sampler, "tooltip":
-                                 "Built-in sampler. euler = the release. dpmpp_2m or lcm reach good results in "
-                                 "fewer steps. Ignored when a SAMPLER is connected."}),
-                "scheduler": (list(SCHEDULES), {"default": RELEASE.schedule, "tooltip":
-                              "Noise levels: karras (700 -> 0.002, rho 7) = the release; ays_svd = Align Your "
-                              "Steps for SVD, good at 8-12 steps; exponential. Ignored when SIGMAS is connected."}),
-                "steps": ("INT", {"default": RELEASE.steps, "min": 1, "max": 200, "tooltip":
-                          "Denoising steps (the release: 25). Ignored when SIGMAS is connected."}),
-                "appearance_cfg_min": _cfg(RELEASE.appearance_cfg[0], "Appearance guidance at the first step: "
-                                           "how strongly the result follows the source portrait (release: 2)."),
-                "appearance_cfg_max": _cfg(RELEASE.appearance_cfg[1], "Appearance guidance at the last step "
-                                           "(ramped linearly from min; release: 2)."),
-                "motion_cfg_min": _cfg(RELEASE.motion_cfg[0], "Motion guidance at the first step: how strongly "
-                                       "the result follows the driving expressions and head pose (release: 2)."),
-                "motion_cfg_max": _cfg(RELEASE.motion_cfg[1], "Motion guidance at the last step (release: 2)."),
-                "seed": ("INT", {"default": RELEASE.seed, "min": 0, "max": SEED_MAX, "control_after_generate": True,
-                         "tooltip": "Seed of the starting noise (and of the noise stochastic samplers add)."}),
-                "denoise": ("FLOAT", {"default": RELEASE.denoise, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip":
-                            "Fraction of the schedule run, starting from the source latents (1.0 = the release)."}),
-                "context_window": ("INT", {"default": RELEASE.window, "min": 1, "max": 128, "tooltip":
-                                   "Frames the UNet sees at once (release: 25). Lower it if you run out of "
-                                   "memory; long videos are covered by overlapping windows."}),
-                "context_overlap": ("INT", {"default": RELEASE.overlap, "min": 0, "max": 127, "tooltip":
-                                    "Frames shared by neighbouring windows (release: 3). More overlap = smoother "
-                                    "transitions, slower. Must be smaller than the window."}),
-                "shift": ("INT", {"default": RELEASE.shift, "min": 0, "max": 128, "tooltip":
-                          "How far the windows move each step (release: 3), so window seams never stay put."}),
-                "padding": ("INT", {"default": RELEASE.pad, "min": 0, "max": 64, "tooltip":
-                            "Frames added before and after the video (motion ramping in and out of the source "
-                            "pose, release: 15); cut from the result."}),
-                "motion_scale": ("FLOAT", {"default": RELEASE.motion_scale, "min": 0.0, "max": 3.0, "step": 0.05,
-                                 "tooltip": "Strength of the motion adapters' attention (1.0 = the release). "
-                                            "Below 1 calms the motion, above 1 exaggerates it."}),
-                "noise_aug": ("FLOAT", {"default": RELEASE.noise_aug, "min": 0.0, "max": 1.0, "step": 0.01,
-                              "tooltip": "Noise added to the source before its conditioning latents are encoded "
-                                         "(seeded by seed), and told to the UNet (0 = the release). Higher "
-                                         "loosens the likeness to the source."}),
+                **widget_inputs(),  # every sampling setting, declared once in hp_core.options
             },
             "optional": {
                 "pose": (POSE, {"tooltip": "Aligned skeletons from DWPose Alignment. Not connected: the release's "
@@ -88,21 +48,7 @@ class HunyuanPortraitSampler:
                                                    "sampler_name."}),
                 "sigmas": ("SIGMAS", {"tooltip": "Any ComfyUI noise schedule (e.g. AlignYourStepsScheduler with "
                                                  "model_type SVD); replaces scheduler, steps and denoise."}),
-                "branch_mode": (["auto", "batched", "sequential"], {"default": "auto", "tooltip":
-                                "The three guidance branches as one batch, or one after another (a third of the "
-                                "activation memory, the same result). auto: sequential when the memory estimate "
-                                "says the batch will not fit."}),
-                "guidance_sigma_low": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.01, "tooltip":
-                                       "Guidance interval (off while high is 0): guidance only on steps whose sigma "
-                                       "lies in [low, high]; other steps run one UNet evaluation instead of three."}),
-                "guidance_sigma_high": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.01,
-                                        "tooltip": "Upper sigma of the guidance interval; 0 = guidance on every step "
-                                                   "(the release)."}),
-                "attention": (["auto", "flash", "efficient", "math", "cudnn"], {"default": "auto", "tooltip":
-                              "PyTorch attention backend for the UNet (auto lets PyTorch choose; math uses the "
-                              "most memory)."}),
-                "compile_unet": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the UNet (CUDA): faster "
-                                 "steps after a slow first one."}),
+                **widget_inputs(optional=True),
             },
         }
 
@@ -110,10 +56,11 @@ class HunyuanPortraitSampler:
     def VALIDATE_INPUTS(cls, steps=None, denoise=None, seed=None, context_window=None, context_overlap=None,
                         shift=None, padding=None):
         """Refuse impossible widget combinations (overlap >= window, ...) when the prompt is queued: the
-        message (what to set first), or inside ComfyUI an HPError so that ComfyUI shows it once (validate.py)."""
-        return report(widget_problems(cls.INPUT_TYPES()["required"], dict(
-            steps=steps, denoise=denoise, seed=seed, context_window=context_window,
-            context_overlap=context_overlap, shift=shift, padding=padding)))
+        message (what to set first), or inside ComfyUI an HPError so that ComfyUI shows it once (validate.py).
+        ComfyUI passes the inputs this signature names: validate.QUEUE_CHECKED (a test keeps them equal)."""
+        values = dict(steps=steps, denoise=denoise, seed=seed, context_window=context_window,
+                      context_overlap=context_overlap, shift=shift, padding=padding)
+        return report(widget_problems(cls.INPUT_TYPES()["required"], values))
 
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
@@ -126,30 +73,17 @@ class HunyuanPortraitSampler:
                    "appearance + motion) with separate appearance and motion CFG, context windows for long "
                    "videos. Shows a progress bar and a preview of the middle frame per step; Cancel stops between steps.")
 
-    def sample(self, models, appearance, performance, sampler_name, scheduler, steps, appearance_cfg_min,
-               appearance_cfg_max, motion_cfg_min, motion_cfg_max, seed, denoise, context_window, context_overlap,
-               shift, padding, motion_scale, noise_aug, pose=None, sampler=None, sigmas=None, branch_mode=None,
-               guidance_sigma_low=None, guidance_sigma_high=None, attention=None, compile_unet=None):
+    def sample(self, models, appearance, performance, pose=None, sampler=None, sigmas=None, **widgets):
         frames = performance.frames
         if performance.preset != models.preset:
             raise HPError(f"The performance was made with the {performance.preset} models, and the {models.preset} "
                           "models are loaded.", action=f"Set the loader's preset to {performance.preset}, or extract "
                                                        "the performance again with these models.")
-        problems = widget_problems(self.INPUT_TYPES()["required"], dict(
-            steps=steps, denoise=denoise, seed=seed, context_window=context_window,
-            context_overlap=context_overlap, shift=shift, padding=padding))
+        problems = widget_problems(self.INPUT_TYPES()["required"], {k: widgets.get(k) for k in WIDGET_FIELDS})
         if problems is not True:  # widgets fed by links reach here unchecked
             raise HPError(str(problems))
         resolution = appearance.resolution
-        settings = Settings(steps=int(steps), sampler=sampler_name, schedule=scheduler,
-                            appearance_cfg=(float(appearance_cfg_min), float(appearance_cfg_max)),
-                            motion_cfg=(float(motion_cfg_min), float(motion_cfg_max)), denoise=float(denoise),
-                            seed=int(seed), window=int(context_window), overlap=int(context_overlap),
-                            shift=int(shift), pad=int(padding), motion_scale=float(motion_scale),
-                            noise_aug=float(noise_aug), height=resolution, width=resolution, branch_mode=branch_mode or "auto",
-                            guidance_interval=((float(guidance_sigma_low or 0.0), float(guidance_sigma_high))
-                                               if guidance_sigma_high else None),
-                            sdpa_backend=attention or "auto", compile_unet=bool(compile_unet))
+        settings = settings_from_widgets(widgets, height=resolution, width=resolution)
         settings.validate()
         schedule = custom_sigmas(sigmas) if sigmas is not None else None
         total = (len(schedule) if schedule is not None else len(settings.sigma_schedule())) - 1

@@ -26,13 +26,15 @@ import logging
 from typing import Callable, Mapping
 
 from hp_core.errors import HPError
+from hp_core.options import widget_fields
 from hp_core.pipeline import Settings
 
 from . import bridge
 
-# sampler widget -> Settings field
-WIDGET_FIELDS = {"steps": "steps", "denoise": "denoise", "seed": "seed", "context_window": "window",
-                 "context_overlap": "overlap", "shift": "shift", "padding": "pad"}
+# The sampler widgets checked when a prompt is queued (the numbers whose combinations can be impossible),
+# each with the Settings field it sets (hp_core.options declares the mapping).
+QUEUE_CHECKED = ("steps", "denoise", "seed", "context_window", "context_overlap", "shift", "padding")
+WIDGET_FIELDS = {name: widget_fields()[name] for name in QUEUE_CHECKED}
 RELEASE = Settings()
 
 # True once the on-prompt handler is registered, i.e. inside a running ComfyUI: checks raise (see above).

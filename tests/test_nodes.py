@@ -122,11 +122,17 @@ def test_every_node_declares_valid_inputs_outputs_and_function(name):
     assert nodes.NODE_DISPLAY_NAME_MAPPINGS[name].startswith("HunyuanPortrait")
     # ComfyUI calls FUNCTION with every input as a keyword: the names must match, optional ones default None
     params = inspect.signature(getattr(cls, cls.FUNCTION)).parameters
-    names = [p for p in params if p != "self"]
+    names = [p for p, v in params.items() if p != "self" and v.kind != v.VAR_KEYWORD]
     declared = [input_name for _, input_name, _ in _specs(cls)]
+    if any(v.kind == v.VAR_KEYWORD for v in params.values()):
+        # the settings declared in hp_core.options arrive as **widgets: exactly those names, nothing else
+        from hp_core.options import widget_fields
+        assert set(declared) - set(names) == set(widget_fields())
+        declared = [n for n in declared if n in names]
     assert names == declared
     for section, input_name, _ in _specs(cls):
-        assert (params[input_name].default is None) == (section == "optional")
+        if input_name in params:
+            assert (params[input_name].default is None) == (section == "optional")
 
 
 def test_seed_gets_the_control_after_generate_widget():
@@ -583,3 +589,10 @@ def test_paste_back_masks_and_size_checks(appearance):
         M["HunyuanPortraitPasteBack"]().paste(gen, src, appearance, 0.1, torch.zeros(3, 240, 320))
     with pytest.raises(HPError, match="same source image"):
         M["HunyuanPortraitPasteBack"]().paste(gen, src[:, :200], appearance, 0.1)
+
+
+def test_the_sampler_queue_check_names_what_comfyui_passes_it():
+    """ComfyUI hands VALIDATE_INPUTS the inputs its signature names: they are the queue-checked widgets."""
+    from nodes.validate import QUEUE_CHECKED
+    params = list(inspect.signature(M["HunyuanPortraitSampler"].VALIDATE_INPUTS).parameters)
+    assert tuple(params) == QUEUE_CHECKED

@@ -166,7 +166,9 @@ def damaged_models(env: Path, tmp_path: Path) -> Path:
 def test_problems_known_up_front_fail_before_the_face_detector(env, tmp_path, capsys, detector_calls, case):
     out = tmp_path / "o.mp4"
     args = base_args(env, env / "drive_silent.mp4", out)
-    expect = {"scheduler": "Unknown sigma schedule 'warp'", "sampler": "Unknown sampler 'nope'",
+    # an unknown choice is refused by the argument parser itself (exit 2), naming the choices
+    expect = {"scheduler": "--scheduler: invalid choice: 'warp' (choose from 'karras'",
+              "sampler": "--sampler: invalid choice: 'nope' (choose from 'euler'",
               "seed": "--seed: seed must lie in 0..18446744073709551615",
               "vae": "vae/diffusion_pytorch_model", "unwritable": "Cannot write --out"}[case]
     if case == "scheduler":
@@ -181,9 +183,12 @@ def test_problems_known_up_front_fail_before_the_face_detector(env, tmp_path, ca
         blocker = tmp_path / "blocker"
         blocker.write_text("a file where the output folder should be")
         args[args.index("--out") + 1] = str(blocker / "o.mp4")
-    code = cli.main(args)
+    try:
+        code = cli.main(args)
+    except SystemExit as stop:
+        code = stop.code
     err = capsys.readouterr().err
-    assert code == 1 and expect in err and "Traceback" not in err, err
+    assert code == (2 if case in ("scheduler", "sampler") else 1) and expect in err and "Traceback" not in err, err
     assert detector_calls == [] and not out.exists()
 
 

@@ -102,7 +102,7 @@ def test_empty_interval_runs_one_unet_evaluation_per_window_per_step(models):
 def test_planned_evaluations_count_by_hand():
     from hp_core.sampling.denoiser import GuidanceSettings, planned_evaluations
     sig = torch.tensor([10.0, 5.0, 1.0, 0.5, 0.0])
-    s = GuidanceSettings(window=8, overlap=2)           # 20 frames -> ceil(20 / 6) = 4 windows
+    s = GuidanceSettings(window=8, overlap=2, shift=3, appearance_cfg=(2.0, 2.0), motion_cfg=(2.0, 2.0))  # 4 windows
     assert planned_evaluations(sig, 20, s) == 4 * 4 * 3
     s.guidance_interval = (0.8, 6.0)                     # steps at 5 and 1 guided, 10 and 0.5 not
     assert planned_evaluations(sig, 20, s) == 4 * (1 + 3 + 3 + 1)

@@ -66,11 +66,12 @@ BRANCH_MODES = ("batched", "sequential")
 
 @dataclass
 class GuidanceSettings:
-    window: int = 25
-    overlap: int = 3
-    shift: int = 3
-    appearance_cfg: tuple[float, float] = (2.0, 2.0)
-    motion_cfg: tuple[float, float] = (2.0, 2.0)
+    # No defaults: the release's values live in hp_core.pipeline.Settings, which builds this.
+    window: int
+    overlap: int
+    shift: int
+    appearance_cfg: tuple[float, float]
+    motion_cfg: tuple[float, float]
     branch_mode: str = "batched"                          # or "sequential" (a third of the activations)
     guidance_interval: tuple[float, float] | None = None  # sigmas [lo, hi] that get guidance; None = all
 
@@ -94,11 +95,11 @@ class PortraitDenoiser:
     per-step window shift and guidance ramp)."""
 
     def __init__(self, unet: torch.nn.Module, pose_guider: torch.nn.Module, conditions: Conditions,
-                 sigmas: torch.Tensor, settings: GuidanceSettings | None = None, *,
+                 sigmas: torch.Tensor, settings: GuidanceSettings, *,
                  device: torch.device | str | None = None,
                  should_cancel: Callable[[], bool] | None = None):
         self.unet, self.pose_guider, self.cond = unet, pose_guider, conditions
-        self.settings = settings or GuidanceSettings()
+        self.settings = settings
         s = self.settings
         validate_windows(conditions.length, s.window, s.overlap, s.shift)
         self.sigmas = torch.as_tensor(sigmas, dtype=torch.float64).flatten()

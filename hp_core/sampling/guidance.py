@@ -47,7 +47,7 @@ def _check_pad(pad: int) -> int:
     return int(pad)
 
 
-def pad_motion(tokens: torch.Tensor, pad: int = 15, dim: int = 0) -> torch.Tensor:
+def pad_motion(tokens: torch.Tensor, pad: int, dim: int = 0) -> torch.Tensor:
     """Motion tokens (F N C, frames on `dim`) -> F + 2*pad frames with the release's fade-in/fade-out ramps."""
     pad = _check_pad(pad)
     if tokens.shape[dim] < 1:
@@ -62,7 +62,7 @@ def pad_motion(tokens: torch.Tensor, pad: int = 15, dim: int = 0) -> torch.Tenso
     return torch.cat([*before, tokens, *after], dim=dim)
 
 
-def pad_frames(frames: torch.Tensor, pad: int = 15, dim: int = 0) -> torch.Tensor:
+def pad_frames(frames: torch.Tensor, pad: int, dim: int = 0) -> torch.Tensor:
     """Frames (F ..., frames on `dim`) -> F + 2*pad frames, copies of frame 0 before AND after (the release)."""
     pad = _check_pad(pad)
     if frames.shape[dim] < 1:
@@ -76,7 +76,7 @@ def pad_frames(frames: torch.Tensor, pad: int = 15, dim: int = 0) -> torch.Tenso
     return torch.cat([block, frames, block], dim=dim)
 
 
-def unpad(frames: torch.Tensor, pad: int = 15, dim: int = 0) -> torch.Tensor:
+def unpad(frames: torch.Tensor, pad: int, dim: int = 0) -> torch.Tensor:
     """Drop `pad` frames from each end of axis `dim` (pad 0 keeps everything, unlike a [pad:-pad] slice)."""
     pad = _check_pad(pad)
     if frames.shape[dim] < 2 * pad:
