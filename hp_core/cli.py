@@ -15,12 +15,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from . import run as R
+from . import weights as W
 from .errors import HPError
 from .models import PRESET_DIMS
 from .models.precision import PRECISIONS
 from .motion_edit import EXPRESSION_MODES, LOOP_MODES, POSE_MODES, MotionEdit
 from .options import add_flags, flags_of, settings_from_flags
 from .pipeline import Settings
+from .run import RunRequest
+from .weights import default_search_dirs, write_random_weights
+from .weights.locations import folder_preset, is_stand_in
 
 
 
@@ -43,8 +48,6 @@ class _Parser(argparse.ArgumentParser):
 def default_preset(models_dir) -> str:
     """The preset without --preset: the one a random-weights folder records (make-random-weights), else
     'official' (the released weights)."""
-    from .weights import default_search_dirs
-    from .weights.locations import folder_preset
 
     return folder_preset(default_search_dirs(models_dir))
 
@@ -227,7 +230,6 @@ def edit_from_args(args) -> MotionEdit:
 # ------------------------------------------------------------------------------------------ weights
 
 def _print_status(rows, out=print) -> None:
-    from .weights.locations import is_stand_in
 
     width = max(len(r.id) for r in rows)
     for r in rows:
@@ -238,7 +240,6 @@ def _print_status(rows, out=print) -> None:
 
 
 def _cmd_weights(args, out=print) -> int:
-    from . import weights as W
 
     dirs = W.default_search_dirs(args.models_dir)
     if args.action == "status":
@@ -280,7 +281,6 @@ def _cmd_weights(args, out=print) -> int:
 
 
 def _cmd_random(args, out=print) -> int:
-    from .weights import write_random_weights
 
     written = write_random_weights(args.out, args.preset, seed=args.seed, dtype=args.dtype, log=out)
     out(f"wrote {len(written)} files of random {args.preset} weights into {args.out}")
@@ -377,8 +377,6 @@ class _Progress:
 
 def animate_request(args):
     """The typed request (hp_core.run.RunRequest) for the animate flags (the first portrait's)."""
-    from .run import RunRequest
-    from .weights import default_search_dirs
 
     optional = {name: Path(getattr(args, name)) if getattr(args, name) else None
                 for name in ("video", "motion", "paste_back", "vae")}
@@ -393,7 +391,6 @@ def animate_request(args):
 def _cmd_animate(args, out=print) -> int:
     _check_animate_args(args)
     _check_device(args.device)
-    from . import run as R
 
     progress = _Progress()
     try:
@@ -420,7 +417,6 @@ def _cmd_animate(args, out=print) -> int:
 
 def _cmd_motion(args, out=print) -> int:
     _check_device(args.device)
-    from . import run as R
 
     device = None if args.device == "auto" else args.device
     if args.action == "extract":

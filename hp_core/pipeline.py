@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from . import weights as W
 from .errors import HPError
 from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
 from .memory import check_decoding, plan_sampling
@@ -25,13 +26,15 @@ from .models.streaming import BlockStreamer, plan_stream
 from .motion_edit import PortraitMotion
 from .performance import Performance
 from .performance import from_parts as performance_from_parts
+from .preprocess import appearance_input, to_unit_tensor
 from .models.sdpa import sdpa_backends
 from .sampling.denoiser import (BRANCH_MODES, Conditions, GuidanceSettings, PortraitDenoiser, guided,
                                planned_evaluations)
 from .sampling.guidance import pad_frames, pad_motion, unpad
 from .sampling.samplers import SAMPLERS, sample, step_reporter
-from .sampling.schedules import SCHEDULES, get_sigmas
+from .sampling.schedules import SCHEDULES, custom_sigmas, get_sigmas
 from .sampling.windows import validate_windows
+from .weights.vae import load_vae
 
 log = logging.getLogger(__name__)
 VAE_SCALE = 0.18215
@@ -135,7 +138,6 @@ class Settings:
     def sigma_schedule(self) -> torch.Tensor:
         """The sigmas actually sampled: the full schedule, cut to the last ``denoise`` fraction."""
         if self.sigmas:
-            from .sampling.schedules import custom_sigmas
             return custom_sigmas(self.sigmas).double()
         full = get_sigmas(self.schedule, self.steps, sigma_min=self.sigma_min, sigma_max=self.sigma_max).double()
         keep = min(int(self.steps * self.denoise), self.steps)
@@ -212,8 +214,6 @@ def load_models(paths: dict[str, str | Path | dict], vae: str | Path | None, *, 
     or file; None finds the manifest's one in ``search_dirs``). ``dtypes`` overrides the release's
     precisions; ``fp8`` names networks stored as fp8 (computed in their dtype); with ``offload`` the weights
     wait on the CPU until a stage needs them; ``stream_budget`` (bytes) streams the UNet's blocks beyond it."""
-    from .svd_vae import load_vae
-
     dtypes = {k: (DTYPES[v] if isinstance(v, str) else v) for k, v in (dtypes or {}).items()}
     device = torch.device(device)
     keep = torch.device("cpu") if offload else device
@@ -231,8 +231,6 @@ def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda
     """Load the manifest's files from the model folders, verified (size/hash/structure) and via the safetensors
     cache. Every missing or unusable file is reported in one HPError first; files are pinned after loading.
     ``components`` / ``with_vae``: only these (e.g. MOTION_NETWORKS to extract a performance)."""
-    from . import weights as W
-
     W.preflight([*components] + (["svd_vae"] if with_vae else []), search_dirs, vae=vae, preset=preset)
     ckpts = {n: W.read_checkpoint(n, search_dirs, preset=preset) for n in components}
     models = load_models({n: c.state for n, c in ckpts.items()}, vae, preset=preset, device=device, dtypes=dtypes,
@@ -263,7 +261,6 @@ def _unit_frames(frames, sl: slice) -> torch.Tensor:
     part = frames[sl]
     if isinstance(part, torch.Tensor) and part.dtype.is_floating_point:
         return part
-    from .preprocess import to_unit_tensor
     return to_unit_tensor(part.numpy() if isinstance(part, torch.Tensor) else part)
 
 
@@ -508,7 +505,6 @@ def appearance_at(prepared, size: int) -> torch.Tensor:
     the 512 crop at another size (a preset with another DINO input)."""
     if prepared.appearance_224.shape[-1] == size:
         return prepared.appearance_224
-    from .preprocess import appearance_input
     return appearance_input(prepared.source_crop_512, size)
 
 

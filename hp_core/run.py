@@ -31,6 +31,7 @@ from .models import PRESET_DIMS, fp8_networks, precision_dtypes
 from .models.streaming import budget_bytes
 from .motion_edit import MotionEdit, PortraitMotion, edit_performance
 from .performance import SUFFIX as PERFORMANCE_SUFFIX
+from .sampling.denoiser import GuidanceSettings, planned_evaluations
 from .performance import Performance, load_performance, save_performance
 from .performance import concat as concat_performances
 from .pipeline import (MOTION_NETWORKS, Settings, StageProgress, appearance_at, build_conditions, encode_appearance, encode_motion,
@@ -257,8 +258,6 @@ def cpu_time_note(request: RunRequest, device: torch.device, frames: int | None,
     x windows x guidance branches, times this CPU's measured speed) and how to make it quick; else None."""
     if device.type != "cpu" or request.preset != "official":
         return None
-    from .sampling.denoiser import GuidanceSettings, planned_evaluations
-
     s = request.settings
     frames = frames or 0
     if request.max_frames:

@@ -1,4 +1,4 @@
-"""The SVD temporal VAE from whatever form the user has it in.
+"""The SVD temporal VAE's file formats: whatever form the user has it in, read into diffusers' layout.
 
 Accepted: the diffusers folder of stabilityai/stable-video-diffusion-img2vid-xt (``vae/config.json`` +
 ``diffusion_pytorch_model(.fp16).safetensors``), a single VAE file in diffusers layout, or the original
@@ -17,6 +17,7 @@ from typing import Mapping
 
 import torch
 
+from .checkpoint import read_state_dict
 from .errors import HPError
 
 SGM_PREFIX = "first_stage_model."
@@ -166,8 +167,6 @@ def find_weights_in_folder(folder: Path) -> Path | None:
 
 def read_vae_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """diffusers-layout VAE state dict from a diffusers folder, a VAE file or a single-file SVD checkpoint."""
-    from .checkpoint import read_state_dict
-
     path = Path(path)
     if path.is_dir():
         weights = find_weights_in_folder(path)
@@ -194,15 +193,14 @@ def read_vae_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                   hint="Pick the SVD XT vae folder, an SVD VAE file, or a single-file SVD checkpoint.")
 
 
-def vae_config_for(path: str | os.PathLike | None) -> dict:
-    """diffusers config: the VAE folder's config.json (or the one beside a VAE file), else the shipped SVD XT one."""
-    from .weights import CONFIG_DIR
-
+def vae_config_for(path: str | os.PathLike | None, fallback: str | os.PathLike) -> dict:
+    """diffusers config: the VAE folder's config.json (or the one beside a VAE file), else ``fallback`` (the
+    shipped SVD XT config.json, which the weights side knows the place of)."""
     candidates = []
     if path is not None:
         path = Path(path)
         candidates.append((path if path.is_dir() else path.parent) / "config.json")
-    candidates.append(CONFIG_DIR / "vae_config.json")
+    candidates.append(Path(fallback))
     for cfg in candidates:
         try:
             data = json.loads(cfg.read_text(encoding="utf-8"))
@@ -227,48 +225,5 @@ def infer_vae_config(state: Mapping[str, torch.Tensor], base: dict) -> dict:
     return cfg
 
 
-def _find(search_dirs, vae: str | os.PathLike | None):
-    """(path, verification result or None for a VAE the user named); the manifest's VAE is verified, not pinned."""
-    from .weights import ensure_verified
-
-    if vae is not None:
-        vae = Path(vae).expanduser()
-        if not vae.exists():
-            raise HPError(f"The VAE path {vae.resolve()} does not exist.", hint="Pass an SVD VAE folder or file.")
-        return vae, None
-    res = ensure_verified("svd_vae", search_dirs, pin=False)
-    return res.path, res
-
-
-def find_vae(search_dirs, vae: str | os.PathLike | None = None) -> Path:
-    """The VAE to use: ``vae`` (file or folder) when given, else the manifest's svd_vae in the models folders."""
-    return _find(search_dirs, vae)[0]
-
-
-def load_vae(search_dirs, vae: str | os.PathLike | None = None, *, device="cpu",
-             dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """AutoencoderKLTemporalDecoder with the SVD weights (strictly checked), in eval mode. The manifest's
-    VAE file is pinned in the lock only after this strict load succeeded."""
-    from diffusers import AutoencoderKLTemporalDecoder
-
-    from .checkpoint import load_strict
-    from .weights import confirm
-
-    source, verified = _find(search_dirs, vae)
-    state = read_vae_state_dict(source)
-    try:
-        config = infer_vae_config(state, vae_config_for(source))
-    except (KeyError, ValueError) as err:
-        raise HPError(f"{source} is missing parts of the SVD VAE ({err}).",
-                      hint="Use the complete SVD XT VAE.") from err
-    with torch.device("meta"):
-        model = AutoencoderKLTemporalDecoder(**config)
-    load_strict(model, state, component="vae", source=str(source))
-    if verified is not None:
-        confirm(verified)
-    from .models import cast
-    return cast(model, device=device, dtype=dtype).eval().requires_grad_(False)
-
-
-__all__ = ["detect_layout", "convert_sgm_vae_to_diffusers", "read_vae_state_dict", "vae_config_for", "find_vae",
-           "load_vae", "find_weights_in_folder", "infer_vae_config"]
+__all__ = ["detect_layout", "convert_sgm_vae_to_diffusers", "read_vae_state_dict", "vae_config_for",
+           "find_weights_in_folder", "infer_vae_config"]

@@ -1,4 +1,4 @@
-"""Video and image files: read a driving clip (frames, fps, audio), write an mp4 with the clip's audio, read stills.
+"""Video files: probe and decode a driving clip frame by frame, write an mp4 with the clip's audio.
 
 Everything goes through the ffmpeg binary that the imageio-ffmpeg package ships, so no system ffmpeg
 is needed. Frames are numpy uint8 arrays laid out (F, H, W, 3), RGB.
@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,8 +19,6 @@ from typing import Iterator
 import numpy as np
 
 from .errors import HPError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def ffmpeg_exe() -> str:
@@ -50,31 +49,6 @@ class VideoInfo:
     def frames_estimate(self) -> int | None:
         """Frame count from duration x fps (exact for constant frame rate files, close otherwise)."""
         return None if self.duration is None else int(round(self.duration * self.fps))
-
-
-@dataclass
-class Clip:
-    """A decoded video: frames (F, H, W, 3) uint8 RGB, frames per second, and its audio as a file."""
-
-    frames: np.ndarray
-    fps: float
-    audio_path: Path | None = None
-    truncated: bool = False
-
-    @property
-    def duration(self) -> float:
-        """Seconds of video."""
-        return len(self.frames) / self.fps
-
-    def audio_bytes(self) -> bytes | None:
-        """The extracted audio file's content (AAC in an .m4a container), or None without audio."""
-        return None if self.audio_path is None else self.audio_path.read_bytes()
-
-    def cleanup(self) -> None:
-        """Delete the temporary audio file."""
-        if self.audio_path is not None:
-            self.audio_path.unlink(missing_ok=True)
-            self.audio_path = None
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -120,65 +94,6 @@ def _last_line(text: str) -> str:
     return lines[-1][:200] if lines else "no output from ffmpeg"
 
 
-def read_video(path: str | os.PathLike, *, max_frames: int | None = None, frame_limit: int | None = None,
-               with_audio: bool = True, audio_dir: str | os.PathLike | None = None) -> Clip:
-    """Decode a video into frames (F, H, W, 3) uint8, its fps, and (optionally) its audio as a temporary file.
-
-    ``max_frames`` keeps only the first frames. ``frame_limit`` refuses, before decoding, a video
-    longer than that many frames (after ``max_frames``), with a message saying how to shorten it.
-    """
-    import imageio_ffmpeg
-
-    path = Path(path)
-    info = probe_video(path)
-    if max_frames is not None and max_frames < 1:
-        raise HPError(f"max_frames must be at least 1 (got {max_frames}).")
-    wanted = info.frames_estimate
-    if max_frames is not None and wanted is not None:
-        wanted = min(wanted, max_frames)
-    if frame_limit is not None and wanted is not None and wanted > frame_limit:
-        raise HPError(f"The video {path.name} has about {wanted} frames ({info.duration:.1f} s at {info.fps:g} fps), "
-                      f"more than the limit of {frame_limit}.",
-                      hint="Trim it, or read only the start with max_frames (--max-frames).")
-    out_params = ["-frames:v", str(max_frames)] if max_frames is not None else None
-    frames: np.ndarray | None = None
-    count = 0
-    try:
-        gen = imageio_ffmpeg.read_frames(str(path), output_params=out_params)
-        meta = next(gen)
-        width, height = meta["size"]
-        fps = float(meta.get("fps") or info.fps)
-        frame_bytes = width * height * 3
-        # Filled in place (grown when the estimate was short), so the clip is never held twice.
-        frames = np.empty(((wanted or 16) + 1, height, width, 3), np.uint8)
-        for raw in gen:
-            if len(raw) != frame_bytes:
-                break
-            if count == len(frames):
-                frames = np.concatenate([frames, np.empty_like(frames)])
-            frames[count] = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
-            count += 1
-            if frame_limit is not None and count > frame_limit:
-                gen.close()
-                raise HPError(f"The video {path.name} has more than {frame_limit} frames.",
-                              hint="Trim it, or read only the start with max_frames (--max-frames).")
-    except HPError:
-        raise
-    except (RuntimeError, OSError, StopIteration, KeyError, ValueError) as err:
-        text = str(err).strip().splitlines()
-        raise HPError(f"{path} could not be decoded ({text[-1][:200] if text else type(err).__name__}).",
-                      hint="Check that the file plays, or re-encode it to H.264 mp4.") from err
-    if not count:
-        raise HPError(f"{path} has no video frames.", hint="Use a video with at least one frame.")
-    frames = frames[:count] if count > 0.75 * len(frames) else frames[:count].copy()
-    audio = None
-    if with_audio and info.has_audio:
-        audio = extract_audio(path, audio_dir=audio_dir)
-    truncated = max_frames is not None and count == max_frames and (
-        info.frames_estimate is None or info.frames_estimate > max_frames)
-    return Clip(frames, fps, audio, truncated)
-
-
 def iter_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Decode a video one frame at a time: (H, W, 3) uint8 RGB arrays, at most ``max_frames`` of them.
 
@@ -211,28 +126,6 @@ def iter_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> It
         gen.close()
     if not count:
         raise HPError(f"{path} has no video frames.", hint="Use a video with at least one frame.")
-
-
-def extract_audio(path: str | os.PathLike, out_path: str | os.PathLike | None = None, *,
-                  audio_dir: str | os.PathLike | None = None) -> Path | None:
-    """Copy the first audio stream to an AAC .m4a file (a temporary one by default); None if there is none."""
-    path = Path(path)
-    _check_file(path, "video file")
-    if out_path is None:
-        fd, name = tempfile.mkstemp(prefix="hp_audio_", suffix=".m4a", dir=audio_dir)
-        os.close(fd)
-        out_path = Path(name)
-    out_path = Path(out_path)
-    proc = _run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(path), "-vn",
-                 "-map", "0:a:0?", "-c:a", "aac", "-b:a", "192k", str(out_path)], timeout=600)
-    if proc.returncode != 0 or not out_path.is_file() or out_path.stat().st_size == 0:
-        out_path.unlink(missing_ok=True)
-        err = proc.stderr.decode("utf-8", "replace")
-        if "does not contain any stream" in err or "Output file is empty" in err or proc.returncode == 0:
-            return None
-        raise HPError(f"The audio of {path} could not be extracted ({_last_line(err)}).",
-                      hint="Re-encode the clip, or run without audio.")
-    return out_path
 
 
 def _to_uint8_frames(frames) -> np.ndarray:
@@ -455,7 +348,6 @@ def clear_stale_partials(folder: str | os.PathLike) -> list[Path]:
         if video is not None:
             stale = not _pid_alive(int(video.group("pid")))
         elif _PERFORMANCE_PARTIAL.fullmatch(name):
-            import time
             now = now or time.time()
             try:
                 old = now - path.lstat().st_mtime > STALE_PERFORMANCE_SECONDS
@@ -473,33 +365,4 @@ def clear_stale_partials(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def write_video(path: str | os.PathLike, frames, fps: float, *, audio: str | os.PathLike | None = None,
-                crf: int = 18, preset: str = "medium", chunk: int = 16) -> Path:
-    """Write frames (F, H, W, 3; uint8, or float in [0, 1]; numpy or torch) as H.264 yuv420p mp4 at ``fps``.
-
-    ``audio`` is any file with an audio stream (the driving clip itself, or an extracted .m4a); its
-    first audio stream is muxed in as AAC and cut at the video's length. Odd sides are padded to even.
-    Frames are converted and piped ``chunk`` at a time, so a long video is never copied whole; the file
-    appears only when complete (see VideoWriter).
-    """
-    if hasattr(frames, "ndim") and frames.ndim == 3:
-        frames = frames[None]
-    n = len(frames)
-    if n == 0:
-        raise HPError("There are no frames to write.")
-    with VideoWriter(path, fps, audio=audio, frames=n, crf=crf, preset=preset) as writer:
-        for start in range(0, n, chunk):
-            writer.write(frames[start:start + chunk])
-    return Path(path)
-
-
-def read_image(path: str | os.PathLike, *, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """A still image as (H, W, 3) uint8 RGB (the pack's one image reader, see preprocess.image)."""
-    from .preprocess.image import read_image_file
-
-    return read_image_file(path, background=background)
-
-
-__all__ = ["ffmpeg_exe", "VideoInfo", "Clip", "probe_video", "read_video", "iter_frames", "extract_audio",
-           "VideoWriter", "write_video", "clear_stale_partials",
-           "read_image", "IMAGE_EXTENSIONS"]
+__all__ = ["ffmpeg_exe", "VideoInfo", "probe_video", "iter_frames", "VideoWriter", "clear_stale_partials"]

@@ -154,7 +154,7 @@ def _models_root(path: Path) -> Path:
 
 def load_vae(path: Path, dtype: torch.dtype) -> torch.nn.Module:
     """The SVD temporal VAE from a diffusers folder/file or a single-file SVD checkpoint, on the CPU."""
-    from hp_core.svd_vae import load_vae as _load
+    from hp_core.weights.vae import load_vae as _load
 
     return _load([], path, device="cpu", dtype=dtype)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import load_checkpoint
 from hp_core import cli
 from hp_core import weights as W
 
@@ -110,7 +111,7 @@ def test_download_with_own_vae_skips_the_gated_repo(tmp_path, monkeypatch, capsy
 
 def test_make_random_weights_tiny_uses_the_real_loading_path(tmp_path, capsys):
     from hp_core.models import build_component, load_component
-    from hp_core.svd_vae import load_vae
+    from hp_core.weights.vae import load_vae
 
     assert cli.main(["make-random-weights", "--preset", "tiny", "--out", str(tmp_path)]) == 0
     assert (tmp_path / W.RANDOM_MARKER).is_file()
@@ -118,7 +119,7 @@ def test_make_random_weights_tiny_uses_the_real_loading_path(tmp_path, capsys):
         state = torch.load(tmp_path / "hyportrait" / f"{name}.pth", weights_only=True)
         expected = build_component(name, "tiny").state_dict()
         assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in expected.items()}
-    sd = W.load_checkpoint("pose_guider", [tmp_path])
+    sd = load_checkpoint("pose_guider", [tmp_path])
     module = load_component("pose_guider", sd, preset="tiny", dtype=torch.float32)
     assert all(torch.equal(module.state_dict()[k], sd[k]) for k in sd)
     vae = load_vae([tmp_path])

@@ -4,7 +4,6 @@ a length cuts, ping-pongs and crossfades as documented, and impossible settings 
 
 import math
 
-import numpy as np
 import pytest
 import torch
 

@@ -7,10 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-import pytest
-
 from hp_core import cli
-from hp_core.errors import HPError
 from hp_core.options import (OPTIONS, RELEASE, settings_from_flags, settings_from_widgets, settings_table,
                              widget_fields, widget_inputs)
 from hp_core.pipeline import SEED_MAX, Settings

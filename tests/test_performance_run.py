@@ -16,6 +16,7 @@ from hp_core import pipeline as P
 from hp_core import run as R
 from hp_core import video as V
 from hp_core.performance import load_performance
+from hp_core.preprocess.image import read_image_file
 from nodes_env import make_models_dir
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
@@ -141,7 +142,7 @@ def test_motion_edit_bakes_edits_into_a_new_file(env, tmp_path):
     from hp_core.preprocess import load_yolo_face, prepare_source
     models = P.load_models_from_dirs([env / "models"], preset="tiny", device="cpu", components=P.MOTION_NETWORKS,
                                      with_vae=False)
-    source = prepare_source(V.read_image(env / "other.png"), load_yolo_face(env / "models" / "yoloface_v5m.pt"))
+    source = prepare_source(read_image_file(env / "other.png"), load_yolo_face(env / "models" / "yoloface_v5m.pt"))
     own = P.encode_portrait_motion(models, source.pose_crop, source.motion_crop)
     np.testing.assert_allclose(out.rotation[0].numpy(), own.rotation.numpy(), rtol=0, atol=1e-4)
     # relative without the portrait is refused with the flag to add; an existing file is not replaced

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from fakes import portrait
+from helpers import load_checkpoint
 from hp_core import cli
 from hp_core import weights as W
 from hp_core.errors import HPError
@@ -143,7 +144,7 @@ def test_cache_write_on_a_full_disk_loads_without_the_cache(tmp_path, monkeypatc
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
     monkeypatch.setattr(C, "_save_safetensors", full)
     caplog.set_level(logging.WARNING)
-    state = W.load_checkpoint("pose_guider", [models], preset="tiny")
+    state = load_checkpoint("pose_guider", [models], preset="tiny")
     assert state and all(isinstance(v, torch.Tensor) for v in state.values())
     notes = [r.getMessage() for r in caplog.records if "safetensors copy" in r.getMessage()]
     assert len(notes) == 1 and "no space left" in notes[0] and "pose_guider.pth" in notes[0]

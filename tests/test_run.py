@@ -12,9 +12,11 @@ import torch
 from PIL import Image
 
 from fakes import portrait
+from helpers import read_video
 from hp_core import pipeline as P
 from hp_core import run as R
 from hp_core import video as V
+from hp_core.preprocess.image import read_image_file
 from nodes_env import make_models_dir
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
@@ -59,7 +61,7 @@ def test_streamed_run_equals_the_in_memory_stages(env, tmp_path, monkeypatch):
     models = P.load_models_from_dirs([env / "models"], preset="tiny", device="cpu",
                                      dtypes={n: torch.float32 for n in (*P.COMPONENTS, "vae")})
     det = load_yolo_face(env / "models" / "yoloface_v5m.pt", device="cpu")
-    prepared = prepare_inputs(V.read_image(env / "face.png"), V.read_video(env / "drive.mp4", with_audio=False).frames,
+    prepared = prepare_inputs(read_image_file(env / "face.png"), read_video(env / "drive.mp4").frames,
                               det, arcface=load_arcface(env / "models" / "arcface.onnx"))
     cond, _, _ = P.conditions_from_prepared(models, prepared, settings)
     torch.testing.assert_close(seen["motion"], cond.motion, rtol=0, atol=0)  # the streamed part: exact

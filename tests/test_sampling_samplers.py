@@ -8,7 +8,17 @@ import torch
 
 from hp_core.errors import HPError
 from hp_core.sampling import REGISTRY, SAMPLERS, STOCHASTIC_SAMPLERS, Cancelled, draw_noise, get_sigmas, sample
-from hp_core.sampling.v_prediction import c_noise, denoised_to_v, scale_input, v_to_denoised
+from hp_core.sampling.v_prediction import c_in, c_noise, v_to_denoised
+
+
+def scale_input(x, sigma):
+    """The release's UNet input x / sqrt(sigma^2 + 1), in its order of operations (divided, not c_in * x)."""
+    return x / ((sigma**2 + 1) ** 0.5)
+
+
+def denoised_to_v(denoised, x, sigma):
+    """Inverse of v_to_denoised: the v that yields ``denoised`` at (x, sigma); sigma > 0."""
+    return (denoised - x / (sigma**2 + 1)) / (-sigma / (sigma**2 + 1) ** 0.5)
 
 MU, S, SMAX = 0.7, 0.5, 80.0
 N = 20000
@@ -134,7 +144,7 @@ def test_v_prediction_round_trip():
     # sigma = 1: c_out = -1/sqrt(2), c_skip = 1/2
     one = torch.tensor(1.0, dtype=torch.float64)
     torch.testing.assert_close(v_to_denoised(d, x, one), -d / math.sqrt(2) + x / 2)
-    torch.testing.assert_close(scale_input(x, one), x / math.sqrt(2))
+    torch.testing.assert_close(c_in(one) * x, x / math.sqrt(2))
     assert c_noise(torch.tensor(math.e**4)).item() == pytest.approx(1.0)
 
 

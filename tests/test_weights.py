@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from fakes import write_constant_onnx, write_fake_arcface, write_fake_yolo
-from hp_core import checkpoint as ckpt_mod
+from helpers import load_checkpoint
 from hp_core import weights as W
 from hp_core.errors import HPError
+from hp_core.weights import cache as cache_mod
 
 OFFICIAL_NAMES = ["unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider"]
 SVD_REPO = "stabilityai/stable-video-diffusion-img2vid-xt"
@@ -189,11 +190,11 @@ def test_search_dirs_flag_env_default(tmp_path, monkeypatch):
     assert W.default_search_dirs(None) == default and default[0].is_absolute()
 
 
-def test_require_lists_every_missing_file_and_where(tmp_path):
+def test_missing_files_are_listed_each_with_where_it_goes(tmp_path):
     put(tmp_path, "hyportrait/dino.pth", pth_bytes())
-    with pytest.raises(HPError) as err:
-        W.require(["unet", "dino", "yoloface"], [tmp_path])
-    text = str(err.value)
+    found = W.check_files(["unet", "dino", "yoloface"], [tmp_path])
+    assert [e.id for e in found.missing] == ["unet", "yoloface"]
+    text = W.missing_message(found.missing, [tmp_path])
     assert "hyportrait/unet.pth" in text and "yoloface_v5m.pt" in text and "hyportrait/dino.pth" not in text
     assert "https://huggingface.co/tencent/HunyuanPortrait/resolve/main/unet.pth" in text
     assert str(tmp_path.resolve()) in text
@@ -260,7 +261,7 @@ def test_truncated_file_is_rejected_and_never_loaded(tmp_path, monkeypatch):
         raise AssertionError("a damaged file must not be unpickled")
     monkeypatch.setattr(torch, "load", no_load)
     with pytest.raises(HPError, match="truncated"):
-        W.load_checkpoint("expression", [tmp_path])
+        load_checkpoint("expression", [tmp_path])
 
 
 def test_damaged_file_before_any_pin_is_rejected_and_not_pinned(tmp_path):
@@ -334,13 +335,13 @@ def test_safetensors_cache_is_made_once_and_reused(tmp_path, monkeypatch):
     torch.save(state, path)
 
     reads = []
-    real = ckpt_mod.read_state_dict
-    monkeypatch.setattr(ckpt_mod, "read_state_dict", lambda p, **k: reads.append(Path(p).suffix) or real(p, **k))
-    first = W.load_checkpoint("image_proj", [tmp_path])
+    real = cache_mod.read_state_dict  # the reader the cache calls (hp_core.checkpoint's)
+    monkeypatch.setattr(cache_mod, "read_state_dict", lambda p, **k: reads.append(Path(p).suffix) or real(p, **k))
+    first = load_checkpoint("image_proj", [tmp_path])
     assert reads == [".pth"]
     cached = list((tmp_path / W.CACHE_SUBDIR).glob("hyportrait__image_proj.pth.*.safetensors"))
     assert len(cached) == 1
-    second = W.load_checkpoint("image_proj", [tmp_path])
+    second = load_checkpoint("image_proj", [tmp_path])
     assert reads == [".pth", ".safetensors"]
     for out in (first, second):
         assert set(out) == set(state)
@@ -350,7 +351,7 @@ def test_safetensors_cache_is_made_once_and_reused(tmp_path, monkeypatch):
     # A file replaced on purpose (re-pinned) gets a new cache entry; the stale one goes.
     torch.save({"weight": torch.full((64, 261), 7.0), "bias": torch.zeros(64)}, path)
     assert W.verify("image_proj", [tmp_path], repin=True).ok
-    third = W.load_checkpoint("image_proj", [tmp_path])
+    third = load_checkpoint("image_proj", [tmp_path])
     assert torch.equal(third["weight"], torch.full((64, 261), 7.0))
     now = list((tmp_path / W.CACHE_SUBDIR).glob("hyportrait__image_proj.pth.*.safetensors"))
     assert len(now) == 1 and now != cached
@@ -360,10 +361,10 @@ def test_damaged_cache_is_rebuilt(tmp_path):
     path = tmp_path / "hyportrait" / "pose_guider.pth"
     path.parent.mkdir(parents=True)
     path.write_bytes(official_pth("pose_guider", 1.0))
-    W.load_checkpoint("pose_guider", [tmp_path], cache_dir=tmp_path / "c")
+    load_checkpoint("pose_guider", [tmp_path], cache_dir=tmp_path / "c")
     (cached,) = (tmp_path / "c").glob("*.safetensors")
     cached.write_bytes(b"garbage")
-    again_state = W.load_checkpoint("pose_guider", [tmp_path], cache_dir=tmp_path / "c")
+    again_state = load_checkpoint("pose_guider", [tmp_path], cache_dir=tmp_path / "c")
     assert torch.equal(again_state["conv_out.bias"], torch.ones(320))
     (again,) = (tmp_path / "c").glob("*.safetensors")
     assert again.read_bytes() != b"garbage"
@@ -371,7 +372,7 @@ def test_damaged_cache_is_rebuilt(tmp_path):
 
 def test_load_checkpoint_missing_says_where(tmp_path):
     with pytest.raises(HPError) as err:
-        W.load_checkpoint("dino", [tmp_path])
+        load_checkpoint("dino", [tmp_path])
     assert "hyportrait/dino.pth" in str(err.value) and "weights download" in str(err.value)
 
 
@@ -635,7 +636,7 @@ def test_skip_uses_an_existing_vae_instead(tmp_path, hub):
     """`weights download --vae X` leaves the gated VAE alone, and X is the VAE the run then uses."""
     from hp_core import cli
     from hp_core.models import build_vae
-    from hp_core.svd_vae import load_vae
+    from hp_core.weights.vae import load_vae
     torch.manual_seed(3)
     mine = tmp_path / "elsewhere" / "my_svd_vae"
     build_vae("tiny").save_pretrained(str(mine))

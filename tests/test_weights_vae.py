@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from hp_core import svd_vae as S
 from hp_core.errors import HPError
+from hp_core.weights.vae import load_vae
 
 LEVELS = 3
 
@@ -132,7 +133,7 @@ def test_single_file_sgm_checkpoint_loads_and_decodes_like_the_original(vae, tmp
     path = tmp_path / "checkpoints" / "svd_xt.safetensors"
     path.parent.mkdir()
     save_file(ckpt, str(path))
-    loaded = S.load_vae([tmp_path / "nothing"], vae=path)
+    loaded = load_vae([tmp_path / "nothing"], vae=path)
     assert list(loaded.config.block_out_channels) == [32, 64, 64]
     z = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(_decode(loaded, z), _decode(vae, z), atol=1e-5)
@@ -143,7 +144,7 @@ def test_single_file_sgm_checkpoint_loads_and_decodes_like_the_original(vae, tmp
 def test_diffusers_folder_in_models_dir(vae, tmp_path):
     copy.deepcopy(vae).to(torch.float16).save_pretrained(str(tmp_path / "vae"), variant="fp16")
     assert (tmp_path / "vae" / "diffusion_pytorch_model.fp16.safetensors").is_file()
-    loaded = S.load_vae([tmp_path])
+    loaded = load_vae([tmp_path])
     z = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(_decode(loaded, z), _decode(vae, z), atol=2e-2)
     assert loaded.dtype == torch.float32
@@ -164,5 +165,5 @@ def test_image_vae_and_unrelated_files_are_refused(tmp_path):
 
 def test_missing_vae_says_how_to_get_it(tmp_path):
     with pytest.raises(HPError) as err:
-        S.load_vae([tmp_path])
+        load_vae([tmp_path])
     assert "vae/diffusion_pytorch_model.fp16.safetensors" in str(err.value)

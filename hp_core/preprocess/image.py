@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import HPError
+
+# The image files the pack reads (what PIL opens for it), named in the message for a file it cannot read.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 # Non-uint8 pixels are converted this many rows at a time, so a 16-bit 8K frame never needs a
 # full-size float copy.
@@ -110,7 +115,6 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-
 def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         image.mode in ("P", "L", "RGB") and "transparency" in image.info)
@@ -143,7 +147,6 @@ def _too_large(path: Path, err: Exception) -> HPError:
     if size is not None:
         what = f"{size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} megapixels)"
     else:
-        import re
         found = re.search(r"\((\d+) pixels\)", str(err))
         what = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
     most = f"{limit / 1e6:.0f} megapixels" if limit else "PIL's limit"
@@ -158,10 +161,6 @@ def read_image_file(path: str | os.PathLike, *, background: tuple[int, int, int]
     16-bit, 32-bit and float greys scaled to 8 bits (never clipped to white), CMYK and palettes converted.
     An image over PIL's decompression-bomb limit is refused with its size; one between the warning and the
     limit is read (large camera photos are such)."""
-    import warnings
-
-    from PIL import ImageOps, UnidentifiedImageError
-
     path = Path(path)
     try:
         path.stat()
@@ -180,7 +179,6 @@ def read_image_file(path: str | os.PathLike, *, background: tuple[int, int, int]
     except Image.DecompressionBombError as err:
         raise _too_large(path, err) from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        from ..video import IMAGE_EXTENSIONS
         raise HPError(f"{path} could not be read as an image ({err}).",
                       hint=f"Use one of {', '.join(IMAGE_EXTENSIONS)}.") from err
     try:
@@ -198,6 +196,5 @@ def read_image_file(path: str | os.PathLike, *, background: tuple[int, int, int]
         raise HPError(f"The image {path} is too large to decode in the memory this machine has free.",
                       hint="Scale it down (the portrait is cropped to 512x512 anyway) and use that file.") from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        from ..video import IMAGE_EXTENSIONS
         raise HPError(f"{path} could not be read as an image ({err}).",
                       hint=f"Use one of {', '.join(IMAGE_EXTENSIONS)}.") from err

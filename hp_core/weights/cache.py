@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checkpoint import read_state_dict
 from ..errors import HPError
 from . import manifest as M
 from . import verification as V
@@ -81,8 +82,6 @@ def read_checkpoint(entry_id: str, search_dirs, *, cache_dir: str | os.PathLike 
     A damaged or wrong file raises HPError and is never unpickled. Call ``confirm_checkpoint`` after the
     strict load succeeded: only then is the file pinned and its cache written.
     """
-    from ..checkpoint import read_state_dict
-
     entry = M.get_entry(entry_id)
     if entry.format not in ("pth", "safetensors"):
         raise HPError(f"{entry.local_path} is a {entry.format} file, not a checkpoint of tensors.")
@@ -137,12 +136,3 @@ def confirm_checkpoint(ckpt: Checkpoint) -> None:
             log.warning(f"note: no safetensors copy of {res.path.name} could be kept ({why}); it was loaded "
                         f"without the cache and is read from the .pth again next time (free some space, or set "
                         f"${ENV_CACHE_DIR} to a writable folder, for faster loads).")
-
-
-def load_checkpoint(entry_id: str, search_dirs, *, cache_dir: str | os.PathLike | None = None,
-                    preset: str | None = None) -> dict:
-    """Verified state dict (name -> CPU tensor) of a checkpoint whose structure has been checked, pinned
-    and cached (read_checkpoint + confirm_checkpoint, for callers that load it right away)."""
-    ckpt = read_checkpoint(entry_id, search_dirs, cache_dir=cache_dir, preset=preset)
-    confirm_checkpoint(ckpt)
-    return ckpt.state

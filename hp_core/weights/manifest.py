@@ -5,7 +5,7 @@ The list lives in ``weights_manifest.json`` at the pack root. Schema (version 1)
     {"schema": 1,
      "folder_name": "hunyuan_portrait",     # ComfyUI model folder name (models/hunyuan_portrait)
      "files": [                             # one entry per file the method uses
-       {"id":          "unet",              # unique key used by the code (load_checkpoint("unet", ...))
+       {"id":          "unet",              # unique key used by the code (read_checkpoint("unet", ...))
         "component":   "unet",              # network/role the file feeds (hp_core.models component name,
                                             #   or vae / scheduler / identity / face_detector / dwpose)
         "description": "...",
@@ -41,6 +41,7 @@ from ..errors import HPError
 FOLDER_NAME = "hunyuan_portrait"
 MANIFEST_PATH = Path(__file__).resolve().parent.parent.parent / "weights_manifest.json"
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+SHIPPED_VAE_CONFIG = CONFIG_DIR / "vae_config.json"  # the SVD XT VAE's config.json, for a VAE folder without one
 FORMATS = ("pth", "safetensors", "json", "onnx", "torchscript")
 
 

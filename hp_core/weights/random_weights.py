@@ -26,8 +26,10 @@ from typing import Callable, List
 import numpy as np
 import torch
 
+from ..models import COMPONENTS, DEFAULT_DTYPES, build_component, build_vae
 from . import locations as L
 from . import verification as V
+from .manifest import get_entry
 
 STAND_INS = {
     "yoloface": "stand-in face detector: finds a pure red square only (the tests' synthetic portraits)",
@@ -134,8 +136,6 @@ def write_stand_in_arcface(path: str | os.PathLike, seed: int = 0) -> Path:
 def _write_stand_ins(out: Path, log: Callable[[str], None]) -> dict[str, str]:
     """The stand-ins at their manifest places, {local_path: what it is}; a file there that is not an
     earlier stand-in (e.g. a real detector) is kept and not listed."""
-    from .manifest import get_entry
-
     earlier = (L.is_random_dir(out) or {}).get("stand_ins") or {}
     writers = {"yoloface": write_stand_in_yolo, "arcface": write_stand_in_arcface}
     written = {}
@@ -161,9 +161,6 @@ def write_random_weights(out: str | os.PathLike, preset: str = "tiny", *, seed: 
     verification checks its files against ``preset`` instead of the published hashes. The stand-in face
     detector and ArcFace (see the module's docstring) are written too, and listed in the marker.
     """
-    from ..models import COMPONENTS, DEFAULT_DTYPES, build_component, build_vae
-    from .manifest import get_entry
-
     out = Path(out)
     (out / "hyportrait").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

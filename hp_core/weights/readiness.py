@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import HPError
+from ..svd_vae import detect_layout, find_weights_in_folder
 from . import locations as L
 from . import manifest as M
+from . import structure as S
 from . import verification as V
-from .messages import missing_message, problems_message
+from .messages import problems_message
 
 NETWORK_IDS = ("unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider")
 
@@ -26,8 +28,6 @@ def needed_ids(*, use_arcface: bool = True, detector: str | None = "yoloface", v
 
 def check_explicit_vae(vae: str | os.PathLike) -> str | None:
     """Why a VAE the user named (a folder, VAE file or SVD checkpoint) cannot be used, read cheaply; or None."""
-    from ..svd_vae import detect_layout, find_weights_in_folder
-
     vae = Path(vae).expanduser()
     if not vae.exists():
         return "it does not exist"
@@ -35,7 +35,6 @@ def check_explicit_vae(vae: str | os.PathLike) -> str | None:
     if weights is None:
         return "the folder holds no diffusion_pytorch_model(.fp16).safetensors"
     if weights.suffix == ".safetensors":
-        from . import structure as S
         try:
             keys = S.checkpoint_index(weights).keys()
         except (ValueError, OSError, KeyError) as err:
@@ -97,18 +96,3 @@ def preflight(ids: Iterable[str], search_dirs, *, vae: str | os.PathLike | None 
         # Files of another preset (e.g. random tiny weights) get the short message that leads with --preset.
         raise HPError(problems_message(found.missing, found.bad, search_dirs))
     return found.paths
-
-
-def require(entry_ids: Iterable[str], search_dirs) -> dict[str, Path]:
-    """Paths of the given files, or one HPError listing every missing one and where it goes (presence only;
-    ``preflight`` also checks each file)."""
-    paths, missing = {}, []
-    for entry_id in entry_ids:
-        path = L.resolve(entry_id, search_dirs)
-        if path is None:
-            missing.append(M.get_entry(entry_id))
-        else:
-            paths[entry_id] = path
-    if missing:
-        raise HPError(missing_message(missing, search_dirs))
-    return paths

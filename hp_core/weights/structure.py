@@ -16,11 +16,18 @@ import io
 import json
 import pickle
 import struct
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
+import torch
+
+from ..checkpoint import guess_component, key_differences, read_state_dict
 from ..errors import HPError
+from ..models import COMPONENTS, PRESETS, build_component, build_vae
+from ..svd_vae import detect_layout, infer_vae_config, vae_config_for
+from . import manifest as M
 
 # ------------------------------------------------------------------------------------------ integrity
 
@@ -60,7 +67,6 @@ def _check_legacy_pickle(path: Path) -> str | None:
     with path.open("rb") as f:
         if f.read(4) == b"PK\x03\x04":
             return "the zip archive is cut short (its directory at the end is missing)"
-    from ..checkpoint import read_state_dict
     try:
         read_state_dict(path)
     except HPError as err:
@@ -153,7 +159,6 @@ def checkpoint_index(path: str | Path) -> dict[str, TensorInfo]:
             with zf.open(names[0]) as f:
                 obj = _IndexUnpickler(io.BufferedReader(f)).load()
     else:
-        from ..checkpoint import read_state_dict
         obj = {k: TensorInfo((tuple(v.shape), str(v.dtype).replace("torch.", "")))
                for k, v in read_state_dict(path).items()}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
@@ -166,8 +171,6 @@ def checkpoint_index(path: str | Path) -> dict[str, TensorInfo]:
 @functools.lru_cache(maxsize=32)
 def expected_shapes(component: str, preset: str) -> dict[str, tuple[int, ...]]:
     """{key: shape} of a network (or the VAE) as ``preset`` builds it, on the meta device (no memory)."""
-    from ..models import build_component, build_vae
-
     module = build_vae(preset, device="meta") if component == "vae" else build_component(component, preset, "meta")
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
@@ -179,8 +182,6 @@ def _vae_keys(index: dict) -> dict:
 def compare_checkpoint(index: dict[str, TensorInfo], component: str, preset: str) -> str | None:
     """None when the keys and shapes are those of ``component`` at ``preset``; else what differs and what
     the file looks like instead."""
-    from ..checkpoint import guess_component, key_differences
-
     got = {k: v.shape for k, v in (_vae_keys(index) if component == "vae" else index).items()}
     want = expected_shapes(component, preset)
     if got == want:
@@ -198,7 +199,6 @@ def compare_checkpoint(index: dict[str, TensorInfo], component: str, preset: str
     if guess and guess != component:
         what = "an SVD VAE" if guess == "vae" else f"{guess}.pth (the {guess} checkpoint)"
         return text + f"; this file looks like {what}"
-    from ..models import PRESETS
     for other in PRESETS:
         if other != preset and got == expected_shapes(component, other):
             return text + f"; it is the {component} checkpoint of the '{other}' preset"
@@ -208,11 +208,7 @@ def compare_checkpoint(index: dict[str, TensorInfo], component: str, preset: str
 def check_vae(index: dict[str, TensorInfo], path: str | Path) -> str | None:
     """None when the tensors are a whole SVD temporal VAE in diffusers layout, of whatever width (the
     loader infers the sizes from the weights, so any SVD-style VAE loads)."""
-    import torch
-    from diffusers import AutoencoderKLTemporalDecoder
-
-    from ..checkpoint import guess_component
-    from ..svd_vae import detect_layout, infer_vae_config, vae_config_for
+    from diffusers import AutoencoderKLTemporalDecoder  # heavy/optional: diffusers only to check a VAE file
 
     vae = _vae_keys(index)
     if detect_layout(vae) != "diffusers":
@@ -221,7 +217,7 @@ def check_vae(index: dict[str, TensorInfo], path: str | Path) -> str | None:
         return "it holds no Stable Video Diffusion temporal VAE in diffusers layout" + looks
     got = {k: v.shape for k, v in vae.items()}
     try:
-        config = infer_vae_config({k: torch.empty(s, device="meta") for k, s in got.items()}, vae_config_for(path))
+        config = infer_vae_config({k: torch.empty(s, device="meta") for k, s in got.items()}, vae_config_for(path, M.SHIPPED_VAE_CONFIG))
         with torch.device("meta"):
             want = {k: tuple(v.shape) for k, v in AutoencoderKLTemporalDecoder(**config).state_dict().items()}
     except (KeyError, ValueError, TypeError) as err:
@@ -369,11 +365,7 @@ def check_onnx(entry_id: str, path: str | Path) -> str | None:
 
 def check_detector(path: str | Path) -> str | None:
     """None when the file loads as TorchScript and answers ``model(image, grids)`` with (1, N, 16) rows."""
-    import warnings
-
-    import torch
-
-    from ..preprocess.yolo_face import make_grids
+    from ..preprocess.yolo_face import make_grids  # heavy/optional: hp_core.preprocess pulls in OpenCV
 
     try:
         with warnings.catch_warnings():
@@ -414,5 +406,4 @@ def check_component(entry, path: str | Path, preset: str) -> str | None:
 
 
 def _is_network(component: str) -> bool:
-    from ..models import COMPONENTS
     return component in COMPONENTS
