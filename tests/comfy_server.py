@@ -45,7 +45,7 @@ def write_inputs(folder: Path, portrait_hw: tuple[int, int] = (240, 320), drivin
     from fakes import driving_frames, portrait
     from PIL import Image
 
-    from hp_core.video import write_video
+    from helpers import write_video
 
     Image.fromarray(portrait(*portrait_hw)).save(folder / TINY_INPUTS["LoadImage"]["image"])
     h, w = portrait_hw
@@ -158,10 +158,13 @@ class Messages:
 
 @contextlib.contextmanager
 def comfyui_server(tmp: Path, comfyui_path: str, python: str | None = None,
-                   prepare: Callable[[Path], None] | None = None) -> Iterator[Server]:
+                   prepare: Callable[[Path], None] | None = None,
+                   front_end_root: str | None = None) -> Iterator[Server]:
     """Start ComfyUI (checkout comfyui_path, interpreter python) with the pack and tiny weights; stop it after.
 
-    prepare(base) runs before the start, e.g. to put files into base / "input"."""
+    prepare(base) runs before the start, e.g. to put files into base / "input". front_end_root: serve that
+    frontend build (--front-end-root) instead of the one ComfyUI pins; None: $HP_FRONT_END_ROOT if set; "": the
+    pinned one whatever the environment says."""
     from fakes import write_fake_dwpose
     from nodes_env import make_models_dir
 
@@ -182,8 +185,10 @@ def comfyui_server(tmp: Path, comfyui_path: str, python: str | None = None,
            "--base-directory", str(base), "--extra-model-paths-config", str(yaml), "--disable-auto-launch",
            "--database-url", f"sqlite:///{tmp / 'comfyui.db'}",
            "--preview-method", "auto"]  # latent previews on, as artists run it (ComfyUI's default is none)
-    if os.environ.get("HP_FRONT_END_ROOT"):  # another frontend build, e.g. pip install --target DIR a newer one
-        cmd += ["--front-end-root", os.environ["HP_FRONT_END_ROOT"]]
+    if front_end_root is None:
+        front_end_root = os.environ.get("HP_FRONT_END_ROOT")
+    if front_end_root:  # another frontend build, e.g. pip install --target DIR a newer one
+        cmd += ["--front-end-root", str(front_end_root)]
     with log.open("w") as f:
         proc = subprocess.Popen(cmd, cwd=comfyui_path, stdout=f, stderr=subprocess.STDOUT)
     srv = Server(f"http://127.0.0.1:{port}", proc, log, base)

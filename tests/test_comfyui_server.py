@@ -83,7 +83,7 @@ def test_object_info_lists_every_node_as_declared(server):
 
 
 def test_basic_workflow_runs_and_second_run_is_cached(server):
-    from hp_core.video import read_video
+    from helpers import read_video
 
     result = server.run(_tiny_prompt())
     assert result["status"]["status_str"] == "success", json.dumps(result["status"])[:3000]
@@ -91,7 +91,7 @@ def test_basic_workflow_runs_and_second_run_is_cached(server):
     assert len(videos) == 2
     sizes = {}
     for v in videos:
-        clip = read_video(v, with_audio=False)
+        clip = read_video(v)
         assert clip.frames.shape[0] == USED_FRAMES
         assert clip.fps == pytest.approx(25.0)
         sizes["crop" if "_crop_" in v.name else "full"] = clip.frames.shape[1:3]

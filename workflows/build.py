@@ -263,17 +263,31 @@ DRIVING_FILE = "hunyuan_portrait_driving.mp4"
 
 # Layout, in graph units. The default view must show every node at a zoom where the frontend draws widget
 # text (LiteGraph's low-quality threshold: MinFontSizeForLOD 8 px / NODE_TEXT_SIZE 14 = 0.571 at DPR 1).
-WINDOW = (1600, 900)           # the window the default view is made for; the frontend 1.27 puts its canvas
-SIDE_BAR, TOP_BARS = 64, 78    # right of the side bar and below the tabs + menu
-CANVAS = (WINDOW[0] - SIDE_BAR, WINDOW[1] - TOP_BARS)
-MARGINS = (10, 10, 10, 50)     # canvas px kept free: left, top, right, bottom (the zoom bar)
-# The minimap, shown by default (setting Comfy.Minimap.Visible), covers the canvas's bottom-right corner:
-# 250x200 px, 44 px from the window's right edge and 66 px above its bottom. Canvas px, with a gap around.
-MINIMAP_SIZE, MINIMAP_CORNER, MINIMAP_GAP = (250, 200), (44, 66), 10
-MINIMAP = (CANVAS[0] - MINIMAP_CORNER[0] - MINIMAP_SIZE[0], CANVAS[1] - MINIMAP_CORNER[1] - MINIMAP_SIZE[1],
-           CANVAS[0] - MINIMAP_CORNER[0], CANVAS[1] - MINIMAP_CORNER[1])
+WINDOW = (1600, 900)           # the window the default view is made for
+# The same saved view (zoom + offset) lands differently in the two frontends the examples are made for: the
+# one ComfyUI 0.3.64 pins (1.27) puts its canvas right of the side bar and below the tabs + menu, the newer
+# ones (1.58) make the canvas the whole window and float their bars over it. Per frontend: where the canvas's
+# origin is in the window, and the window px (x0, y0, x1, y1) that bars and the minimap (shown by default,
+# setting Comfy.Minimap.Visible) keep covered. The view must keep every node, and every group's title row,
+# clear of all of them in both.
+FRONTEND_VIEWS = {
+    "1.27": {"origin": (64, 78), "covers": {
+        "side bar": (0, 0, 64, 900), "tabs + menu": (0, 0, 1600, 78),
+        "zoom bar": (0, 860, 1600, 900),  # the canvas's bottom 40 px
+        "minimap": (1306, 634, 1556, 834)}},  # 250x200, 44 px from the right edge, 66 px above the bottom
+    "1.58": {"origin": (0, 0), "covers": {
+        "side bar": (0, 0, 56, 900), "tabs": (0, 0, 1600, 38),
+        "graph menu": (64, 46, 208, 86), "run bar": (1243, 46, 1592, 86),  # floating, top left / top right
+        "zoom bar": (1352, 852, 1588, 892), "minimap": (1339, 638, 1592, 838)}},
+}
+EDGE_GAP, COVER_GAP, BOTTOM_GAP = 10, 10, 50  # px kept free at the window's edges, around covers, at its bottom
 MIN_SCALE = 0.6                # above the low-quality threshold, with a margin
-TITLE_H, GROUP_HEADER, PAD, GAP, COLUMN_GAP, STAGE_GAP = 30, 40, 15, 20, 30, 30
+TITLE_H, GROUP_HEADER, PAD, GAP, COLUMN_GAP, STAGE_GAP = 30, 40, 10, 30, 30, 20
+# The newer frontend's node renderer (Vue nodes, setting Comfy.VueNodes.Enabled) draws a node at least as tall
+# as saved and taller where its rows need it: these nodes are saved that much taller in graph units, so they
+# keep their size in both renderers. Below a node with a problem (a missing file, a refused input) it hangs a
+# 20-unit "Issues" / "Error" footer: GAP keeps room for it.
+VUE_ROOM = {"HunyuanPortraitModelLoader": 60, "HunyuanPortraitAppearanceExtractor": 10}
 # Nodes reserve the room their previews take when they appear (on loading a file, during and after a run);
 # otherwise the frontend grows them over their neighbours. Image previews: the frontend keeps at least
 # 220 px for the picture and fits the picture inside. Video previews: the frontend makes the player as wide
@@ -288,10 +302,13 @@ STAGE_COLORS = ("#3f789e", "#8A8", "#b06634", "#a1309b", "#88A")
 
 
 def reserve_preview_room(n: Node) -> None:
-    """Give a node that shows an image or video the height it takes once the preview is there."""
+    """Give a node that shows an image or video the height it takes once the preview is there (and a node the
+    Vue renderer draws taller, that height)."""
     if n.height is not None:
         return
-    if n.type in MEDIA:
+    if n.type in VUE_ROOM:
+        n.height = node_height(n) + VUE_ROOM[n.type]
+    elif n.type in MEDIA:
         n.height = MEDIA[n.type]
     elif n.type in VIDEO_NODES:
         n.height = node_height(n) + round(n.width * VIDEO_ASPECT)
@@ -299,14 +316,21 @@ def reserve_preview_room(n: Node) -> None:
         n.height = node_height(n) + IMAGE_PREVIEW
 
 
-def _under_minimap(nodes: list[Node], scale: float) -> list[Node]:
-    """Nodes whose box (title bar included) reaches the minimap at this zoom, with the view's margins."""
-    left, top = MARGINS[:2]
-    x0, y0, x1, y1 = MINIMAP
-    return [n for n in nodes
-            if n.pos[0] * scale + left < x1 + MINIMAP_GAP and (n.pos[0] + n.width) * scale + left > x0 - MINIMAP_GAP
-            and (n.pos[1] - TITLE_H) * scale + top < y1 + MINIMAP_GAP
-            and (n.pos[1] + node_height(n)) * scale + top > y0 - MINIMAP_GAP]
+def _blocked(boxes: list[tuple[str, tuple]], scale: float, offset: tuple[float, float]) -> list[str]:
+    """What of boxes (graph units: x0, y0, x1, y1) leaves the window or reaches a cover in either frontend at
+    this view, e.g. 'Sampler under the 1.58 run bar'."""
+    out = []
+    for fe, view in FRONTEND_VIEWS.items():
+        ox, oy = view["origin"]
+        for name, (x0, y0, x1, y1) in boxes:
+            sx0, sy0 = ox + (x0 + offset[0]) * scale, oy + (y0 + offset[1]) * scale
+            sx1, sy1 = ox + (x1 + offset[0]) * scale, oy + (y1 + offset[1]) * scale
+            if sx0 < EDGE_GAP or sy0 < EDGE_GAP or sx1 > WINDOW[0] - EDGE_GAP or sy1 > WINDOW[1] - BOTTOM_GAP:
+                out.append(f"{name} off the {fe} window")
+            for cover, (cx0, cy0, cx1, cy1) in view["covers"].items():
+                if sx0 < cx1 + COVER_GAP and sx1 > cx0 - COVER_GAP and sy0 < cy1 + COVER_GAP and sy1 > cy0 - COVER_GAP:
+                    out.append(f"{name} under the {fe} {cover}")
+    return out
 
 
 def layout(g: Graph, stages: list[tuple[str, list[list[Node]]]]) -> None:
@@ -332,14 +356,23 @@ def layout(g: Graph, stages: list[tuple[str, list[list[Node]]]]) -> None:
     g.groups = [{"id": i + 1, "title": title, "bounding": [left, 0.0, right - left, bottom],
                  "color": STAGE_COLORS[i % len(STAGE_COLORS)], "font_size": 24, "flags": {}}
                 for i, (title, left, right) in enumerate(boxes)]
-    left, top, right_m, bottom_m = MARGINS
-    scale = min((CANVAS[0] - left - right_m) / width, (CANVAS[1] - top - bottom_m) / bottom, 1.0)
-    scale = int(scale * 100) / 100
-    while scale >= MIN_SCALE and _under_minimap(g.nodes, scale):
+    # What must stay in view and clear: every node (title bar included) and every group's title row.
+    shown = [(n.title or n.type, (n.pos[0], n.pos[1] - TITLE_H, n.pos[0] + n.width, n.pos[1] + node_height(n)))
+             for n in g.nodes]
+    shown += [(f"group {t!r}", (left, 0.0, right, GROUP_HEADER)) for t, left, right in boxes]
+    # The largest zoom (in 0.01 steps) at which some view shows all of it in both frontends: the graph's left
+    # edge just right of the wider side bar, the top edge moved down px by px until nothing is covered.
+    left_px = max(v["covers"]["side bar"][2] - v["origin"][0] for v in FRONTEND_VIEWS.values()) + COVER_GAP
+    scale, tried = int(min(1.0, (WINDOW[0] - left_px) / width, WINDOW[1] / bottom) * 100) / 100, []
+    while scale >= MIN_SCALE:
+        for top_px in range(0, 200, 2):
+            offset = (round(left_px / scale, 2), round(top_px / scale, 2))
+            tried = _blocked(shown, scale, offset)
+            if not tried:
+                g.ds = {"scale": scale, "offset": list(offset)}
+                return
         scale = round(scale - 0.01, 2)
-    if scale < MIN_SCALE:
-        raise ValueError(f"{g.name}: the layout needs zoom {scale} to fit beside the minimap, below {MIN_SCALE}")
-    g.ds = {"scale": scale, "offset": [round(left / scale, 2), round(top / scale, 2)]}
+    raise ValueError(f"{g.name}: no view at zoom >= {MIN_SCALE} shows it in both frontends: {tried[:5]}")
 
 
 def portrait_graph(name: str, note: str, *, loader: dict | None = None, face: dict | None = None,
@@ -368,7 +401,8 @@ def portrait_graph(name: str, note: str, *, loader: dict | None = None, face: di
     appearance = g.add("HunyuanPortraitAppearanceExtractor", {"models": models[0], "source_image": image[0]},
                        width=300, title="Appearance Extractor")
     stage2 = [[crop, motion, appearance]]
-    inputs = [[models, note_node], [image, video, parts]]
+    # The driving clip's parts below the note: below the two previews the column would be the graph's tallest.
+    inputs = [[models, note_node, parts], [image, video]]
     performance = motion[0]
     if saved_performance:
         save = g.add("HunyuanPortraitSavePerformance", {"performance": performance,
@@ -377,7 +411,7 @@ def portrait_graph(name: str, note: str, *, loader: dict | None = None, face: di
         load = g.add("HunyuanPortraitLoadPerformance", {"performance_file": SAVED_PERFORMANCE}, width=300,
                      title="Load Performance")
         stage2 = [[crop, motion, save, appearance]]
-        inputs[0].append(load)  # a loader: with the inputs, below the note
+        inputs[0].insert(2, load)  # a loader: with the inputs, below the note
         performance = load[0]
     values = {"models": models[0], "appearance": appearance[0], **(sampler or {})}
     if edit is not None:
