@@ -1,5 +1,5 @@
 """Small conveniences the tests need and the pack does not: reading a whole clip into memory, writing frames
-to an mp4 in one call, loading a checkpoint in one call. Each is built on the pack's own functions
+to an mp4 in one call, loading a checkpoint in one call, random sampling conditions. Each is built on the pack's own functions
 (hp_core.video.iter_frames / probe_video / VideoWriter, hp_core.weights.read_checkpoint / confirm_checkpoint),
 so the tests still exercise those."""
 
@@ -51,3 +51,20 @@ def load_checkpoint(entry_id: str, search_dirs, *, cache_dir: str | os.PathLike 
     ckpt = W.read_checkpoint(entry_id, search_dirs, cache_dir=cache_dir, preset=preset)
     W.confirm_checkpoint(ckpt)
     return ckpt.state
+
+
+def random_conditions(models, frames: int, settings):
+    """(Conditions, reference latents) of random seeded inputs for ``frames`` driving frames, through the
+    pipeline's own encoders: what the sampling tests feed ``sample_latents``."""
+    import torch
+
+    from hp_core import pipeline as P
+
+    g = torch.Generator().manual_seed(3)
+    d = models.dims
+    app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
+                              torch.randn(512, generator=g))
+    motion = P.encode_motion(models, torch.rand(frames, 3, 64, 64, generator=g),
+                             torch.rand(frames, 3, 64, 64, generator=g), [(7, 11)])
+    ref, cond = P.encode_reference(models, torch.rand(1, 3, settings.height, settings.width, generator=g) * 2 - 1)
+    return P.build_conditions(app, motion.tokens, cond, None, settings), ref

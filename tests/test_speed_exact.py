@@ -10,23 +10,13 @@ from diffusers.models.attention_processor import Attention
 from hp_core import pipeline as P
 from hp_core.models.unet import AdapterAttnProcessor
 
+from helpers import random_conditions
 from release_reference import release_loop
 
 
 @pytest.fixture(scope="module")
 def models():
     return P.random_models("tiny", seed=0)
-
-
-def _conditions(models, frames, settings):
-    g = torch.Generator().manual_seed(3)
-    d = models.dims
-    app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
-                              torch.randn(512, generator=g))
-    motion = P.encode_motion(models, torch.rand(frames, 3, 64, 64, generator=g),
-                             torch.rand(frames, 3, 64, 64, generator=g), [(7, 11)])
-    ref, cond = P.encode_reference(models, torch.rand(1, 3, settings.height, settings.width, generator=g) * 2 - 1)
-    return P.build_conditions(app, motion.tokens, cond, None, settings), ref
 
 
 def _sample_counting_unet_calls(models, cond, ref, settings, noise):
@@ -63,7 +53,7 @@ def test_zero_token_rows_equal_to_out_of_the_value_bias():
 def test_branch_modes_equal_release_loop_tightly(models, mode):
     settings = P.Settings(steps=3, height=64, width=64, window=8, overlap=2, pad=2, appearance_cfg=(1.5, 2.5),
                           branch_mode=mode)
-    cond, ref = _conditions(models, 6, settings)
+    cond, ref = random_conditions(models, 6, settings)
     noise = P.initial_noise(settings, cond.length, (8, 8))
     ours, calls = _sample_counting_unet_calls(models, cond, ref, settings, noise)
     with torch.no_grad():
@@ -75,7 +65,7 @@ def test_branch_modes_equal_release_loop_tightly(models, mode):
 
 def test_interval_covering_every_step_equals_default(models):
     settings = P.Settings(steps=3, height=64, width=64, window=8, overlap=2, pad=2)
-    cond, ref = _conditions(models, 6, settings)
+    cond, ref = random_conditions(models, 6, settings)
     noise = P.initial_noise(settings, cond.length, (8, 8))
     default = P.sample_latents(models, cond, ref, settings, noise=noise)
     covered = P.sample_latents(models, cond, ref, P.replace(settings, guidance_interval=(0.0, 1e4)), noise=noise)
@@ -87,7 +77,7 @@ def test_interval_covering_every_step_equals_default(models):
 def test_empty_interval_runs_one_unet_evaluation_per_window_per_step(models):
     settings = P.Settings(steps=4, height=64, width=64, window=8, overlap=2, pad=2,
                           guidance_interval=(1e5, 1e6))  # above sigma_max: no step is guided
-    cond, ref = _conditions(models, 6, settings)
+    cond, ref = random_conditions(models, 6, settings)
     noise = P.initial_noise(settings, cond.length, (8, 8))
     ours, calls = _sample_counting_unet_calls(models, cond, ref, settings, noise)
     windows = math.ceil(cond.length / 6)

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import torch
 
+from helpers import random_conditions
 from hp_core import pipeline as P
 from hp_core.models.fp8 import stored_bytes
 from hp_core.models.streaming import plan_stream, unet_blocks
-
-
-def _conditions(models, frames, settings):
-    g = torch.Generator().manual_seed(3)
-    d = models.dims
-    app = P.encode_appearance(models, torch.randn(1, 3, d.appearance_size, d.appearance_size, generator=g),
-                              torch.randn(512, generator=g))
-    motion = P.encode_motion(models, torch.rand(frames, 3, 64, 64, generator=g),
-                             torch.rand(frames, 3, 64, 64, generator=g), [(7, 11)])
-    ref, cond = P.encode_reference(models, torch.rand(1, 3, settings.height, settings.width, generator=g) * 2 - 1)
-    return P.build_conditions(app, motion.tokens, cond, None, settings), ref
 
 
 def test_the_plan_keeps_blocks_in_running_order_until_the_budget_is_spent():
@@ -36,7 +26,7 @@ def test_the_plan_keeps_blocks_in_running_order_until_the_budget_is_spent():
 def test_streaming_gives_the_same_latents_with_the_planned_copies():
     models = P.random_models("tiny", seed=0)
     settings = P.Settings(steps=1, height=64, width=64, window=4, overlap=1, pad=1)
-    cond, ref = _conditions(models, 5, settings)
+    cond, ref = random_conditions(models, 5, settings)
     whole = P.sample_latents(models, cond, ref, settings)
     calls = []
     handle = models.unet.register_forward_pre_hook(lambda m, args: calls.append(1))
