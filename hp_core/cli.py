@@ -20,8 +20,8 @@ from . import weights as W
 from .errors import HPError
 from .models import PRESET_DIMS
 from .models.precision import PRECISIONS
-from .motion_edit import EXPRESSION_MODES, LOOP_MODES, POSE_MODES, MotionEdit
-from .options import add_flags, flags_of, settings_from_flags
+from .motion_edit import MotionEdit
+from .options import EDIT_OPTIONS, add_flags, edit_from_flags, flags_of, settings_from_flags
 from .pipeline import Settings
 from .run import RunRequest
 from .weights import default_search_dirs, write_random_weights
@@ -181,49 +181,17 @@ def _add_run_flags(p: argparse.ArgumentParser, preset: bool = True) -> None:
 
 
 def _add_edit_flags(p: argparse.ArgumentParser) -> None:
-    """The motion edit's flags (hp_core.motion_edit.MotionEdit; its defaults reproduce the release)."""
-    d = MotionEdit()
-    g = p.add_argument_group("motion edit (defaults = the release)")
-    g.add_argument("--pose-mode", choices=POSE_MODES, default=d.pose_mode,
-                   help="absolute: the driver's head pose; relative: the portrait's own pose plus the driver's "
-                        "movement from its first frame; still: the portrait's pose on every frame")
-    g.add_argument("--pose-scale", type=float, nargs=3, metavar=("A1", "A2", "A3"), default=d.pose_scale,
-                   help="share of the driver's movement kept per head angle (1 = all; the release does not name "
-                        "the angles: set one to 0 to see which turn it is)")
-    g.add_argument("--pose-offset", type=float, nargs=3, metavar=("A1", "A2", "A3"), default=d.pose_offset,
-                   help="degrees added to each head angle on every frame")
-    g.add_argument("--expression-strength", type=float, default=d.expression_strength,
-                   help="experimental: 1 = the driver's expressions, 0 = frozen on the first frame's")
-    g.add_argument("--expression-mode", choices=EXPRESSION_MODES, default=d.expression_mode,
-                   help="experimental: relative starts from the portrait's own expression")
-    g.add_argument("--pose-smoothing", type=float, default=d.pose_smoothing, metavar="FRAMES",
-                   help="zero-phase smoothing of the head pose, strength in frames (0 = off)")
-    g.add_argument("--expression-smoothing", type=float, default=d.expression_smoothing, metavar="FRAMES",
-                   help="zero-phase smoothing of the expression, strength in frames (0 = off)")
-    g.add_argument("--start", type=int, default=d.start, metavar="FRAME", help="first driving frame used")
-    g.add_argument("--length", type=int, default=d.length, metavar="FRAMES",
-                   help="frames in the result (0 = all from --start)")
-    g.add_argument("--loop", choices=LOOP_MODES, default=d.loop,
-                   help="how a --length longer than the clip is filled (repeat crossfades the seam)")
-
-
-# MotionEdit fields -> the flags that set them.
-_EDIT_FLAGS = {"pose_mode": "--pose-mode", "pose_scale": "--pose-scale", "pose_offset": "--pose-offset",
-               "expression_strength": "--expression-strength", "expression_mode": "--expression-mode",
-               "pose_smoothing": "--pose-smoothing", "expression_smoothing": "--expression-smoothing",
-               "start": "--start", "length": "--length", "loop": "--loop"}
+    """The motion edit's flags (hp_core.options.EDIT_OPTIONS; the defaults reproduce the release)."""
+    add_flags(p.add_argument_group("motion edit (defaults = the release)"), EDIT_OPTIONS)
 
 
 def edit_from_args(args) -> MotionEdit:
     """The MotionEdit of the edit flags; an impossible value names its flag."""
-    edit = MotionEdit(pose_mode=args.pose_mode, pose_scale=tuple(args.pose_scale), pose_offset=tuple(args.pose_offset),
-                      expression_strength=args.expression_strength, expression_mode=args.expression_mode,
-                      pose_smoothing=args.pose_smoothing, expression_smoothing=args.expression_smoothing,
-                      start=args.start, length=args.length, loop=args.loop)
+    edit = edit_from_flags(args)
     problems = edit.problems()
     if problems:
         fields, err = problems[0]
-        raise HPError("/".join(_EDIT_FLAGS.get(f, f) for f in fields) + f": {err}")
+        raise HPError(f"{flags_of(fields)}: {err}")
     return edit
 
 

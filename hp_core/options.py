@@ -1,8 +1,9 @@
-"""Every sampling setting an artist can set, declared once: the Settings field it sets, its help text, its
-command-line flag and its node widget(s), its range or choices. Defaults are Settings' own. The CLI's flags
-(``add_flags`` / ``settings_from_flags``), the sampler node's widgets (``widget_inputs`` /
-``settings_from_widgets``), the queue-time check and the docs' settings table are all made from ``OPTIONS``,
-so adding a setting is one entry here plus the code that uses it.
+"""Every setting an artist can set, declared once: the field it sets (of the sampling Settings, or of the
+MotionEdit), its help text, its command-line flag and its node widget(s), its range or choices. Defaults are
+those dataclasses' own. The CLI's flags (``add_flags`` / ``settings_from_flags`` / ``edit_from_flags``), the
+nodes' widgets (``widget_inputs`` / ``settings_from_widgets`` / ``edit_from_widgets``), the queue-time check
+and the docs' settings table are all made from ``OPTIONS`` and ``EDIT_OPTIONS``, so adding a setting is one
+entry here plus the code that uses it.
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from .models.sdpa import SDPA_BACKENDS
+from .motion_edit import EXPRESSION_MODES, LOOP_MODES, MAX_SMOOTHING, POSE_MODES, MotionEdit
 from .pipeline import SEED_MAX, Settings
 from .sampling.denoiser import BRANCH_MODES
 from .sampling.samplers import SAMPLERS
 from .sampling.schedules import SCHEDULES
 
 RELEASE = Settings()
+NO_EDIT = MotionEdit()
 
 
 @dataclass(frozen=True)
 class Option:
     """One setting. ``kind``: int, float, choice, bool, pair (a (first step, last step) pair of floats: two
-    widgets, one flag of two numbers) or interval (an optional (low, high) pair; off when high is 0)."""
+    widgets, one flag of two numbers), triple (three floats, one per head angle: three widgets, one flag of
+    three numbers) or interval (an optional (low, high) pair; off when high is 0). ``defaults``: the dataclass
+    instance whose field holds the default (the release's Settings, or the MotionEdit that changes nothing)."""
 
     field: str
     kind: str
@@ -36,10 +41,11 @@ class Option:
     choices: tuple[str, ...] = ()
     widget_optional: bool = False   # an optional node input (hidden in the basic graph's default)
     metavar: Any = None
+    defaults: Any = None            # None: the release's Settings
 
     @property
     def default(self):
-        return getattr(RELEASE, self.field)
+        return getattr(RELEASE if self.defaults is None else self.defaults, self.field)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -90,12 +96,45 @@ OPTIONS: tuple[Option, ...] = (
 )
 BY_FIELD = {o.field: o for o in OPTIONS}
 
+ANGLE_HELP = ("The release does not name the order of its three head angles: set one angle's scale to 0 and "
+              "watch which turn of the head stops.")
+EDIT_OPTIONS: tuple[Option, ...] = (
+    Option("pose_mode", "choice", "absolute = the driver's head pose as it is (the release); relative = the portrait "
+           "keeps its own pose and follows the driver's movement from the first frame on (best when another person "
+           "drives); still = the head stays as in the portrait, only the face moves. relative and still need the "
+           "portrait.", "--pose-mode", ("pose_mode",), choices=POSE_MODES, defaults=NO_EDIT),
+    Option("pose_scale", "triple", "How much of the driver's movement each head angle keeps (1 = all, 0 = none, "
+           "negative = mirrored). " + ANGLE_HELP, "--pose-scale", ("angle1_scale", "angle2_scale", "angle3_scale"),
+           -3.0, 3.0, 0.05, metavar=("A1", "A2", "A3"), defaults=NO_EDIT),
+    Option("pose_offset", "triple", "Degrees added to each head angle on every frame. " + ANGLE_HELP,
+           "--pose-offset", ("angle1_offset", "angle2_offset", "angle3_offset"), -90.0, 90.0, 0.5,
+           metavar=("A1", "A2", "A3"), defaults=NO_EDIT),
+    Option("expression_strength", "float", "Experimental: how far expressions move from the first frame's (1 = the "
+           "release, 0 = frozen, above 1 = exaggerated). It scales learned features: judge the result by eye.",
+           "--expression-strength", ("expression_strength",), 0.0, 2.0, 0.05, defaults=NO_EDIT),
+    Option("expression_mode", "choice", "Experimental: driving = expressions start from the driver's first frame "
+           "(the release); relative = from the portrait's own expression (needs the portrait).",
+           "--expression-mode", ("expression_mode",), choices=EXPRESSION_MODES, defaults=NO_EDIT),
+    Option("pose_smoothing", "float", "Calms head jitter: smoothing strength in frames (0 = off, the release; 2-4 "
+           "removes jitter). Zero-phase: no lag.", "--pose-smoothing", ("pose_smoothing",), 0.0, MAX_SMOOTHING, 0.5,
+           metavar="FRAMES", defaults=NO_EDIT),
+    Option("expression_smoothing", "float", "Calms expression flicker: smoothing strength in frames (0 = off).",
+           "--expression-smoothing", ("expression_smoothing",), 0.0, MAX_SMOOTHING, 0.5, metavar="FRAMES",
+           defaults=NO_EDIT),
+    Option("start", "int", "First driving frame used.", "--start", ("start_frame",), 0, 1_000_000, metavar="FRAME",
+           defaults=NO_EDIT),
+    Option("length", "int", "Frames in the result (0 = every frame from the start frame); longer than the clip "
+           "needs a loop.", "--length", ("length",), 0, 1_000_000, metavar="FRAMES", defaults=NO_EDIT),
+    Option("loop", "choice", "How a length longer than the clip is filled: repeat (the seam is crossfaded, no "
+           "jump) or pingpong (back and forth).", "--loop", ("loop",), choices=LOOP_MODES, defaults=NO_EDIT),
+)
+
 
 # ------------------------------------------------------------------------------------------ the CLI
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per option that has one, with its help, range and the release's default."""
-    for o in OPTIONS:
+def add_flags(parser, options: tuple[Option, ...] = OPTIONS) -> None:
+    """One flag per option that has one, with its help, range and default (``parser``: a parser or group)."""
+    for o in options:
         if o.flag is None:
             continue
         text = f"{o.help} (default {_shown(o)})"
@@ -103,8 +142,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(o.flag, dest=o.field, action="store_true", help=o.help)
         elif o.kind == "choice":
             parser.add_argument(o.flag, dest=o.field, choices=o.choices, default=o.default, help=text)
-        elif o.kind in ("pair", "interval"):
-            parser.add_argument(o.flag, dest=o.field, type=float, nargs=2, metavar=o.metavar,
+        elif o.kind in ("pair", "interval", "triple"):
+            parser.add_argument(o.flag, dest=o.field, type=float, nargs=len(o.widgets), metavar=o.metavar,
                                 default=o.default, help=text)
         else:
             parser.add_argument(o.flag, dest=o.field, type=int if o.kind == "int" else float, default=o.default,
@@ -120,18 +159,23 @@ def _shown(o: Option) -> str:
 
 def settings_from_flags(args: argparse.Namespace, **extra) -> Settings:
     """Settings from the flags ``add_flags`` made, plus ``extra`` fields (e.g. the size)."""
-    values = {}
-    for o in OPTIONS:
-        if o.flag is not None:
-            value = getattr(args, o.field)
-            values[o.field] = tuple(value) if isinstance(value, list) else value
-    return Settings(**values, **extra)
+    return Settings(**_values(OPTIONS, args), **extra)
+
+
+def _values(options: tuple[Option, ...], args: argparse.Namespace) -> dict:
+    return {o.field: tuple(v) if isinstance(v := getattr(args, o.field), list) else v for o in options if o.flag}
+
+
+def edit_from_flags(args: argparse.Namespace) -> MotionEdit:
+    """The MotionEdit of the flags ``add_flags(parser, EDIT_OPTIONS)`` made."""
+    return MotionEdit(**_values(EDIT_OPTIONS, args))
 
 
 def flags_of(field_names) -> str:
-    """The flags that set these Settings fields, for messages ('--window/--overlap')."""
+    """The flags that set these fields, for messages ('--window/--overlap')."""
     extra = {"height": "--size", "width": "--size"}
-    return "/".join(dict.fromkeys((BY_FIELD[f].flag if f in BY_FIELD and BY_FIELD[f].flag else extra.get(f, f))
+    by_field = {o.field: o for o in (*OPTIONS, *EDIT_OPTIONS)}
+    return "/".join(dict.fromkeys((by_field[f].flag if f in by_field and by_field[f].flag else extra.get(f, f))
                                   for f in field_names))
 
 
@@ -148,13 +192,13 @@ def _widget(o: Option, name: str, default) -> tuple:
     return ("FLOAT", {**spec, "step": o.step, **({"round": 0.01} if o.kind == "pair" else {})})
 
 
-def widget_inputs(optional: bool = False) -> dict[str, tuple]:
-    """The sampler node's widgets (INPUT_TYPES entries) of the required or the optional options, in order."""
+def widget_inputs(optional: bool = False, options: tuple[Option, ...] = OPTIONS) -> dict[str, tuple]:
+    """A node's widgets (INPUT_TYPES entries) of the required or the optional options, in order."""
     out = {}
-    for o in OPTIONS:
+    for o in options:
         if not o.widgets or o.widget_optional != optional:
             continue
-        if o.kind == "pair":
+        if o.kind in ("pair", "triple"):
             for name, value in zip(o.widgets, o.default):
                 out[name] = _widget(o, name, value)
         elif o.kind == "interval":
@@ -185,9 +229,21 @@ def settings_from_widgets(values: dict, **extra) -> Settings:
     return Settings(**out, **extra)
 
 
-def widget_fields() -> dict[str, str]:
-    """Node widget name -> the Settings field it sets (a pair's two widgets both name the pair's field)."""
-    return {name: o.field for o in OPTIONS for name in o.widgets}
+def edit_from_widgets(values: dict) -> MotionEdit:
+    """The MotionEdit of the Motion Edit node's widget values."""
+    out = {}
+    for o in EDIT_OPTIONS:
+        got = [values.get(name) for name in o.widgets]
+        if o.kind == "triple":
+            out[o.field] = tuple(float(v if v is not None else d) for v, d in zip(got, o.default))
+        elif got[0] is not None:
+            out[o.field] = {"int": int, "float": float}.get(o.kind, str)(got[0])
+    return MotionEdit(**out)
+
+
+def widget_fields(options: tuple[Option, ...] = OPTIONS) -> dict[str, str]:
+    """Node widget name -> the field it sets (a pair's or triple's widgets all name its field)."""
+    return {name: o.field for o in options for name in o.widgets}
 
 
 # ------------------------------------------------------------------------------------------ the docs
@@ -195,7 +251,7 @@ def widget_fields() -> dict[str, str]:
 def settings_table() -> str:
     """The settings as a Markdown table: flag, node widget(s), default, range or choices, what it does."""
     rows = ["| Setting | Flag | Node widget | Default | Range | What it does |", "|---|---|---|---|---|---|"]
-    for o in OPTIONS:
+    for o in (*OPTIONS, *EDIT_OPTIONS):
         span = (", ".join(o.choices) if o.kind == "choice" else "on/off" if o.kind == "bool"
                 else f"{o.minimum:g} to {o.maximum:g}")
         rows.append(f"| {o.field} | {f'`{o.flag}`' if o.flag else ''} | {', '.join(o.widgets)} | {_shown(o)} | "
@@ -203,5 +259,6 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
-__all__ = ["BY_FIELD", "OPTIONS", "Option", "add_flags", "flags_of", "settings_from_flags", "settings_from_widgets",
-           "settings_table", "widget_fields", "widget_inputs"]
+__all__ = ["BY_FIELD", "EDIT_OPTIONS", "OPTIONS", "Option", "add_flags", "edit_from_flags", "edit_from_widgets",
+           "flags_of", "settings_from_flags", "settings_from_widgets", "settings_table", "widget_fields",
+           "widget_inputs"]

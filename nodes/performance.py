@@ -7,7 +7,8 @@ import os
 import re
 
 from hp_core.errors import HPError
-from hp_core.motion_edit import EXPRESSION_MODES, LOOP_MODES, MAX_SMOOTHING, POSE_MODES, MotionEdit, edit_performance
+from hp_core.motion_edit import edit_performance
+from hp_core.options import EDIT_OPTIONS, edit_from_widgets, widget_inputs
 from hp_core.performance import SUFFIX, load_performance, save_performance
 
 from . import bridge
@@ -15,20 +16,6 @@ from .sockets import APPEARANCE, PERFORMANCE
 
 CATEGORY = "HunyuanPortrait"
 NONE_SAVED = "(no saved performances yet)"
-ANGLE_HELP = ("The release does not name the order of its three head angles. To tell them apart, set this "
-              "angle's scale to 0 and watch which turn of the head stops.")
-DEFAULT = MotionEdit()
-
-
-def _angle(kind: str, i: int) -> tuple:
-    if kind == "scale":
-        return ("FLOAT", {"default": DEFAULT.pose_scale[i], "min": -3.0, "max": 3.0, "step": 0.05, "tooltip":
-                          f"Head angle {i + 1}: how much of the driver's movement is kept (1 = all, 0 = none, "
-                          f"negative = mirrored). " + ANGLE_HELP})
-    return ("FLOAT", {"default": DEFAULT.pose_offset[i], "min": -90.0, "max": 90.0, "step": 0.5, "tooltip":
-                      f"Head angle {i + 1}: degrees added on every frame. " + ANGLE_HELP})
-
-
 class HunyuanPortraitMotionEdit:
     """Node: reshape a performance (head pose mode, per-angle scale and offset, expression strength, smoothing,
     start and length) with arithmetic only; no encoder runs again. The defaults change nothing."""
@@ -38,36 +25,7 @@ class HunyuanPortraitMotionEdit:
         return {
             "required": {
                 "performance": (PERFORMANCE, {"tooltip": "From the Motion Extractor or Load Performance."}),
-                "pose_mode": (list(POSE_MODES), {"default": DEFAULT.pose_mode, "tooltip":
-                              "absolute = the driver's head pose as it is (the release). relative = the portrait "
-                              "keeps its own pose and follows the driver's movement from the first frame on (best "
-                              "when another person drives). still = the head stays as in the portrait; only the "
-                              "face moves. relative and still need the appearance input."}),
-                **{f"angle{i + 1}_scale": _angle("scale", i) for i in range(3)},
-                **{f"angle{i + 1}_offset": _angle("offset", i) for i in range(3)},
-                "expression_strength": ("FLOAT", {"default": DEFAULT.expression_strength, "min": 0.0, "max": 2.0,
-                                        "step": 0.05, "tooltip":
-                                        "Experimental: how far expressions move from the first frame's (1 = the "
-                                        "release, 0 = frozen, above 1 = exaggerated). It scales learned features, "
-                                        "so judge the result by eye."}),
-                "expression_mode": (list(EXPRESSION_MODES), {"default": DEFAULT.expression_mode, "tooltip":
-                                    "Experimental: driving = expressions start from the driver's first frame (the "
-                                    "release); relative = from the portrait's own expression (needs the appearance "
-                                    "input)."}),
-                "pose_smoothing": ("FLOAT", {"default": DEFAULT.pose_smoothing, "min": 0.0, "max": MAX_SMOOTHING,
-                                   "step": 0.5, "tooltip": "Calm head jitter: smoothing strength in frames (0 = off, "
-                                                           "the release; 2-4 removes jitter). No lag."}),
-                "expression_smoothing": ("FLOAT", {"default": DEFAULT.expression_smoothing, "min": 0.0,
-                                         "max": MAX_SMOOTHING, "step": 0.5, "tooltip":
-                                         "Calm expression flicker: smoothing strength in frames (0 = off)."}),
-                "start_frame": ("INT", {"default": DEFAULT.start, "min": 0, "max": 1_000_000, "tooltip":
-                                "First driving frame used."}),
-                "length": ("INT", {"default": DEFAULT.length, "min": 0, "max": 1_000_000, "tooltip":
-                           "Frames in the result (0 = every frame from start_frame). Longer than the clip needs "
-                           "a loop."}),
-                "loop": (list(LOOP_MODES), {"default": DEFAULT.loop, "tooltip":
-                         "How a length longer than the clip is filled: repeat (the seam is crossfaded, no jump) "
-                         "or pingpong (back and forth)."}),
+                **widget_inputs(options=EDIT_OPTIONS),  # declared once in hp_core.options
             },
             "optional": {
                 "appearance": (APPEARANCE, {"tooltip": "From the Appearance Extractor: the portrait's own head "
@@ -84,15 +42,10 @@ class HunyuanPortraitMotionEdit:
                    "portrait), per-angle strength and offset, expression strength, smoothing of jitter, and the "
                    "part and length of the clip used. Every default reproduces the release.")
 
-    def edit(self, performance, pose_mode, angle1_scale, angle2_scale, angle3_scale, angle1_offset, angle2_offset,
-             angle3_offset, expression_strength, expression_mode, pose_smoothing, expression_smoothing, start_frame,
-             length, loop, appearance=None):
-        edit = MotionEdit(pose_mode=pose_mode,
-                          pose_scale=(float(angle1_scale), float(angle2_scale), float(angle3_scale)),
-                          pose_offset=(float(angle1_offset), float(angle2_offset), float(angle3_offset)),
-                          expression_strength=float(expression_strength), expression_mode=expression_mode,
-                          pose_smoothing=float(pose_smoothing), expression_smoothing=float(expression_smoothing),
-                          start=int(start_frame), length=int(length), loop=loop)
+    OPTIONS = EDIT_OPTIONS  # the widgets that arrive as **widgets
+
+    def edit(self, performance, appearance=None, **widgets):
+        edit = edit_from_widgets(widgets)
         portrait = appearance.motion if appearance is not None else None
         if edit.needs_portrait and portrait is None:
             raise HPError(f"Connect the Appearance Extractor's appearance to Motion Edit: pose mode {edit.pose_mode} "

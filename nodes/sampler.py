@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hp_core.errors import HPError
-from hp_core.options import settings_from_widgets, widget_inputs
+from hp_core.options import OPTIONS, settings_from_widgets, widget_inputs
 from hp_core.pipeline import VAE_SCALE, Settings, build_conditions, encode_reference, pose_condition, sample_latents
 from hp_core.sampling import custom_sigmas, unpad
 
@@ -72,6 +72,8 @@ class HunyuanPortraitSampler:
                    "through the motion adapters, the motion tokens. Three-branch guidance (uncond, appearance, "
                    "appearance + motion) with separate appearance and motion CFG, context windows for long "
                    "videos. Shows a progress bar and a preview of the middle frame per step; Cancel stops between steps.")
+
+    OPTIONS = OPTIONS  # the widgets that arrive as **widgets
 
     def sample(self, models, appearance, performance, pose=None, sampler=None, sigmas=None, **widgets):
         frames = performance.frames

@@ -127,7 +127,7 @@ def test_every_node_declares_valid_inputs_outputs_and_function(name):
     if any(v.kind == v.VAR_KEYWORD for v in params.values()):
         # the settings declared in hp_core.options arrive as **widgets: exactly those names, nothing else
         from hp_core.options import widget_fields
-        assert set(declared) - set(names) == set(widget_fields())
+        assert set(declared) - set(names) == set(widget_fields(cls.OPTIONS))
         declared = [n for n in declared if n in names]
     assert names == declared
     for section, input_name, _ in _specs(cls):

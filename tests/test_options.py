@@ -56,6 +56,22 @@ def test_a_flag_and_its_widget_set_the_same_field():
     assert widget_fields()["context_overlap"] == "overlap"
 
 
+def test_motion_edit_flags_and_widgets_set_the_same_edit_and_default_to_no_edit():
+    from hp_core.motion_edit import MotionEdit
+    from hp_core.options import EDIT_OPTIONS, edit_from_flags, edit_from_widgets
+
+    parser = cli.build_parser()
+    base = ["animate", "--image", "i", "--video", "v", "--out", "o.mp4"]
+    assert edit_from_flags(parser.parse_args(base)) == MotionEdit()
+    widgets = widget_inputs(options=EDIT_OPTIONS)
+    assert edit_from_widgets({n: spec[1]["default"] for n, spec in widgets.items()}) == MotionEdit()
+    flags = edit_from_flags(parser.parse_args(base + ["--pose-mode", "relative", "--pose-scale", "1", "0.5", "0",
+                                                      "--start", "3", "--loop", "pingpong", "--length", "40"]))
+    nodes = edit_from_widgets(dict(pose_mode="relative", angle1_scale=1.0, angle2_scale=0.5, angle3_scale=0.0,
+                                   start_frame=3, loop="pingpong", length=40))
+    assert flags == nodes and flags.pose_scale == (1.0, 0.5, 0.0) and flags.start == 3
+
+
 def test_a_settings_problem_names_the_users_own_flag(capsys):
     code = cli.main(["animate", "--image", "i.png", "--video", "v.mp4", "--out", "o.mp4", "--window", "4",
                      "--overlap", "4"])
