@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import HPError
+from ..models import COMPONENTS
 from ..svd_vae import detect_layout, find_weights_in_folder
 from . import locations as L
 from . import manifest as M
@@ -15,11 +16,10 @@ from . import structure as S
 from . import verification as V
 from .messages import problems_message
 
-NETWORK_IDS = ("unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider")
 
 
 def needed_ids(*, use_arcface: bool = True, detector: str | None = "yoloface", vae: bool = True,
-               networks=NETWORK_IDS) -> list[str]:
+               networks=COMPONENTS) -> list[str]:
     """Manifest ids a run needs: the networks (default all seven), the SVD VAE, ArcFace when used, the face
     detector."""
     ids = list(networks) + (["svd_vae"] if vae else [])
