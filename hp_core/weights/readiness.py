@@ -17,7 +17,6 @@ from . import verification as V
 from .messages import problems_message
 
 
-
 def needed_ids(*, use_arcface: bool = True, detector: str | None = "yoloface", vae: bool = True,
                networks=COMPONENTS) -> list[str]:
     """Manifest ids a run needs: the networks (default all seven), the SVD VAE, ArcFace when used, the face
