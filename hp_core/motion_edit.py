@@ -169,15 +169,16 @@ def timeline(frames: int, edit: MotionEdit) -> tuple[np.ndarray, np.ndarray, np.
     Frames ``start`` .. are used; ``length`` (0 = all) is reached by cutting or by looping the segment:
     repeat crossfades the segment's last frames into its first ones (no jump at the seam), pingpong plays
     it back and forth (0 1 2 1 0 1 ...)."""
-    n = frames - edit.start
-    length = edit.length or n
+    start = int(edit.start)
+    n = frames - start
+    length = int(edit.length) or n
     if length <= n or n == 1:
-        idx = edit.start + np.minimum(np.arange(length), n - 1)
+        idx = start + np.minimum(np.arange(length), n - 1)
         return idx, idx, np.zeros(length)
     if edit.loop == "pingpong":
         period = 2 * n - 2
         pos = np.arange(length) % period
-        idx = edit.start + np.where(pos < n, pos, period - pos)
+        idx = start + np.where(pos < n, pos, period - pos)
         return idx, idx, np.zeros(length)
     seam = min(SEAM_FRAMES, n // 4)
     # First pass plays 0 .. n-seam-1; each seam mixes frames n-seam+j (fading out) with j (fading in); every
@@ -190,7 +191,7 @@ def timeline(frames: int, edit: MotionEdit) -> tuple[np.ndarray, np.ndarray, np.
         a += list(range(seam, n - seam))
         b += list(range(seam, n - seam))
         w += [0.0] * (n - 2 * seam)
-    return edit.start + np.array(a[:length]), edit.start + np.array(b[:length]), np.array(w[:length])
+    return start + np.array(a[:length]), start + np.array(b[:length]), np.array(w[:length])
 
 
 def _apply_timeline(x: torch.Tensor, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> torch.Tensor:

@@ -132,7 +132,15 @@ def save_performance(perf: Performance, path: str | os.PathLike, *, overwrite: b
     try:
         tensors = {name: getattr(perf, name).contiguous() for name in TENSORS}
         save_file(tensors, tmp, metadata=_metadata(perf))
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # claims the name atomically: a file that appeared meanwhile is kept
+            except FileExistsError:
+                raise HPError(f"{path} appeared while this performance was being written; it was left as it is.",
+                              hint="Choose another name, or pass --overwrite to replace it.") from None
+            Path(tmp).unlink(missing_ok=True)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

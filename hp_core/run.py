@@ -184,6 +184,9 @@ def check_request(request: RunRequest) -> None:
         raise HPError(f"max_frames must be at least 1 (got {request.max_frames}).")
     if request.vram_budget is not None and not (math.isfinite(request.vram_budget) and request.vram_budget > 0):
         raise HPError(f"--vram-budget must be a positive number of GiB, got {request.vram_budget}.")
+    if request.motion is not None and request.max_frames is not None:
+        raise HPError("--max-frames applies to a driving clip, and --motion gives a saved performance.",
+                      hint="Use --length (and --start) to take part of a performance.")
     if request.video is None and request.motion is None:
         raise HPError("Nothing drives the portrait.", hint="Give a driving clip (--video) or a saved performance "
                                                             "(--motion).")
@@ -204,6 +207,10 @@ def preflight(request: RunRequest) -> Plan:
     if performance is not None:
         request.edit.validate(performance.frames)
     info = V.probe_video(request.video) if request.video is not None else None
+    frames = performance.frames if performance is not None else info.frames_estimate if info is not None else None
+    if performance is None and frames is not None:  # start/length against the clip (its count may be estimated)
+        exact = request.max_frames is not None and request.max_frames <= frames
+        request.edit.validate(request.max_frames if exact else frames + 2)
     if request.audio_file is not None and not Path(request.audio_file).expanduser().is_file():
         raise HPError(f"The audio file {request.audio_file} does not exist.", hint="Check the --audio path.")
     device = _device(request.device)
@@ -211,7 +218,8 @@ def preflight(request: RunRequest) -> Plan:
     search_dirs = list(request.models_dirs) or W.default_search_dirs(None)
     weights = weight_files(request, search_dirs)
     s = request.settings
-    check_device_memory(request.preset, device, dtype=dtypes["unet"], window=min(s.window, 25),
+    edited = request.edit.length or max((frames or s.window) - request.edit.start, 1)
+    check_device_memory(request.preset, device, dtype=dtypes["unet"], window=min(s.window, edited + 2 * s.pad),
                         latent_hw=(s.height // 8, s.width // 8), fp8="unet" in fp8_networks(request.precision),
                         stream_budget=stream_budget(request))
     note = cpu_time_note(request, device, performance.frames if performance is not None else
@@ -339,10 +347,18 @@ def portrait_motion(models, source: PP.SourceFace) -> PortraitMotion:
 
 
 @torch.no_grad()
+def expanded(request: RunRequest) -> RunRequest:
+    """``request`` with every path's ``~`` expanded, so the checks and the writers see the same files."""
+    paths = {name: Path(value).expanduser() for name in ("image", "out", "video", "motion", "audio_file",
+                                                         "paste_back", "vae")
+             if (value := getattr(request, name)) is not None}
+    return replace(request, **paths)
+
+
 def run(request: RunRequest, progress: StageProgress | None = None) -> RunResult:
     """Animate ``request.image`` with ``request.video`` or ``request.motion``; writes ``request.out`` (and
     ``paste_back``). The portrait's face is found first, so a portrait without one fails in seconds."""
-    request = with_folder_preset(request)
+    request = expanded(with_folder_preset(request))
     plan = preflight(request)
     session = Session(request, plan)
     source = session.prepare(plan.source)
@@ -460,7 +476,7 @@ def run_many(request: RunRequest, images: list[Path], out_dir: Path,
     """One performance (``request.video`` or ``request.motion``) drives every portrait in ``images``: it is
     extracted once, and ``<out_dir>/<portrait name>.mp4`` is written per portrait. A portrait that fails is
     reported and the others still run. ``request.image`` / ``request.out`` are ignored."""
-    request = with_folder_preset(request)
+    request = expanded(with_folder_preset(request))
     images = portrait_list(images)
     outs = batch_outputs(images, Path(out_dir).expanduser())
     for image, out in outs.items():  # every output checked before any work, like a single run's
@@ -500,10 +516,10 @@ def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = 
                     chunk: int = 25, overwrite: bool = False, progress: StageProgress | None = None) -> Extracted:
     """`motion extract`: the clip's performance, written to ``out`` (.safetensors). Loads only the face
     detector and the three motion networks."""
-    out = Path(out).expanduser()
+    out, video = Path(out).expanduser(), Path(video).expanduser()
     if out.suffix.lower() != PERFORMANCE_SUFFIX:
         raise HPError(f"--out must name a {PERFORMANCE_SUFFIX} file, got {out.name}.")
-    check_new_output(out, "--out", overwrite, [("--video", Path(video))])
+    check_new_output(out, "--out", overwrite, [("--video", video)])
     if preset is None:  # the models folder's own (a random-weights marker), else official
         preset = W.locations.folder_preset(list(models_dirs or []) or W.default_search_dirs(None))
     if preset not in PRESET_DIMS:

@@ -346,7 +346,14 @@ def clear_stale_partials(folder: str | os.PathLike) -> list[Path]:
         video = _VIDEO_PARTIAL.fullmatch(name)
         stale = False
         if video is not None:
-            stale = not _pid_alive(int(video.group("pid")))
+            # its process is gone here, and it has not grown for a while (a run on another machine or in another
+            # container that shares the folder keeps writing it)
+            now = now or time.time()
+            try:
+                quiet = now - path.lstat().st_mtime > STALE_PERFORMANCE_SECONDS
+            except OSError:
+                continue
+            stale = quiet and not _pid_alive(int(video.group("pid")))
         elif _PERFORMANCE_PARTIAL.fullmatch(name):
             now = now or time.time()
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import PureWindowsPath
 
 from hp_core.errors import HPError
 from hp_core.motion_edit import edit_performance
@@ -84,7 +85,7 @@ class HunyuanPortraitSavePerformance:
 
     def save(self, performance, filename_prefix):
         prefix = (filename_prefix or "performance").strip().replace("\\", "/")
-        if prefix.startswith("/") or ".." in prefix.split("/"):
+        if prefix.startswith("/") or ".." in prefix.split("/") or PureWindowsPath(prefix).drive:
             raise HPError(f"filename_prefix {filename_prefix!r} leaves the performances folder.",
                           hint="Use a plain name, or a subfolder such as actors/anna.")
         base = bridge.performance_dirs()[0]

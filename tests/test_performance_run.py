@@ -5,6 +5,7 @@ and existing outputs are never replaced without --overwrite."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,30 @@ def test_a_vram_budget_streams_the_unet_and_changes_nothing_and_fp8_runs_end_to_
     assert cli.main(_args(env, "animate", "--image", str(env / "face.png"), "--video", str(env / "drive.mp4"),
                           "--out", str(tmp_path / "fp8.mp4"), "--max-frames", "4", "--dtype", "fp8")) == 0
     assert np.concatenate(written["fp8.mp4"]).shape == (4, 64, 64, 3)
+
+
+def test_a_tilde_in_output_and_audio_paths_means_home(env, tmp_path, monkeypatch, written):
+    """The checks and the writer see the same files: ~ is the home folder everywhere, never a folder named ~."""
+    home = tmp_path / "home"
+    (home / "v").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (home / "voice.mp4").write_bytes((env / "drive.mp4").read_bytes())
+    req = R.RunRequest(image=env / "face.png", out=Path("~/v/a.mp4"), video=env / "drive.mp4",
+                       audio_file=Path("~/voice.mp4"), models_dirs=[env / "models"], preset="tiny", device="cpu",
+                       use_arcface=False, max_frames=3, settings=P.Settings(steps=1, height=64, width=64, window=8,
+                                                                                 overlap=2))
+    R.run(req)
+    assert (home / "v" / "a.mp4").is_file() and not (tmp_path / "~").exists()
+
+
+def test_edits_that_the_clip_cannot_satisfy_and_max_frames_with_a_performance_are_refused_up_front(env, tmp_path):
+    from hp_core.errors import HPError
+    from hp_core.motion_edit import MotionEdit
+
+    base = R.RunRequest(image=env / "face.png", out=tmp_path / "o.mp4", video=env / "drive.mp4",
+                        models_dirs=[env / "models"], preset="tiny", device="cpu")
+    with pytest.raises(HPError, match="past the performance"):
+        R.preflight(P.replace(base, edit=MotionEdit(start=500)))
+    with pytest.raises(HPError, match="--max-frames applies to a driving clip"):
+        R.preflight(P.replace(base, video=None, motion=tmp_path / "p.safetensors", max_frames=3))

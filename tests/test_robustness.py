@@ -370,6 +370,10 @@ def test_next_run_clears_the_partial_files_of_a_killed_run(env, tmp_path, capsys
     old_perf = out.parent / ".perf.safetensors.zyxw9876.partial"
     old_perf.write_bytes(b"x")
     os.utime(old_perf, (time.time() - 3600, time.time() - 3600))
+    os.utime(partial, (time.time() - 3600, time.time() - 3600))  # untouched for an hour: its writer is gone
+    os.utime(live, (time.time() - 3600, time.time() - 3600))     # a live process's is kept however old
+    recent_dead = out.parent / ".crop.partial-999999999-abc.mp4"  # a dead pid, but written a moment ago: kept
+    recent_dead.write_bytes(b"x")
     assert cli.main(animate_args(env, out)) == 0, capsys.readouterr().err
     left = sorted(p.name for p in out.parent.iterdir())
-    assert left == sorted([out.name, live.name, other.name, fresh_perf.name]), left
+    assert left == sorted([out.name, live.name, other.name, fresh_perf.name, recent_dead.name]), left
