@@ -4,7 +4,7 @@ flagged as broken, every link joins existing slots of compatible types, no "miss
 error appears, and the frontend's own conversion of the loaded graph to a prompt equals the API-format file.
 
 Every test runs against two frontends: the one ComfyUI pins (its requirements.txt), and the newest
-comfyui-frontend-package installed apart ($HP_NEW_FRONT_END_ROOT, default /tmp/fe_new: the folder of
+comfyui-frontend-package installed apart ($HP_NEW_FRONT_END_ROOT: the folder of
 `pip install --target DIR comfyui-frontend-package`, or its static folder), once with its new node renderer
 (Vue nodes: nodes drawn as DOM elements) off and once on. Without that newer frontend its parameters skip.
 
@@ -47,8 +47,10 @@ FRONTENDS = ["pinned", "newest", "newest-vue-nodes"]
 
 
 def newest_front_end_root() -> Path | None:
-    """The static folder of the newer frontend package ($HP_NEW_FRONT_END_ROOT or /tmp/fe_new), if installed."""
-    root = Path(os.environ.get("HP_NEW_FRONT_END_ROOT") or "/tmp/fe_new")
+    """The static folder of the newer frontend package ($HP_NEW_FRONT_END_ROOT), if one is given and installed."""
+    if not os.environ.get("HP_NEW_FRONT_END_ROOT"):
+        return None
+    root = Path(os.environ["HP_NEW_FRONT_END_ROOT"])
     for static in (root, root / "static", root / "comfyui_frontend_package" / "static"):
         if (static / "index.html").is_file():
             return static
@@ -165,8 +167,8 @@ def frontend(request, tmp_path_factory):
     if request.param != "pinned":
         root = newest_front_end_root()
         if root is None:
-            pytest.skip("no newer frontend installed: pip install --target /tmp/fe_new comfyui-frontend-package "
-                        "(or set HP_NEW_FRONT_END_ROOT to such a folder)")
+            pytest.skip("no newer frontend: pip install --target DIR comfyui-frontend-package, then set "
+                        "HP_NEW_FRONT_END_ROOT=DIR")
     vue_nodes = request.param.endswith("vue-nodes")
 
     def prepare(base):

@@ -1,6 +1,6 @@
 """Writes the pictures of the pack: a thumbnail per example workflow and the Registry icon.
 
-    python workflows/thumbnails.py [SHOTS]    # SHOTS: screenshots folder (default $HP_SCREENSHOTS or /tmp/hp_shots)
+    python workflows/thumbnails.py [SHOTS]    # SHOTS: the screenshots folder (default $HP_SCREENSHOTS)
 
 ComfyUI's template browser (Workflow > Browse Templates, "Custom Nodes" group) lists every
 ``workflows/<name>.json`` of a pack and shows ``workflows/<name>.jpg`` beside it as the card's picture; the
@@ -102,6 +102,8 @@ def write_all(shots: Path, folder: Path = HERE) -> list[Path]:
 
 
 if __name__ == "__main__":
-    shots = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("HP_SCREENSHOTS") or "/tmp/hp_shots")
+    if len(sys.argv) < 2 and not os.environ.get("HP_SCREENSHOTS"):
+        sys.exit("usage: python workflows/thumbnails.py SHOTS (the folder HP_SCREENSHOTS=SHOTS browser tests wrote)")
+    shots = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ["HP_SCREENSHOTS"])
     for p in write_all(shots):
         print(p.relative_to(ROOT), p.stat().st_size, "bytes")
