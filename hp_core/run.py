@@ -607,11 +607,20 @@ def write_outputs(request: RunRequest, models, padded: torch.Tensor, crop_bbox, 
                 progress(done, n, "decode")
         for writer in writers:
             writer.finish()
-        for writer in writers:
-            writer.commit(overwrite=request.overwrite)
     except BaseException:
         for writer in writers:
             writer.abort()
+        raise
+    committed: list[Path] = []
+    try:
+        for writer in writers:
+            committed.append(writer.commit(overwrite=request.overwrite))
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        if not request.overwrite:  # both or neither: what this run just claimed is its own, made a moment ago
+            for path in filter(None, committed):
+                Path(path).unlink(missing_ok=True)
         raise
 
 

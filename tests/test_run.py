@@ -124,6 +124,29 @@ def test_decoded_frames_stream_to_the_writer_unchanged(monkeypatch, tmp_path):
     assert crop.state == full.state == "committed"
 
 
+def test_outputs_appear_both_or_neither_when_the_second_name_is_taken_meanwhile(monkeypatch, tmp_path):
+    """--out and --paste-back are claimed one after the other; if the second name appeared meanwhile (another
+    run), the first file this run just made goes too, and the other run's file stays."""
+    from hp_core.errors import HPError
+
+    models = P.random_models("tiny", seed=0)
+    padded = torch.randn(1 + 3 + 1, 4, 8, 8) * 0.5
+    source = np.full((64, 64, 3), 90, np.uint8)
+    req = R.RunRequest(image=tmp_path / "i.png", video=tmp_path / "v.mp4", out=tmp_path / "o.mp4",
+                       paste_back=tmp_path / "p.mp4", settings=P.Settings(pad=1))
+    real_finish = V.VideoWriter.finish
+
+    def finish_then_race(self):  # another run takes the paste-back name while this one finishes
+        real_finish(self)
+        if self.path.name == "p.mp4":
+            self.path.write_bytes(b"the other run's result")
+    monkeypatch.setattr(V.VideoWriter, "finish", finish_then_race)
+    with pytest.raises(HPError, match="appeared while this run was writing"):
+        R.write_outputs(req, models, padded, (0, 0, 64, 64), source, 10.0, req.out, req.paste_back)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.mp4"]
+    assert (tmp_path / "p.mp4").read_bytes() == b"the other run's result"
+
+
 def test_one_precision_table_for_library_cli_and_nodes():
     from hp_core import cli
     from hp_core.models import DEFAULT_DTYPES, PRECISIONS, precision_dtypes
