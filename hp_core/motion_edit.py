@@ -22,7 +22,7 @@ lags. White noise keeps about 1 / (2 sqrt(pi) sigma) of its variance (``noise_va
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -260,11 +260,6 @@ def edit_performance(perf: Performance, edit: MotionEdit, portrait: PortraitMoti
 DEFAULT = MotionEdit()
 
 
-def edit_fields() -> tuple[str, ...]:
-    """The names of MotionEdit's settings, in declaration order."""
-    return tuple(f.name for f in fields(MotionEdit))
-
-
 __all__ = ["EXPRESSION_MODES", "LOOP_MODES", "MAX_SMOOTHING", "MotionEdit", "POSE_MODES", "PortraitMotion",
-           "edit_fields", "edit_performance", "edit_rotation", "noise_variance_factor", "smooth",
+           "edit_performance", "edit_rotation", "noise_variance_factor", "smooth",
            "smoothing_weights", "timeline", "wrap_degrees"]

@@ -94,7 +94,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("decode_chunk", "int", "Frames the temporal VAE decodes at once (8 = the release); fewer use less "
            "memory but change the result slightly.", "--decode-chunk", minimum=1, maximum=64),
 )
-BY_FIELD = {o.field: o for o in OPTIONS}
 
 ANGLE_HELP = ("The release does not name the order of its three head angles: set one angle's scale to 0 and "
               "watch which turn of the head stops.")
@@ -171,11 +170,13 @@ def edit_from_flags(args: argparse.Namespace) -> MotionEdit:
     return MotionEdit(**_values(EDIT_OPTIONS, args))
 
 
+BY_FIELD = {o.field: o for o in (*OPTIONS, *EDIT_OPTIONS)}
+
+
 def flags_of(field_names) -> str:
     """The flags that set these fields, for messages ('--window/--overlap')."""
     extra = {"height": "--size", "width": "--size"}
-    by_field = {o.field: o for o in (*OPTIONS, *EDIT_OPTIONS)}
-    return "/".join(dict.fromkeys((by_field[f].flag if f in by_field and by_field[f].flag else extra.get(f, f))
+    return "/".join(dict.fromkeys((BY_FIELD[f].flag if f in BY_FIELD and BY_FIELD[f].flag else extra.get(f, f))
                                   for f in field_names))
 
 

@@ -530,7 +530,7 @@ def pose_condition(pose_images, hw: tuple[int, int], batch: int = 32) -> torch.T
 def conditions_from_prepared(models: PortraitModels, prepared, settings: Settings, *,
                              intensity: tuple[int, int] | None = None,
                              progress: StageProgress | None = None):
-    """PreparedInputs -> (Conditions, reference latents, MotionCondition), at the settings' output size.
+    """PreparedInputs -> (Conditions, reference latents, Performance), at the settings' output size.
 
     ``intensity`` = (head_id, expression_id) overrides the ids measured from the driving landmarks.
     """

@@ -510,6 +510,18 @@ def check_new_output(path: Path, flag: str, overwrite: bool, inputs: list[tuple[
     V.clear_stale_partials(path.resolve().parent)  # left by a killed run
 
 
+def motion_networks(models_dirs, preset: str, device: str | None, precision: str):
+    """(the three motion networks, the face detector), verified and loaded: what making or editing a
+    performance needs, without the UNet, DINO or VAE."""
+    dev = _device(device)
+    search_dirs = list(models_dirs or []) or W.default_search_dirs(None)
+    weights = W.preflight(W.needed_ids(use_arcface=False, vae=False, networks=MOTION_NETWORKS), search_dirs,
+                          preset=preset)
+    models = load_models_from_dirs(search_dirs, preset=preset, device=dev, dtypes=precision_dtypes(precision, dev),
+                                   components=MOTION_NETWORKS, with_vae=False)
+    return models, PP.load_yolo_face(weights["yoloface"], device=dev)
+
+
 @torch.no_grad()
 def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = None, preset: str | None = "official",
                     device: str | None = None, precision: str = "auto", max_frames: int | None = None,
@@ -525,14 +537,7 @@ def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = 
     if preset not in PRESET_DIMS:
         raise HPError(f"Unknown preset {preset!r}.", hint=f"Use one of {', '.join(PRESET_DIMS)}.")
     info = V.probe_video(video)
-    dev = _device(device)
-    dtypes = precision_dtypes(precision, dev)
-    search_dirs = list(models_dirs or []) or W.default_search_dirs(None)
-    weights = W.preflight(W.needed_ids(use_arcface=False, vae=False, networks=MOTION_NETWORKS), search_dirs,
-                          preset=preset)
-    detector = PP.load_yolo_face(weights["yoloface"], device=dev)
-    models = load_models_from_dirs(search_dirs, preset=preset, device=dev, dtypes=dtypes,
-                                   components=MOTION_NETWORKS, with_vae=False)
+    models, detector = motion_networks(models_dirs, preset, device, precision)
     extracted = extract_performance(Path(video), models, detector, chunk=chunk, fps=info.fps, max_frames=max_frames,
                                     frames_estimate=info.frames_estimate, progress=progress)
     save_performance(extracted.performance, out, overwrite=overwrite)
@@ -559,15 +564,8 @@ def edit_to_file(motion: Path, out: Path, edit: MotionEdit, *, image: Path | Non
             raise HPError(f"pose mode {edit.pose_mode} / expression mode {edit.expression_mode} starts from the "
                           "portrait's own pose.", hint="Pass the portrait with --image.")
         source_rgb = PP.read_image_file(image)
-        dev = _device(device)
-        search_dirs = list(models_dirs or []) or W.default_search_dirs(None)
-        weights = W.preflight(W.needed_ids(use_arcface=False, vae=False, networks=MOTION_NETWORKS), search_dirs,
-                              preset=perf.preset)
-        models = load_models_from_dirs(search_dirs, preset=perf.preset, device=dev,
-                                       dtypes=precision_dtypes(precision, dev), components=MOTION_NETWORKS,
-                                       with_vae=False)
-        source = PP.prepare_source(source_rgb, PP.load_yolo_face(weights["yoloface"], device=dev))
-        portrait = portrait_motion(models, source)
+        models, detector = motion_networks(models_dirs, perf.preset, device, precision)
+        portrait = portrait_motion(models, PP.prepare_source(source_rgb, detector))
     edited = edit_performance(perf, edit, portrait)
     save_performance(edited, out, overwrite=overwrite)
     return edited
@@ -625,5 +623,5 @@ def write_outputs(request: RunRequest, models, padded: torch.Tensor, crop_bbox, 
 
 
 __all__ = ["BatchResult", "Extracted", "edit_to_file", "extract_to_file", "portrait_list", "run_many", "Plan", "RunRequest", "RunResult", "Session", "audio_source", "check_output_paths",
-           "extract_performance", "motion_chunks", "portrait_motion", "preflight", "run", "weight_files",
+           "extract_performance", "motion_chunks", "motion_networks", "portrait_motion", "preflight", "run", "weight_files",
            "write_outputs"]
