@@ -21,6 +21,18 @@ def make_models_dir(root: str | Path) -> Path:
     return root
 
 
+def load_tiny_models():
+    """HunyuanPortrait Load Models on the manifest's files of the models folder in use, tiny preset: HP_MODELS
+    (import the pack's nodes first; inside ComfyUI, register the models folder first)."""
+    import nodes
+    from nodes import core
+
+    files = {n: core.manifest_path(n) for n in ("unet", "dino", "image_proj", "motion_proj", "expression",
+                                                "headpose", "pose_guider")}
+    return nodes.NODE_CLASS_MAPPINGS["HunyuanPortraitModelLoader"]().load(
+        **files, vae=core.manifest_path("svd_vae"), preset="tiny", precision="auto", keep_on_gpu="all")[0]
+
+
 def as_image(frames: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) or (F, H, W, 3) -> ComfyUI IMAGE (B, H, W, 3) float32 in [0, 1]."""
     arr = frames[None] if frames.ndim == 3 else frames

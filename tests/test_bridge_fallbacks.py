@@ -58,7 +58,8 @@ def exercise(node_inputs: dict, make_sampler, placer_device: torch.device) -> di
     SAMPLER input and one with the built-in sampler, placement, precision, previews, cancel, OOM cleanup.
     ``node_inputs``: appearance, performance (made beforehand); ``make_sampler()``: a KSAMPLER."""
     import nodes
-    from nodes import core, loader
+    from nodes import loader
+    from nodes_env import load_tiny_models
 
     bridge.register_model_folder()
     for cls in nodes.NODE_CLASS_MAPPINGS.values():
@@ -69,10 +70,7 @@ def exercise(node_inputs: dict, make_sampler, placer_device: torch.device) -> di
     vae_choices = bridge.comfy_vae_files()
     assert vae_choices and bridge.comfy_vae_path(vae_choices[0]) is not None
     loader._LOADED.clear()
-    files = {n: core.manifest_path(n) for n in ("unet", "dino", "image_proj", "motion_proj", "expression",
-                                                "headpose", "pose_guider")}
-    models = nodes.NODE_CLASS_MAPPINGS["HunyuanPortraitModelLoader"]().load(
-        **files, vae=core.manifest_path("svd_vae"), preset="tiny", precision="auto", keep_on_gpu="all")[0]
+    models = load_tiny_models()
     settings = dict(sampler_name="euler", scheduler="karras", steps=2, appearance_cfg_min=2.0, appearance_cfg_max=2.0,
                     motion_cfg_min=2.0, motion_cfg_max=2.0, seed=1, denoise=1.0, context_window=6, context_overlap=2,
                     shift=3, padding=1, motion_scale=1.0, noise_aug=0.0)
@@ -287,16 +285,12 @@ def comfy_base(tmp_path_factory):
 def node_inputs(comfy_base):
     """The appearance and performance, made once outside ComfyUI (they are inputs here, not under test)."""
     import nodes
-    from nodes import core
-    from nodes_env import driving_video, source_image
+    from nodes_env import driving_video, load_tiny_models, source_image
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HP_MODELS_DIR", str(comfy_base / "models" / "hunyuan_portrait"))
         m = nodes.NODE_CLASS_MAPPINGS
-        files = {n: core.manifest_path(n) for n in ("unet", "dino", "image_proj", "motion_proj", "expression",
-                                                    "headpose", "pose_guider")}
-        models = m["HunyuanPortraitModelLoader"]().load(**files, vae=core.manifest_path("svd_vae"), preset="tiny",
-                                                        precision="auto", keep_on_gpu="all")[0]
+        models = load_tiny_models()
         feats = m["HunyuanPortraitFaceCropMotionEncoder"]().encode(driving_video(3), "yolo", -1, 0, 0, "auto")[0]
         return {"performance": m["HunyuanPortraitMotionExtractor"]().extract(models, feats, -1, -1)[0],
                 "appearance": m["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, 64,

@@ -53,18 +53,14 @@ def _probe(models_dir: str) -> dict:
     import folder_paths
     import torch
 
-    from nodes_env import driving_video, make_models_dir, source_image
+    from nodes_env import driving_video, load_tiny_models, make_models_dir, source_image
 
     make_models_dir(models_dir)
     import nodes
-    from nodes import core
 
     folder_paths.add_model_folder_path("hunyuan_portrait", models_dir, is_default=True)
     m = nodes.NODE_CLASS_MAPPINGS
-    files = {n: core.manifest_path(n) for n in ("unet", "dino", "image_proj", "motion_proj", "expression",
-                                                "headpose", "pose_guider")}
-    models = m["HunyuanPortraitModelLoader"]().load(**files, vae=core.manifest_path("svd_vae"), preset="tiny",
-                                                    precision="auto", keep_on_gpu="all")[0]
+    models = load_tiny_models()
     feats = m["HunyuanPortraitFaceCropMotionEncoder"]().encode(driving_video(3), "yolo", -1, 0, 0, "auto")[0]
     motion = m["HunyuanPortraitMotionExtractor"]().extract(models, feats, -1, -1)[0]
     app = m["HunyuanPortraitAppearanceExtractor"]().extract(models, source_image(), False, 64, "yolo")[0]
