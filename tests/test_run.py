@@ -13,6 +13,7 @@ from PIL import Image
 
 from fakes import portrait
 from helpers import read_video
+from inmemory import animate, conditions_from_prepared, prepare_inputs
 from hp_core import pipeline as P
 from hp_core import run as R
 from hp_core import video as V
@@ -39,7 +40,7 @@ def env(tmp_path_factory):
 def test_streamed_run_equals_the_in_memory_stages(env, tmp_path, monkeypatch):
     """30 frames = two motion chunks of 25: the streamed motion path gives the latents of prepare_inputs +
     animate on the whole decoded clip; the file has every frame, the clip's fps and (asked) no audio."""
-    from hp_core.preprocess import load_arcface, load_yolo_face, prepare_inputs
+    from hp_core.preprocess import load_arcface, load_yolo_face
 
     settings = P.Settings(steps=1, height=64, width=64, window=8, overlap=2, pad=3)
     req = R.RunRequest(image=env / "face.png", video=env / "drive.mp4", out=tmp_path / "o.mp4",
@@ -63,11 +64,11 @@ def test_streamed_run_equals_the_in_memory_stages(env, tmp_path, monkeypatch):
     det = load_yolo_face(env / "models" / "yoloface_v5m.pt", device="cpu")
     prepared = prepare_inputs(read_image_file(env / "face.png"), read_video(env / "drive.mp4").frames,
                               det, arcface=load_arcface(env / "models" / "arcface.onnx"))
-    cond, _, _ = P.conditions_from_prepared(models, prepared, settings)
+    cond, _, _ = conditions_from_prepared(models, prepared, settings)
     torch.testing.assert_close(seen["motion"], cond.motion, rtol=0, atol=0)  # the streamed part: exact
     # the ArcFace stand-in runs in onnxruntime, whose threaded reductions may differ in the last bit
     # between sessions; that reaches the latents at ~1e-4
-    expected = P.animate(models, prepared, settings).padded_latents  # the run decodes the padded sequence
+    expected = animate(models, prepared, settings).padded_latents  # the run decodes the padded sequence
     torch.testing.assert_close(seen["latents"], expected, rtol=0, atol=2e-3)
 
     assert result.frames == 30 and result.out == tmp_path / "o.mp4" and result.fps == 10

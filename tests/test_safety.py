@@ -19,6 +19,7 @@ from PIL import Image
 
 from fakes import portrait, write_fake_arcface, write_fake_yolo
 from hp_core import cli
+from inmemory import conditions_from_prepared, prepare_inputs
 from hp_core import preprocess as PP
 from nodes_env import make_models_dir
 
@@ -207,14 +208,14 @@ def test_largest_seed_runs_and_differs_from_seed_zero():
 def test_huge_window_is_clamped_to_the_padded_length(caplog):
     from fakes import driving_frames
     from hp_core import pipeline as P
-    from hp_core.preprocess import load_arcface, load_yolo_face, prepare_inputs
+    from hp_core.preprocess import load_arcface, load_yolo_face
 
     d = Path(__import__("tempfile").mkdtemp())
     det = load_yolo_face(write_fake_yolo(d / "y.pt"), device="cpu")
     prepared = prepare_inputs(portrait(), driving_frames(4), det, arcface=load_arcface(write_fake_arcface(d / "a.onnx")))
     models = P.random_models("tiny", seed=0)
     base = P.Settings(steps=1, height=64, width=64, pad=2, overlap=2)
-    cond, ref, _ = P.conditions_from_prepared(models, prepared, base)
+    cond, ref, _ = conditions_from_prepared(models, prepared, base)
     length = 4 + 2 * 2
     calls = []
     hook = models.unet.register_forward_pre_hook(lambda m, a, k: calls.append(a[0].shape[1]), with_kwargs=True)

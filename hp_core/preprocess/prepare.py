@@ -1,4 +1,12 @@
-"""From a source image and driving frames to every tensor the networks need (the release's preprocess)."""
+"""From a source image and driving frames to every tensor the networks need (the release's preprocess).
+
+The portrait side (prepare_source) and the driving side (track_driving, then DrivingTrack.crops a frame at a
+time; prepare_driving keeps every frame's crops) are independent. They follow the official preprocessing and
+differ only where it would crash or cannot be steered: frames without a face are filled from their
+neighbours, faces can be picked by index (left to right), edge_mode ("auto" default, "clip" = release,
+"pad") decides what happens to faces at the border (see portrait_crop_box), smoothing (True or a window
+length) averages landmarks and boxes over time.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import torch
 
 from ..errors import HPError
 from .crop import (CROP_SIZE, EDGE_MODES, POSE_SIZE, Box, appearance_input, crop_resize, motion_face_crop, portrait_crop_box,
-                   resize_square, to_crop_coords, to_signed_tensor, to_unit_tensor)
+                   resize_square, to_crop_coords, to_signed_tensor)
 from .faces import Face, FaceDetector, no_face_error, select_face
 from .identity import ArcFaceEmbedder, no_identity
 from .image import to_rgb_uint8
@@ -20,71 +28,6 @@ from .pose_align import align_poses, render_poses
 from .track import fill_missing, smooth_track
 
 SMOOTHING_WINDOW = 5
-
-
-@dataclass
-class PreparedInputs:
-    """Everything preprocessing hands to the networks. Frame data is kept as uint8 (exact, 4x smaller);
-    the tensor properties build the float layouts on demand (F C H W)."""
-
-    source_crop_512: np.ndarray           # (512, 512, 3) uint8 RGB, the source portrait crop
-    crop_bbox: Box                        # (x1, y1, x2, y2) of that crop in source pixels (paste-back)
-    source_landmarks: np.ndarray          # (5, 2) landmarks in the 512 crop (from the second detection)
-    appearance_224: torch.Tensor          # (1, 3, 224, 224) ImageNet-normalised
-    vae_reference: torch.Tensor           # (1, 3, 512, 512) in [-1, 1]
-    identity: np.ndarray                  # (512,) float32 ArcFace vector, zeros when disabled
-    driven_crops: np.ndarray              # (F, 512, 512, 3) uint8 driving frames cut at driving_crop_box
-    pose_crops: np.ndarray                # (F, 256, 256, 3) uint8 head-pose encoder input
-    motion_crops: np.ndarray              # (F, 256, 256, 3) uint8 expression encoder input
-    driving_landmarks: np.ndarray         # (F, 5, 2) in driving-frame pixels: what the release feeds to intensity
-    driving_landmarks_crop: np.ndarray    # (F, 5, 2) the same in 512-crop pixels
-    driving_boxes: np.ndarray             # (F, 4) driving face boxes in frame pixels (filled where missing)
-    driving_crop_box: Box                 # (x1, y1, x2, y2) the square cut from every driving frame
-    frames_without_face: int = 0
-    missing_frames: list[int] = field(default_factory=list)
-    pose_images: np.ndarray | None = None  # (F, 512, 512, 3) uint8 skeletons; None = black, as the release
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.driven_crops.shape[0])
-
-    @property
-    def driven_512(self) -> torch.Tensor:
-        """(F, 3, 512, 512) driving crops in [-1, 1]."""
-        return to_signed_tensor(self.driven_crops)
-
-    @property
-    def pose_256(self) -> torch.Tensor:
-        """(F, 3, 256, 256) head-pose encoder input in [0, 1]."""
-        return to_unit_tensor(self.pose_crops)
-
-    @property
-    def motion_crops_256(self) -> torch.Tensor:
-        """(F, 3, 256, 256) expression encoder input in [0, 1]."""
-        return to_unit_tensor(self.motion_crops)
-
-    @property
-    def pose_guider_512(self) -> torch.Tensor:
-        """(F, 3, 512, 512) pose-guider input in [0, 1]: the skeletons, or black frames."""
-        if self.pose_images is None:
-            return torch.zeros(self.num_frames, 3, CROP_SIZE, CROP_SIZE)
-        return to_unit_tensor(self.pose_images)
-
-    def window(self, start: int, stop: int) -> dict[str, torch.Tensor]:
-        """Frame tensors of frames [start, stop) only (for chunked processing of long videos)."""
-        sl = slice(start, stop)
-        n = len(range(*sl.indices(self.num_frames)))
-        pose = (torch.zeros(n, 3, CROP_SIZE, CROP_SIZE) if self.pose_images is None
-                else to_unit_tensor(self.pose_images[sl]))
-        return {"driven_512": to_signed_tensor(self.driven_crops[sl]),
-                "pose_256": to_unit_tensor(self.pose_crops[sl]),
-                "motion_crops_256": to_unit_tensor(self.motion_crops[sl]),
-                "pose_guider_512": pose}
-
-    def intensity(self, chunk: int = CHUNK) -> list[tuple[int, int]]:
-        """(head_id, expression_id) per chunk, from the frame-pixel landmarks as the release computes them."""
-        return intensity_ids(self.driving_landmarks, chunk)
 
 
 def _crop_face(detector: FaceDetector, crop: np.ndarray, expected_center: np.ndarray | None,
@@ -132,7 +75,7 @@ class SourceFace:
 def prepare_source(source_rgb: Any, detector: FaceDetector, face_index: int | None = None,
                    arcface: ArcFaceEmbedder | Any | None = None, edge_mode: str = "auto") -> SourceFace:
     """Source image -> its portrait crop, crop box, landmarks, appearance/VAE inputs and identity (the release's
-    source preprocessing; see prepare_inputs for the options)."""
+    source preprocessing; edge_mode as in portrait_crop_box)."""
     if edge_mode not in EDGE_MODES:
         raise HPError(f"edge_mode must be one of {', '.join(EDGE_MODES)}, not {edge_mode!r}.")
     if arcface is not None and not hasattr(arcface, "embed"):
@@ -243,7 +186,7 @@ def prepare_driving(driving_frames: Any, detector: FaceDetector, max_frames: int
                     edge_mode: str = "auto", fps: float = 25.0,
                     progress: Callable[[int, int], None] | None = None) -> DrivingInputs:
     """Driving frames (list, (F, H, W, 3) array/tensor, or iterable) -> DrivingInputs, keeping every frame's
-    crops (the options as in prepare_inputs)."""
+    crops (edge_mode as in prepare_source; smoothing as in track_driving)."""
     frames = _frame_source(driving_frames)
     total = len(frames) if max_frames is None else min(len(frames), int(max_frames))
     if total <= 0:
@@ -260,39 +203,6 @@ def prepare_driving(driving_frames: Any, detector: FaceDetector, max_frames: int
             progress(total + t + 1, 2 * total)
     return DrivingInputs(driven, pose, motion, track.landmarks, track.boxes, track.crop_box, list(track.missing),
                          list(track.warnings), float(fps))
-
-
-def prepare_inputs(source_rgb: Any, driving_frames: Any, detector: FaceDetector, face_index: int | None = None,
-                   max_frames: int | None = None, arcface: ArcFaceEmbedder | Any | None = None,
-                   smoothing: bool | int = False, *, driving_face_index: int | None = None,
-                   edge_mode: str = "auto", pose_estimator: Any = None, cross_reenactment: bool = True,
-                   progress: Callable[[int, int], None] | None = None) -> PreparedInputs:
-    """Source image + driving frames (list, (F, H, W, 3) array/tensor, or iterable) -> PreparedInputs.
-
-    Follows the official preprocessing; differs only where it would crash or cannot be steered: frames
-    without a face are filled from their neighbours, faces can be picked by index (left to right),
-    edge_mode ("auto" default, "clip" = release, "pad") decides what happens to faces at the border
-    (see portrait_crop_box), smoothing (True or a window length) averages landmarks/boxes over time,
-    and pose_estimator (DWPoseEstimator) draws aligned skeletons instead of the black pose images.
-    arcface: an ArcFaceEmbedder, an onnxruntime session of the recogniser, or None (zeros).
-    The portrait side (prepare_source) and the driving side (prepare_driving) are independent; this is
-    both at once. A streaming run uses prepare_source, track_driving and DrivingTrack.crops instead.
-    """
-    src = prepare_source(source_rgb, detector, face_index, arcface, edge_mode)
-    drv = prepare_driving(driving_frames, detector, max_frames, smoothing, driving_face_index=driving_face_index,
-                          edge_mode=edge_mode, progress=progress)
-    prepared = PreparedInputs(
-        source_crop_512=src.source_crop_512, crop_bbox=src.crop_bbox, source_landmarks=src.source_landmarks,
-        appearance_224=src.appearance_224, vae_reference=src.vae_reference, identity=src.identity,
-        driven_crops=drv.driven_crops, pose_crops=drv.pose_crops, motion_crops=drv.motion_crops,
-        driving_landmarks=drv.landmarks, driving_landmarks_crop=to_crop_coords(drv.landmarks, drv.crop_box),
-        driving_boxes=drv.boxes, driving_crop_box=drv.crop_box, frames_without_face=len(drv.missing_frames),
-        missing_frames=list(drv.missing_frames), warnings=src.warnings + drv.warnings)
-    if pose_estimator is not None:
-        prepared.pose_images = skeleton_images(pose_estimator.estimate(src.source_crop_512),
-                                               [pose_estimator.estimate(c) for c in drv.driven_crops],
-                                               cross=cross_reenactment)
-    return prepared
 
 
 def skeleton_images(source_body: np.ndarray, driving_bodies: Sequence[np.ndarray] | np.ndarray,
