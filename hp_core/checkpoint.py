@@ -13,30 +13,7 @@ from typing import Mapping
 import torch
 
 from .errors import HPError
-
-# A key that only one official checkpoint has, to tell the user which file they gave us instead.
-_FINGERPRINTS = {
-    "unet": "down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.to_k_ip.0.weight",
-    "dino": "register_tokens",
-    "motion_proj": "connector.latents",
-    "expression": "resnet50.conv1.weight",
-    "headpose": "head_pose_net.conv1.weight",
-    "pose_guider": "blocks.0.weight",
-}
-
-
-def guess_component(keys) -> str | None:
-    """Which official component a set of state-dict keys belongs to, or None."""
-    keys = set(keys)
-    if keys == {"weight", "bias"}:
-        return "image_proj"
-    for name, key in _FINGERPRINTS.items():
-        if key in keys:
-            return name
-    if "encoder.conv_in.weight" in keys and "decoder.conv_out.weight" in keys:
-        return "vae"
-    return None
-
+from .identify import network_of_keys
 
 def read_state_dict(path: str | os.PathLike, *, component: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Read a .pth/.pt/.bin (weights only) or .safetensors file into a CPU state dict."""
@@ -102,7 +79,7 @@ def check_state_dict(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
     if wrong:
         parts.append("shape mismatches (e.g. " + ", ".join(
             f"{k}: file {got[k]} vs model {expected[k]}" for k in wrong[:3]) + ")")
-    guessed = guess_component(got)
+    guessed = network_of_keys(got)
     hint = f"This file looks like the '{guessed}' checkpoint, not '{component}'." if guessed and guessed != component \
         else "Check that you picked the right file for this component and that it is the official release."
     raise HPError(f"{source} does not fit the {component} network: " + "; ".join(parts) + ".", hint=hint)

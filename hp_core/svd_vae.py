@@ -19,25 +19,13 @@ import torch
 
 from .checkpoint import read_state_dict
 from .errors import HPError
+from .identify import SGM_PREFIX, vae_layout
 
-SGM_PREFIX = "first_stage_model."
 # The full SVD checkpoint also carries a plain AutoencoderKL copy of the encoder for the conditioning
 # frame; its quant_conv is the one a diffusers VAE has and the SGM first stage lacks.
 SGM_COND_QUANT = "conditioner.embedders.3.encoder.quant_conv."
 WEIGHT_NAMES = ("diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.safetensors",
                 "diffusion_pytorch_model.fp16.bin", "diffusion_pytorch_model.bin")
-
-
-def detect_layout(keys) -> str | None:
-    """'diffusers', 'sgm' (bare VAE keys) or 'sgm_checkpoint' (first_stage_model.*), or None."""
-    keys = set(keys)
-    if "decoder.mid_block.resnets.0.time_mixer.mix_factor" in keys:
-        return "diffusers"
-    if SGM_PREFIX + "decoder.mid.block_1.mix_factor" in keys:
-        return "sgm_checkpoint"
-    if "decoder.mid.block_1.mix_factor" in keys:
-        return "sgm"
-    return None
 
 
 def _resnet_tail(tail: str) -> str:
@@ -110,7 +98,7 @@ def convert_sgm_vae_to_diffusers(state: Mapping[str, torch.Tensor]) -> dict[str,
     has no quant_conv: the checkpoint's conditioning-encoder copy is used when present, else identity
     (which is exactly what the SGM encoder computes).
     """
-    layout = detect_layout(state.keys())
+    layout = vae_layout(state.keys())
     if layout not in ("sgm", "sgm_checkpoint"):
         raise HPError("This file does not hold an SVD temporal VAE in the original (SGM) layout.",
                       hint="Use the SVD XT vae folder, an SVD checkpoint, or an SVD VAE file.")
@@ -180,7 +168,7 @@ def read_vae_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = _read_vae_keys_only(path)
     else:
         state = read_state_dict(path, component="vae")
-    layout = detect_layout(state.keys())
+    layout = vae_layout(state.keys())
     if layout == "diffusers":
         return {k: v for k, v in state.items() if k.split(".")[0] in ("encoder", "decoder", "quant_conv")}
     if layout in ("sgm", "sgm_checkpoint"):
@@ -225,5 +213,5 @@ def infer_vae_config(state: Mapping[str, torch.Tensor], base: dict) -> dict:
     return cfg
 
 
-__all__ = ["detect_layout", "convert_sgm_vae_to_diffusers", "read_vae_state_dict", "vae_config_for",
+__all__ = ["convert_sgm_vae_to_diffusers", "read_vae_state_dict", "vae_config_for",
            "find_weights_in_folder", "infer_vae_config"]

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from hp_core.errors import HPError
+from hp_core.identify import network_of_file, network_of_name
 from hp_core.performance import SUFFIX as PERFORMANCE_SUFFIX
 from hp_core.weights import CACHE_SUBDIR, FOLDER_NAME, default_search_dirs
 
@@ -393,65 +394,28 @@ def model_file_path(name: str) -> Path | None:
     return None
 
 
-# Top-level key groups a component's state dict has (read from a safetensors header: cheap, no tensors).
-HEADER_SIGNATURES = {
-    "unet": {"down_blocks", "mid_block", "up_blocks"},
-    "dino": {"patch_embed", "blocks"},
-    "motion_proj": {"connector"},
-    "expression": {"resnet50"},
-    "headpose": {"head_pose_net"},
-    "pose_guider": {"conv_in", "blocks", "conv_out"},
-    "vae": {"encoder", "decoder"},
-}
-EXACT_SIGNATURES = {"image_proj": {"weight", "bias"}}  # a single projection layer
-_NAME_HINTS = {"pose_guider": ("pose_guider", "poseguider"), "image_proj": ("image_proj",),
-               "motion_proj": ("motion_proj",), "headpose": ("headpose", "head_pose"),
-               "expression": ("expression",), "dino": ("dino",), "unet": ("unet",), "vae": ("vae",),
-               "face_detector": ("yoloface", "yolov5", "scrfd", "det_10g")}
-_HEADER_CACHE: dict[tuple, frozenset] = {}  # (path, size, mtime) -> top-level key groups (bounded below)
-
-
-def safetensors_top_keys(path: Path) -> frozenset:
-    """The first dotted part of every tensor name in a .safetensors file, read from its header only."""
-    import json
-    import struct
-
-    try:
-        st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns)
-        if key not in _HEADER_CACHE:
-            with open(path, "rb") as f:
-                (size,) = struct.unpack("<Q", f.read(8))
-                names = json.loads(f.read(size)) if 0 < size < 64 * 2**20 else {}
-            if len(_HEADER_CACHE) > 256:
-                _HEADER_CACHE.clear()
-            _HEADER_CACHE[key] = frozenset(n.split(".")[0] for n in names if n != "__metadata__")
-        return _HEADER_CACHE[key]
-    except (OSError, ValueError, struct.error):
-        return frozenset()
+_KIND_CACHE: dict[tuple, str | None] = {}  # (path, size, mtime) -> network read from its header (bounded below)
 
 
 def component_of(name: str) -> str | None:
-    """Which network a listed model file looks like: by its name, else by its safetensors header."""
-    lowered = name.lower().replace("\\", "/")
-    base = lowered.rsplit("/", 1)[-1]
-    for component, hints in _NAME_HINTS.items():
-        if any(h in base for h in hints):
-            return component
-    by_folder = next((c for c, hints in _NAME_HINTS.items() if any(f"{h}/" in lowered for h in hints)), None)
-    if by_folder:
-        return by_folder
-    if not lowered.endswith(".safetensors"):
-        return None
+    """Which network a listed model file looks like: by its name, else by its safetensors header (read once
+    per version of the file)."""
+    by_name = network_of_name(name)
+    if by_name or not name.lower().endswith(".safetensors"):
+        return by_name
     path = model_file_path(name)
-    tops = safetensors_top_keys(path) if path is not None else frozenset()
-    for component, exact in EXACT_SIGNATURES.items():
-        if tops == exact:
-            return component
-    for component, needed in HEADER_SIGNATURES.items():
-        if needed <= tops:
-            return component
-    return None
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    if st is None:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _KIND_CACHE:
+        if len(_KIND_CACHE) > 256:
+            _KIND_CACHE.clear()
+        _KIND_CACHE[key] = network_of_file(path)
+    return _KIND_CACHE[key]
 
 
 def weight_choices(component: str, default: str, alternatives: Sequence[str] = ()) -> list[str]:
@@ -887,5 +851,5 @@ __all__ = ["COMFY", "COMFY_VAE_PREFIX", "INTERNALS", "ComfyInternals", "Internal
            "Placer", "Progress", "check_interrupt", "comfy", "comfy_call", "fall_back", "unload_all_models", "on_prompt", "is_output_node", "streamable",
            "comfy_vae_files", "comfy_vae_path", "component_of", "empty_cache", "half_precision_ok", "insightface_dirs", "interrupted", "is_oom", "latent_previewer",
            "low_vram", "model_file_path", "model_files", "offload_device", "readable_errors",
-           "register_model_folder", "safetensors_top_keys", "search_dirs", "torch_device",
+           "register_model_folder", "search_dirs", "torch_device",
            "weight_choices"]

@@ -160,10 +160,5 @@ def keep_rule(policy: str, mods: dict[str, torch.nn.Module]):
     return lambda module: False
 
 
-def clear_cache() -> None:
-    """Drop the remembered model set (tests)."""
-    _LOADED.clear()
-
-
 NODE_CLASS_MAPPINGS = {"HunyuanPortraitModelLoader": HunyuanPortraitModelLoader}
 NODE_DISPLAY_NAME_MAPPINGS = {"HunyuanPortraitModelLoader": "HunyuanPortrait Load Models"}

@@ -37,9 +37,11 @@ def folder(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_header_is_read_without_the_tensors(folder):
-    assert bridge.safetensors_top_keys(folder / "renamed.safetensors") == {"down_blocks", "mid_block", "up_blocks"}
-    assert bridge.safetensors_top_keys(folder / "mystery.ckpt") == frozenset()
+def test_a_file_is_named_by_its_name_then_its_header(folder):
+    assert bridge.component_of("renamed.safetensors") == "unet"  # header only: the tensors are 4 bytes each
+    assert bridge.component_of("my_unet_v2.safetensors") == "unet"  # the name decides before the header
+    assert bridge.component_of("projector.safetensors") == "image_proj"
+    assert bridge.component_of("mystery.ckpt") is None  # not a safetensors file: its header is not read
 
 
 def test_each_dropdown_offers_its_network_first(folder):

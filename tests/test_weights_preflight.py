@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +160,7 @@ def test_loader_node_reports_every_problem_at_once(tiny_dir, tmp_path, monkeypat
     from nodes import core, loader
     models = copy_of(tiny_dir, tmp_path / "m")
     monkeypatch.setenv("HP_MODELS_DIR", str(models))
-    loader.clear_cache()
+    monkeypatch.setattr(loader, "_LOADED", OrderedDict())
     (models / "hyportrait" / "pose_guider.pth").unlink()
     shutil.copy(models / "hyportrait" / "dino.pth", models / "hyportrait" / "unet.pth")
     (models / "arcface.onnx").unlink()

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from hp_core import svd_vae as S
 from hp_core.errors import HPError
+from hp_core.identify import vae_layout
 from hp_core.weights.vae import load_vae
 
 LEVELS = 3
@@ -101,7 +102,7 @@ def test_bare_sgm_vae_converts_to_diffusers_keys(vae):
     ref = vae.state_dict()
     sgm = diffusers_to_sgm(ref)
     assert "decoder.up.0.block.0.nin_shortcut.weight" in sgm  # 64 -> 32 at the full-resolution end
-    assert S.detect_layout(sgm) == "sgm"
+    assert vae_layout(sgm) == "sgm"
     out = S.convert_sgm_vae_to_diffusers(sgm)
     assert set(out) == set(ref)
     for k in ref:
@@ -118,7 +119,7 @@ def test_full_sgm_checkpoint_uses_its_conditioning_quant_conv(vae):
     ckpt["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(3)
     ckpt["conditioner.embedders.3.encoder.quant_conv.weight"] = ref["quant_conv.weight"]
     ckpt["conditioner.embedders.3.encoder.quant_conv.bias"] = ref["quant_conv.bias"]
-    assert S.detect_layout(ckpt) == "sgm_checkpoint"
+    assert vae_layout(ckpt) == "sgm_checkpoint"
     out = S.convert_sgm_vae_to_diffusers(ckpt)
     assert set(out) == set(ref)
     assert all(torch.equal(out[k], ref[k]) for k in ref)

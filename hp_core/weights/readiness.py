@@ -9,7 +9,8 @@ from typing import Iterable
 
 from ..errors import HPError
 from ..models import COMPONENTS
-from ..svd_vae import detect_layout, find_weights_in_folder
+from ..identify import vae_layout
+from ..svd_vae import find_weights_in_folder
 from . import locations as L
 from . import manifest as M
 from . import structure as S
@@ -38,7 +39,7 @@ def check_explicit_vae(vae: str | os.PathLike) -> str | None:
             keys = S.checkpoint_index(weights).keys()
         except (ValueError, OSError, KeyError) as err:
             return f"its header cannot be read ({err})"
-        if detect_layout(keys) is None:
+        if vae_layout(keys) is None:
             return "it does not contain a Stable Video Diffusion VAE (no temporal decoder)"
     return None
 

@@ -15,7 +15,6 @@ import functools
 import io
 import json
 import pickle
-import struct
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -23,10 +22,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import guess_component, key_differences, read_state_dict
+from ..checkpoint import key_differences, read_state_dict
 from ..errors import HPError
 from ..models import COMPONENTS, PRESETS, build_component, build_vae
-from ..svd_vae import detect_layout, infer_vae_config, vae_config_for
+from ..identify import network_of_keys, safetensors_header, vae_layout
+from ..svd_vae import infer_vae_config, vae_config_for
 from . import manifest as M
 
 # ------------------------------------------------------------------------------------------ integrity
@@ -50,7 +50,7 @@ def check_structure(path: str | Path, fmt: str) -> str | None:
             else:
                 return _check_legacy_pickle(path)
         elif fmt == "safetensors":
-            header, n = _safetensors_header(path)
+            header, n = safetensors_header(path)
             end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
             if 8 + n + end != size:
                 return f"the tensors need {8 + n + end} bytes but the file has {size}"
@@ -73,17 +73,6 @@ def _check_legacy_pickle(path: Path) -> str | None:
         cause = str(err.__cause__ or "").strip().splitlines()
         return "torch.load cannot read it" + (f" ({cause[0][:120]})" if cause else "")
     return None
-
-
-def _safetensors_header(path: Path) -> tuple[dict, int]:
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ValueError("the header is cut short")
-        (n,) = struct.unpack("<Q", head)
-        if n > path.stat().st_size - 8:
-            raise ValueError("the header is cut short")
-        return json.loads(f.read(n)), n
 
 
 # ------------------------------------------------------------------------------------ checkpoint index
@@ -149,7 +138,7 @@ def checkpoint_index(path: str | Path) -> dict[str, TensorInfo]:
     """
     path = Path(path)
     if path.suffix == ".safetensors":
-        header, _ = _safetensors_header(path)
+        header, _ = safetensors_header(path)
         return {k: TensorInfo((tuple(v["shape"]), v["dtype"])) for k, v in header.items() if k != "__metadata__"}
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
@@ -195,7 +184,7 @@ def compare_checkpoint(index: dict[str, TensorInfo], component: str, preset: str
     if wrong:
         parts.append(f"{len(wrong)} have other shapes (e.g. {wrong[0]}: {got[wrong[0]]} instead of {want[wrong[0]]})")
     text = f"it is not the {component} checkpoint of the '{preset}' preset: " + "; ".join(parts)
-    guess = guess_component(index.keys())
+    guess = network_of_keys(index.keys())
     if guess and guess != component:
         what = "an SVD VAE" if guess == "vae" else f"{guess}.pth (the {guess} checkpoint)"
         return text + f"; this file looks like {what}"
@@ -211,8 +200,8 @@ def check_vae(index: dict[str, TensorInfo], path: str | Path) -> str | None:
     from diffusers import AutoencoderKLTemporalDecoder  # heavy/optional: diffusers only to check a VAE file
 
     vae = _vae_keys(index)
-    if detect_layout(vae) != "diffusers":
-        guess = guess_component(index.keys())
+    if vae_layout(vae) != "diffusers":
+        guess = network_of_keys(index.keys())
         looks = f"; this file looks like {guess}.pth (the {guess} checkpoint)" if guess and guess != "vae" else ""
         return "it holds no Stable Video Diffusion temporal VAE in diffusers layout" + looks
     got = {k: v.shape for k, v in vae.items()}
