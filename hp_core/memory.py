@@ -27,7 +27,9 @@ from types import SimpleNamespace
 import torch
 
 from .errors import HPError
-from .models.fp8 import compute_dtype
+from .models import build_component, unet_config, vae_config
+from .models.fp8 import FP8_LAYERS, compute_dtype
+from .models.streaming import in_flight_bytes, unet_blocks
 
 UNET_BYTES_PER_ELEMENT = 28.0  # measured fp32 CPU: tiny 27 (C0 32); official slope about 10 (C0 320, 64-128 px)
 UNET_FIXED_BYTES = 256 * 1024 ** 2  # official at 64 px: about 225 MiB whatever the size (deep levels, context)
@@ -147,7 +149,6 @@ def run_bytes(preset: str, size: tuple[int, int], *, window: int, decode_chunk: 
               unet_dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32) -> tuple[int, str]:
     """The least activation memory a run at ``size`` (height, width) needs (sequential branches, the given
     decode chunk): (bytes, which stage needs them)."""
-    from .models import unet_config, vae_config
 
     h, w = size
     unet = unet_call_bytes(SimpleNamespace(**unet_config(preset)), max(int(window), 1), (h // 8, w // 8), unet_dtype)
@@ -189,10 +190,6 @@ def check_host_memory(preset: str, size: tuple[int, int], device, *, window: int
 def _unet_sizes(preset: str, dtype: torch.dtype, fp8: bool) -> tuple[int, tuple[int, ...]]:
     """(bytes of the UNet's small layers, bytes of each large block in running order) as they would be stored:
     Linear/conv weights in ``dtype`` or, with ``fp8``, one byte each; everything else in ``dtype``."""
-    from .models import build_component
-    from .models.fp8 import FP8_LAYERS
-    from .models.streaming import unet_blocks
-
     unet = build_component("unet", preset, device="meta")  # shapes only: no memory
     size = _bytes_of(dtype)
 
@@ -208,7 +205,8 @@ def unet_weight_bytes(preset: str, dtype: torch.dtype, *, fp8: bool = False,
                       stream_budget: int | None = None) -> int:
     """Bytes of UNet weights on the device at most: all of them (Linear/conv weights one byte each with
     ``fp8``); with a ``stream_budget``, what the streaming plan keeps (hp_core.models.streaming: the small
-    layers and the blocks that fit, in running order) plus the largest streamed block while it runs."""
+    layers and the blocks that fit, in running order) plus the streamed blocks in flight (the one running
+    and the next one's copy)."""
     small, blocks = _unet_sizes(preset, dtype, fp8)
     if stream_budget is None or stream_budget >= small + sum(blocks):
         return small + sum(blocks)
@@ -218,7 +216,7 @@ def unet_weight_bytes(preset: str, dtype: torch.dtype, *, fp8: bool = False,
             used += block
         else:
             streamed.append(block)
-    return used + max(streamed, default=0)
+    return used + in_flight_bytes(streamed)
 
 
 def check_device_memory(preset: str, device, *, dtype: torch.dtype, window: int, latent_hw: tuple[int, int],
@@ -226,7 +224,6 @@ def check_device_memory(preset: str, device, *, dtype: torch.dtype, window: int,
     """Before loading: refuse (HPError) a GPU run whose UNet weights (as stored: fp16, fp8, or what a VRAM
     budget keeps) plus one sequential UNet call will not fit the free memory; suggest fp8 and a VRAM budget
     first. Returns the estimate in bytes (0 where the free memory cannot be known)."""
-    from .models import unet_config
 
     free = free_bytes(device) if free is None else free
     if free is None or torch.device(device).type == "cpu":

@@ -8,7 +8,7 @@ import torch
 from helpers import random_conditions
 from hp_core import pipeline as P
 from hp_core.models.fp8 import stored_bytes
-from hp_core.models.streaming import plan_stream, unet_blocks
+from hp_core.models.streaming import BlockStreamer, EagerCopies, plan_stream, unet_blocks
 
 
 def test_the_plan_keeps_blocks_in_running_order_until_the_budget_is_spent():
@@ -42,3 +42,45 @@ def test_streaming_gives_the_same_latents_with_the_planned_copies():
     assert streamed.last_stream.moves == len(calls) * plan.moves_per_call  # every call copied each streamed block
     for block in plan.streamed:  # the hooks are gone after the stage
         assert not block._forward_pre_hooks and not block._forward_hooks
+
+
+def test_each_copy_starts_while_the_block_before_it_runs():
+    """Block i+1's copy is issued as block i starts (block 0's as the UNet call starts, while the resident
+    blocks run), and block i's copy is waited for just before block i runs, never earlier."""
+    models = P.random_models("tiny", seed=0)
+    unet = models.unet
+    plan = plan_stream(unet, stored_bytes(unet) // 3)
+    assert plan.resident and len(plan.streamed) >= 3
+    log = []
+
+    class Recorded(EagerCopies):
+        def issue(self, hosts):
+            copies, _ = super().issue(hosts)
+            ready = object()
+            log.append(("issue", ready))
+            return copies, ready
+
+        def wait(self, copies, ready):
+            log.append(("wait", ready))
+
+    streamer = BlockStreamer(plan, torch.device("cpu"), Recorded(torch.device("cpu"))).attach(unet)
+    resident_ran = []
+    hook = plan.resident[-1].register_forward_hook(lambda *a: resident_ran.append(len(streamer.events)))
+    try:
+        with torch.no_grad():
+            unet(torch.randn(1, 3, 8, 8, 8), 0.4, torch.randn(1, 16, unet.config.cross_attention_dim),
+                 torch.tensor([[12.5, 0, 0]]))
+    finally:
+        hook.remove()
+        streamer.detach()
+    n = len(plan.streamed)
+    expected = [("copy", 0)] + [e for i in range(n) for e in ([("copy", i + 1)] if i + 1 < n else []) + [("ran", i)]]
+    assert streamer.events == expected
+    assert resident_ran == [1]  # block 0's copy was under way while the resident blocks ran
+    issued = [r for kind, r in log if kind == "issue"]
+    waited = [r for kind, r in log if kind == "wait"]
+    assert waited == issued  # each block waited for its own copy, in order
+    # block i waits for its copy, and only then does block i+1's copy start
+    order = [(kind, issued.index(r)) for kind, r in log]
+    assert order == [("issue", 0)] + [e for i in range(n) for e in [("wait", i)] + ([("issue", i + 1)] if i + 1 < n else [])]
+    assert streamer.moves == n and not streamer._pending

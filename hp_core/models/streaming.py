@@ -1,8 +1,13 @@
 """Weights streamed block by block: a UNet larger than the GPU memory it may use keeps the blocks that fit
-a budget on the GPU and the others in host memory (pinned on CUDA), copying each to the GPU just before it
-runs and dropping the copy after (the weights never change, so nothing is copied back; ComfyUI's --lowvram
-does the same for its own models). The result is the same; the cost is the copies, so the budget decides
-how many blocks stream.
+a budget on the GPU and the others in host memory (pinned on CUDA), copying each to the GPU before it runs
+and dropping the copy after (the weights never change, so nothing is copied back; ComfyUI's --lowvram does
+the same for its own models). The result is the same; the cost is the copies, so the budget decides how
+many blocks stream.
+
+The copies overlap the computation: on CUDA they run on a side stream, the next streamed block's copy
+issued as the current one starts (the first one's as the UNet call starts), and the compute stream waits
+for a block's copy only when that block is about to run. So at most two streamed blocks are on the GPU at
+once: the one running and the next.
 
 Blocks are the UNet's down blocks, mid block and up blocks; its small input, embedding and output layers
 always stay on the device.
@@ -10,7 +15,9 @@ always stay on the device.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -37,6 +44,18 @@ class StreamPlan:
         """Copies one UNet call makes: each streamed block once, to the device."""
         return len(self.streamed)
 
+    @property
+    def peak_bytes(self) -> int:
+        """Weight bytes on the device at most: the resident part and the streamed blocks in flight."""
+        return self.resident_bytes + in_flight_bytes([stored_bytes(b) for b in self.streamed])
+
+
+def in_flight_bytes(streamed: Sequence[int]) -> int:
+    """The most bytes of streamed blocks (sizes in running order) on the device at once: a block running and
+    the next one's copy."""
+    pairs = [a + b for a, b in zip(streamed, streamed[1:])]
+    return max(pairs or streamed or [0])
+
 
 def plan_stream(unet: nn.Module, budget_bytes: int) -> StreamPlan:
     """Keep the small layers and, in running order, the blocks that fit ``budget_bytes``; stream the rest
@@ -55,15 +74,52 @@ def plan_stream(unet: nn.Module, budget_bytes: int) -> StreamPlan:
     return StreamPlan(resident, streamed, used, sum(stored_bytes(b) for b in streamed))
 
 
+class EagerCopies:
+    """Copies made when asked, on the current stream (the CPU, or a device without streams)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def issue(self, hosts: list[torch.Tensor]) -> tuple[list[torch.Tensor], object]:
+        """Start copying ``hosts`` to the device: (the device tensors, what to wait on before using them)."""
+        return [h.to(self.device) for h in hosts], None
+
+    def wait(self, copies: list[torch.Tensor], ready: object) -> None:
+        """Make the compute stream wait until ``copies`` are there."""
+
+
+class SideStreamCopies(EagerCopies):
+    """Copies on a CUDA side stream, from pinned memory, so they overlap the compute stream's work."""
+
+    def __init__(self, device: torch.device):
+        super().__init__(device)
+        self.stream = torch.cuda.Stream(device)
+
+    def issue(self, hosts):
+        with torch.cuda.stream(self.stream):
+            copies = [h.to(self.device, non_blocking=True) for h in hosts]
+            return copies, self.stream.record_event()
+
+    def wait(self, copies, ready):
+        compute = torch.cuda.current_stream(self.device)
+        compute.wait_event(ready)
+        for t in copies:  # made on the side stream, freed after the compute stream is done with them
+            t.record_stream(compute)
+
+
 @dataclass
 class BlockStreamer:
-    """Hooks that copy a streamed block's weights to the device before it runs and drop them after;
-    ``moves`` counts the block copies."""
+    """Hooks that bring a streamed block's weights to the device before it runs (its copy started while
+    the block before it ran) and drop them after; ``moves`` counts the block copies, ``events`` records
+    ("copy", i) and ("ran", i) for streamed block i, in order."""
 
     plan: StreamPlan
     device: torch.device
+    copier: EagerCopies | None = None
     moves: int = 0
+    events: list = field(default_factory=list)
     _host: dict = field(default_factory=dict)      # tensor -> its host copy (pinned on CUDA)
+    _pending: dict = field(default_factory=dict)   # streamed block index -> (device copies, ready)
     _handles: list = field(default_factory=list)
 
     def attach(self, unet: nn.Module) -> "BlockStreamer":
@@ -76,33 +132,51 @@ class BlockStreamer:
                         block.to(self.device)
             elif id(module) not in streamed:
                 module.to(self.device)
-        pin = self.device.type == "cuda"
-        for block in self.plan.streamed:
-            for t in (*block.parameters(), *block.buffers()):
+        cuda = self.device.type == "cuda"
+        if self.copier is None:
+            self.copier = SideStreamCopies(self.device) if cuda else EagerCopies(self.device)
+        for i, block in enumerate(self.plan.streamed):
+            for t in self._tensors(block):
                 host = t.data.to("cpu")
-                t.data = host.pin_memory() if pin else host
+                t.data = host.pin_memory() if cuda else host
                 self._host[t] = t.data
-            self._handles.append(block.register_forward_pre_hook(self._bring_in))
-            self._handles.append(block.register_forward_hook(self._send_out))
+            self._handles.append(block.register_forward_pre_hook(functools.partial(self._bring_in, i)))
+            self._handles.append(block.register_forward_hook(functools.partial(self._send_out, i)))
+        if self.plan.streamed:
+            self._handles.append(unet.register_forward_pre_hook(lambda module, args: self._prefetch(0)))
         return self
 
-    def _tensors(self, block: nn.Module):
-        return (*block.parameters(), *block.buffers())
+    @staticmethod
+    def _tensors(block: nn.Module) -> list[torch.Tensor]:
+        return [*block.parameters(), *block.buffers()]
 
-    def _bring_in(self, block, args):
-        for t in self._tensors(block):
-            t.data = self._host[t].to(self.device, non_blocking=True)
-        self.moves += 1
+    def _prefetch(self, i: int) -> None:
+        """Start copying streamed block ``i`` (when there is one and it is not on its way already)."""
+        if i < len(self.plan.streamed) and i not in self._pending:
+            block = self.plan.streamed[i]
+            self._pending[i] = self.copier.issue([self._host[t] for t in self._tensors(block)])
+            self.moves += 1
+            self.events.append(("copy", i))
 
-    def _send_out(self, block, args, output):
+    def _bring_in(self, i: int, block: nn.Module, args) -> None:
+        self._prefetch(i)  # a block run outside a whole UNet call was not prefetched
+        copies, ready = self._pending.pop(i)
+        self.copier.wait(copies, ready)
+        for t, copy in zip(self._tensors(block), copies):
+            t.data = copy
+        self._prefetch(i + 1)
+
+    def _send_out(self, i: int, block: nn.Module, args, output) -> None:
         for t in self._tensors(block):
             t.data = self._host[t]
+        self.events.append(("ran", i))
 
     def detach(self) -> None:
-        """Remove the hooks; streamed blocks stay on the host."""
+        """Remove the hooks and drop copies not used; streamed blocks stay on the host."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._pending.clear()
 
 
 def budget_bytes(gib: float) -> int:
@@ -110,4 +184,5 @@ def budget_bytes(gib: float) -> int:
     return int(float(gib) * (1 << 30))
 
 
-__all__ = ["BlockStreamer", "StreamPlan", "budget_bytes", "plan_stream", "unet_blocks"]
+__all__ = ["BlockStreamer", "EagerCopies", "SideStreamCopies", "StreamPlan", "budget_bytes", "in_flight_bytes",
+           "plan_stream", "unet_blocks"]
