@@ -1,8 +1,9 @@
-"""The release's denoising loop written plainly, as a second implementation to check ours against.
+"""The release's denoising loop and decode written plainly, as a second implementation to check ours against.
 
 Per-window Euler stepping with the stepped latents averaged per frame, pose features for the whole video
-computed up front, everything on one device: what the release does, without any of our reuse. Used by
-tests/test_pipeline.py and by benchmarks/bench_pipeline.py as the reference path.
+computed up front, everything on one device: what the release does, without any of our reuse. The decode:
+every chunk of the padded sequence from its first frame, the padding cut after. Used by the sampling,
+decode and node tests and by benchmarks/bench_pipeline.py as the reference path.
 """
 
 import math
@@ -55,3 +56,14 @@ def release_loop(models, cond, ref, settings, noise, per_step=None):
         if per_step is not None:
             per_step(i)
     return lat_all[0, settings.pad:length - settings.pad]
+
+
+@torch.no_grad()
+def release_decode(vae, padded: torch.Tensor, pad: int = 0, chunk: int = 8) -> torch.Tensor:
+    """The release's decode of scaled latents (F, 4, h, w): vae.decode of latents / 0.18215, ``chunk``
+    frames at a time from padded frame 0 (num_frames = the chunk's length), * 0.5 + 0.5 clamped, the
+    ``pad`` frames on each side cut after; (F - 2 pad, H, W, 3)."""
+    z = padded / 0.18215
+    out = [vae.decode(z[i:i + chunk], num_frames=z[i:i + chunk].shape[0]).sample for i in range(0, z.shape[0], chunk)]
+    frames = (torch.cat(out).float() * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+    return frames[pad:z.shape[0] - pad]

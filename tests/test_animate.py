@@ -16,9 +16,9 @@ def tools(tmp_path_factory):
     return load_yolo_face(write_fake_yolo(d / "yolo.pt"), device="cpu"), load_arcface(write_fake_arcface(d / "a.onnx"))
 
 
-def test_animate_source_and_driving_frames_to_frames(tools):
+def test_animate_source_and_driving_frames_to_frames(tools, tiny_models):
     detector, arcface = tools
-    models = P.random_models("tiny", seed=0)
+    models = tiny_models
     prepared = prepare_inputs(portrait(), driving_frames(6), detector, arcface=arcface)
     assert prepared.frames_without_face == 1
     assert np.isclose(np.linalg.norm(prepared.identity), 1.0, atol=1e-4)
@@ -36,9 +36,9 @@ def test_animate_source_and_driving_frames_to_frames(tools):
     assert len(result.motion.ids) == 1
 
 
-def test_intensity_override_changes_motion_tokens(tools):
+def test_intensity_override_changes_motion_tokens(tools, tiny_models):
     detector, _ = tools
-    models = P.random_models("tiny", seed=0)
+    models = tiny_models
     prepared = prepare_inputs(portrait(), driving_frames(3), detector)
     settings = P.Settings(height=64, width=64, pad=1)
     a, _, ma = conditions_from_prepared(models, prepared, settings)

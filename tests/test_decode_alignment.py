@@ -1,5 +1,5 @@
 """Frames equal to the release's: the padded latents decoded in chunks counted from padded frame 0 with the
-padding cut afterwards, on every path (the CLI's hp_core.run, the library's animate, the node graph);
+padding cut afterwards, on every path (the CLI's hp_core.run, the node graph), by release_reference.release_decode;
 and the release's noise augmentation of the reference before the conditioning latents are encoded.
 
 The expected frames are derived by hand from the VAE (vae.decode of latents / 0.18215, num_frames = chunk,
@@ -15,21 +15,10 @@ from helpers import write_video
 from hp_core import pipeline as P
 from hp_core import video as V
 from nodes_env import as_image, source_image
+from release_reference import release_decode
 
 M = nodes.NODE_CLASS_MAPPINGS
 CASES = [(15, 5), (2, 7)]  # (pad, frames): frame counts not multiples of 8; pad 2 ends in a partial chunk
-
-
-def release_decode(vae, padded: torch.Tensor, pad: int, chunk: int = 8) -> torch.Tensor:
-    """The release's decode: EVERY chunk of the padded sequence from padded frame 0, padding cut after."""
-    z = padded / 0.18215
-    out = []
-    with torch.no_grad():
-        for i in range(0, z.shape[0], chunk):
-            part = z[i:i + chunk]
-            out.append(vae.decode(part, num_frames=part.shape[0]).sample)
-    frames = (torch.cat(out).float() * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
-    return frames[pad:z.shape[0] - pad]
 
 
 def plain_decode(vae, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
@@ -134,8 +123,8 @@ def _noised_mode(vae, reference, strength, seed):
         return vae.encode(reference + strength * noise).latent_dist.mode()
 
 
-def test_noise_augmentation_noises_the_conditioning_latents_only():
-    models = P.random_models("tiny", seed=0)
+def test_noise_augmentation_noises_the_conditioning_latents_only(tiny_models):
+    models = tiny_models
     ref = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1
     start, cond = P.encode_reference(models, ref, 0.3, seed=11)
     with torch.no_grad():

@@ -8,56 +8,51 @@ from hp_core import memory, pipeline as P
 from hp_core.errors import HPError
 
 
-@pytest.fixture(scope="module")
-def models():
-    return P.random_models("tiny", seed=0)
-
-
-def _inputs(models, frames=4, size=64):
+def _inputs(tiny_models, frames=4, size=64):
     settings = P.Settings(steps=1, height=size, width=size, window=4, overlap=1, pad=1)
     g = torch.Generator().manual_seed(0)
-    d = models.dims
+    d = tiny_models.dims
     app = torch.randn(1, d.appearance_tokens, d.context_dim, generator=g)
     motion = torch.randn(frames, d.motion_tokens, d.context_dim, generator=g)
     cond = P.build_conditions(app, motion, torch.randn(1, 4, size // 8, size // 8, generator=g), None, settings)
     return settings, cond, torch.randn(1, 4, size // 8, size // 8, generator=g)
 
 
-def _batches(models):
+def _batches(tiny_models):
     calls = []
-    return calls, models.unet.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    return calls, tiny_models.unet.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
 
 
-def test_impossible_setting_refused_before_any_unet_call(models, monkeypatch):
-    settings, cond, ref = _inputs(models)
+def test_impossible_setting_refused_before_any_unet_call(tiny_models, monkeypatch):
+    settings, cond, ref = _inputs(tiny_models)
     monkeypatch.setattr(memory, "free_bytes", lambda device: 1024)  # 1 KiB "free"
-    calls, handle = _batches(models)
+    calls, handle = _batches(tiny_models)
     try:
         with pytest.raises(HPError, match="context window") as err:
-            P.sample_latents(models, cond, ref, settings)
+            P.sample_latents(tiny_models, cond, ref, settings)
     finally:
         handle.remove()
     assert calls == []
     assert "sequential" in str(err.value) and "output size" in str(err.value)
 
 
-def test_auto_picks_sequential_when_batched_does_not_fit(models, monkeypatch):
-    settings, cond, ref = _inputs(models)
-    cfg, dt = models.unet.config, torch.float32
+def test_auto_picks_sequential_when_batched_does_not_fit(tiny_models, monkeypatch):
+    settings, cond, ref = _inputs(tiny_models)
+    cfg, dt = tiny_models.unet.config, torch.float32
     batched = memory.unet_call_bytes(cfg, 3 * 4, (8, 8), dt)
     sequential = memory.unet_call_bytes(cfg, 4, (8, 8), dt)
     assert sequential < batched
     monkeypatch.setattr(memory, "free_bytes", lambda device: (sequential + batched) // 2)
-    calls, handle = _batches(models)
+    calls, handle = _batches(tiny_models)
     try:
-        auto = P.sample_latents(models, cond, ref, settings)
+        auto = P.sample_latents(tiny_models, cond, ref, settings)
     finally:
         handle.remove()
     assert calls and set(calls) == {1}  # every UNet call ran one branch
     monkeypatch.setattr(memory, "free_bytes", lambda device: 10 * batched)
-    calls, handle = _batches(models)
+    calls, handle = _batches(tiny_models)
     try:
-        roomy = P.sample_latents(models, cond, ref, settings)
+        roomy = P.sample_latents(tiny_models, cond, ref, settings)
     finally:
         handle.remove()
     assert set(calls) == {3}
@@ -65,11 +60,11 @@ def test_auto_picks_sequential_when_batched_does_not_fit(models, monkeypatch):
     # asked for batched by hand, it is refused rather than run out of memory
     monkeypatch.setattr(memory, "free_bytes", lambda device: (sequential + batched) // 2)
     with pytest.raises(HPError, match="branch mode sequential"):
-        P.sample_latents(models, cond, ref, P.replace(settings, branch_mode="batched"))
+        P.sample_latents(tiny_models, cond, ref, P.replace(settings, branch_mode="batched"))
 
 
-def test_estimate_grows_as_window_times_size_and_math_adds_the_score_matrix(models):
-    cfg = models.unet.config
+def test_estimate_grows_as_window_times_size_and_math_adds_the_score_matrix(tiny_models):
+    cfg = tiny_models.unet.config
     a = memory.unet_call_bytes(cfg, 4, (8, 8), torch.float32)
     b = memory.unet_call_bytes(cfg, 8, (16, 16), torch.float32)
     fixed = memory.UNET_FIXED_BYTES * memory.SAFETY
@@ -79,15 +74,15 @@ def test_estimate_grows_as_window_times_size_and_math_adds_the_score_matrix(mode
     assert m - a == pytest.approx(2 * 4 * 2 * 64 ** 2 * 4 * memory.SAFETY, abs=2)
 
 
-def test_decode_chunk_refused_before_the_vae_runs(models, monkeypatch):
+def test_decode_chunk_refused_before_the_vae_runs(tiny_models, monkeypatch):
     monkeypatch.setattr(memory, "free_bytes", lambda device: 1024)
     seen = []
-    handle = models.vae.register_forward_pre_hook(lambda m, a: seen.append(1))
-    orig = models.vae.decode
-    monkeypatch.setattr(models.vae, "decode", lambda *a, **k: seen.append(1) or orig(*a, **k))
+    handle = tiny_models.vae.register_forward_pre_hook(lambda m, a: seen.append(1))
+    orig = tiny_models.vae.decode
+    monkeypatch.setattr(tiny_models.vae, "decode", lambda *a, **k: seen.append(1) or orig(*a, **k))
     try:
         with pytest.raises(HPError, match="decode_chunk"):
-            P.decode_latents(models, torch.randn(4, 4, 8, 8), chunk=4)
+            P.decode_latents(tiny_models, torch.randn(4, 4, 8, 8), chunk=4)
     finally:
         handle.remove()
     assert seen == []

@@ -26,6 +26,7 @@ from hp_core.preprocess.identity import align_arcface
 from hp_core.sampling import Cancelled, get_sigmas
 from nodes import bridge, core, loader
 from nodes_env import FakeDWPose, FakeKSampler, as_image, driving_video, source_image
+from release_reference import release_decode
 
 M = nodes.NODE_CLASS_MAPPINGS
 WIDGETS = ("INT", "FLOAT", "STRING", "BOOLEAN")
@@ -516,25 +517,14 @@ def test_impossible_windows_fail_before_the_unet_runs(models, appearance, motion
 
 # ------------------------------------------------------------------------------- decode / paste back
 
-def _vae_by_hand(vae, raw, chunk):
-    """The release's decode written out: raw latents through vae.decode ``chunk`` frames at a time from
-    frame 0 (num_frames = chunk), then * 0.5 + 0.5 clamped, as (F, H, W, 3)."""
-    out = []
-    with torch.no_grad():
-        for i in range(0, raw.shape[0], chunk):
-            part = raw[i:i + chunk]
-            out.append(vae.decode(part, num_frames=part.shape[0]).sample)
-    return (torch.cat(out).float() * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
-
-
 def test_decode_chunks_and_matches_the_vae(models, monkeypatch):
     monkeypatch.setattr(bridge, "Progress", Recorder)
     Recorder.instances.clear()
     lat = torch.randn(5, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     frames = M["HunyuanPortraitDecode"]().decode(models, {"samples": lat}, 2)[0]
     assert frames.shape == (5, RES, RES, 3) and 0 <= float(frames.min()) and float(frames.max()) <= 1
-    torch.testing.assert_close(frames, _vae_by_hand(models.vae, lat, 2), rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(frames, _vae_by_hand(models.vae, lat, 5), rtol=1e-3, atol=1e-3)  # chunks matter
+    torch.testing.assert_close(frames, release_decode(models.vae, lat * 0.18215, chunk=2), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(frames, release_decode(models.vae, lat * 0.18215, chunk=5), rtol=1e-3, atol=1e-3)  # chunks matter
     assert Recorder.instances[0].calls == [2, 4, 5]
     with pytest.raises(HPError, match="frames, 4, h, w"):
         M["HunyuanPortraitDecode"]().decode(models, {"samples": lat[None]}, 2)

@@ -101,14 +101,14 @@ class Recorder:
         self.state = "aborted"
 
 
-def test_decoded_frames_stream_to_the_writer_unchanged(monkeypatch, tmp_path):
+def test_decoded_frames_stream_to_the_writer_unchanged(monkeypatch, tmp_path, tiny_models):
     """11 output frames with 2 padding frames each side (not a multiple of the decode chunk of 8): the
     streamed chunks, counted from padded frame 0 as the release does, equal one decode over everything,
     truncated to uint8 as the release writes frames; the paste-back writer gets each frame pasted."""
     from hp_core.preprocess import paste_back
 
     torch.manual_seed(0)
-    models = P.random_models("tiny", seed=0)
+    models = tiny_models
     padded = torch.randn(2 + 11 + 2, 4, 8, 8) * 0.5
     source = np.full((40, 50, 3), 90, np.uint8)
     plan = R.Plan(source, V.VideoInfo(64, 64, 10.0, 1.1, False), {}, [], torch.device("cpu"), {})
@@ -125,12 +125,12 @@ def test_decoded_frames_stream_to_the_writer_unchanged(monkeypatch, tmp_path):
     assert crop.state == full.state == "committed"
 
 
-def test_outputs_appear_both_or_neither_when_the_second_name_is_taken_meanwhile(monkeypatch, tmp_path):
+def test_outputs_appear_both_or_neither_when_the_second_name_is_taken_meanwhile(monkeypatch, tmp_path, tiny_models):
     """--out and --paste-back are claimed one after the other; if the second name appeared meanwhile (another
     run), the first file this run just made goes too, and the other run's file stays."""
     from hp_core.errors import HPError
 
-    models = P.random_models("tiny", seed=0)
+    models = tiny_models
     padded = torch.randn(1 + 3 + 1, 4, 8, 8) * 0.5
     source = np.full((64, 64, 3), 90, np.uint8)
     req = R.RunRequest(image=tmp_path / "i.png", video=tmp_path / "v.mp4", out=tmp_path / "o.mp4",

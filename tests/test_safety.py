@@ -205,7 +205,7 @@ def test_largest_seed_runs_and_differs_from_seed_zero():
 
 # ------------------------------------------------------------------------------------ runaway windows
 
-def test_huge_window_is_clamped_to_the_padded_length(caplog):
+def test_huge_window_is_clamped_to_the_padded_length(caplog, tiny_models):
     from fakes import driving_frames
     from hp_core import pipeline as P
     from hp_core.preprocess import load_arcface, load_yolo_face
@@ -213,7 +213,7 @@ def test_huge_window_is_clamped_to_the_padded_length(caplog):
     d = Path(__import__("tempfile").mkdtemp())
     det = load_yolo_face(write_fake_yolo(d / "y.pt"), device="cpu")
     prepared = prepare_inputs(portrait(), driving_frames(4), det, arcface=load_arcface(write_fake_arcface(d / "a.onnx")))
-    models = P.random_models("tiny", seed=0)
+    models = tiny_models
     base = P.Settings(steps=1, height=64, width=64, pad=2, overlap=2)
     cond, ref, _ = conditions_from_prepared(models, prepared, base)
     length = 4 + 2 * 2

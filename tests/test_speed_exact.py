@@ -14,17 +14,12 @@ from helpers import random_conditions
 from release_reference import release_loop
 
 
-@pytest.fixture(scope="module")
-def models():
-    return P.random_models("tiny", seed=0)
-
-
-def _sample_counting_unet_calls(models, cond, ref, settings, noise):
+def _sample_counting_unet_calls(tiny_models, cond, ref, settings, noise):
     """sample_latents' result and the batch size of every UNet call it made."""
     calls = []
-    handle = models.unet.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    handle = tiny_models.unet.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
     try:
-        return P.sample_latents(models, cond, ref, settings, noise=noise), calls
+        return P.sample_latents(tiny_models, cond, ref, settings, noise=noise), calls
     finally:
         handle.remove()
 
@@ -50,41 +45,41 @@ def test_zero_token_rows_equal_to_out_of_the_value_bias():
 
 
 @pytest.mark.parametrize("mode", ["batched", "sequential"])
-def test_branch_modes_equal_release_loop_tightly(models, mode):
+def test_branch_modes_equal_release_loop_tightly(tiny_models, mode):
     settings = P.Settings(steps=3, height=64, width=64, window=8, overlap=2, pad=2, appearance_cfg=(1.5, 2.5),
                           branch_mode=mode)
-    cond, ref = random_conditions(models, 6, settings)
+    cond, ref = random_conditions(tiny_models, 6, settings)
     noise = P.initial_noise(settings, cond.length, (8, 8))
-    ours, calls = _sample_counting_unet_calls(models, cond, ref, settings, noise)
+    ours, calls = _sample_counting_unet_calls(tiny_models, cond, ref, settings, noise)
     with torch.no_grad():
-        want = release_loop(models, cond, ref, settings, noise)
+        want = release_loop(tiny_models, cond, ref, settings, noise)
     torch.testing.assert_close(ours, want, rtol=2e-5, atol=2e-5)
     windows = math.ceil(cond.length / 6)
     assert calls == ([3] * windows * 3 if mode == "batched" else [1] * windows * 3 * 3)
 
 
-def test_interval_covering_every_step_equals_default(models):
+def test_interval_covering_every_step_equals_default(tiny_models):
     settings = P.Settings(steps=3, height=64, width=64, window=8, overlap=2, pad=2)
-    cond, ref = random_conditions(models, 6, settings)
+    cond, ref = random_conditions(tiny_models, 6, settings)
     noise = P.initial_noise(settings, cond.length, (8, 8))
-    default = P.sample_latents(models, cond, ref, settings, noise=noise)
-    covered = P.sample_latents(models, cond, ref, P.replace(settings, guidance_interval=(0.0, 1e4)), noise=noise)
+    default = P.sample_latents(tiny_models, cond, ref, settings, noise=noise)
+    covered = P.sample_latents(tiny_models, cond, ref, P.replace(settings, guidance_interval=(0.0, 1e4)), noise=noise)
     torch.testing.assert_close(covered, default, rtol=0, atol=0)
-    partial = P.sample_latents(models, cond, ref, P.replace(settings, guidance_interval=(0.0, 1.0)), noise=noise)
+    partial = P.sample_latents(tiny_models, cond, ref, P.replace(settings, guidance_interval=(0.0, 1.0)), noise=noise)
     assert not torch.allclose(partial, default)
 
 
-def test_empty_interval_runs_one_unet_evaluation_per_window_per_step(models):
+def test_empty_interval_runs_one_unet_evaluation_per_window_per_step(tiny_models):
     settings = P.Settings(steps=4, height=64, width=64, window=8, overlap=2, pad=2,
                           guidance_interval=(1e5, 1e6))  # above sigma_max: no step is guided
-    cond, ref = random_conditions(models, 6, settings)
+    cond, ref = random_conditions(tiny_models, 6, settings)
     noise = P.initial_noise(settings, cond.length, (8, 8))
-    ours, calls = _sample_counting_unet_calls(models, cond, ref, settings, noise)
+    ours, calls = _sample_counting_unet_calls(tiny_models, cond, ref, settings, noise)
     windows = math.ceil(cond.length / 6)
     assert calls == [1] * windows * 4  # one UNet call of batch 1 (the full branch) per window per step
     # outside the interval guidance is off: the same as guidance scales of 1 (out = full) on every step
     with torch.no_grad():
-        want = release_loop(models, cond, ref, P.replace(settings, appearance_cfg=(1.0, 1.0),
+        want = release_loop(tiny_models, cond, ref, P.replace(settings, appearance_cfg=(1.0, 1.0),
                                                           motion_cfg=(1.0, 1.0)), noise)
     torch.testing.assert_close(ours, want, rtol=2e-5, atol=2e-5)
 

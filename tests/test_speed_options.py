@@ -7,21 +7,16 @@ from hp_core import pipeline as P
 from hp_core.errors import HPError
 
 
-@pytest.fixture(scope="module")
-def models():
-    return P.random_models("tiny", seed=0)
-
-
-def _run(models, **options):
+def _run(tiny_models, **options):
     settings = P.Settings(steps=1, height=64, width=64, window=4, overlap=1, pad=1, **options)
-    d = models.dims
+    d = tiny_models.dims
     app = torch.randn(1, d.appearance_tokens, d.context_dim)
     cond = P.build_conditions(app, torch.randn(2, d.motion_tokens, d.context_dim), torch.randn(1, 4, 8, 8),
                               None, settings)
-    return P.sample_latents(models, cond, torch.randn(1, 4, 8, 8), settings)
+    return P.sample_latents(tiny_models, cond, torch.randn(1, 4, 8, 8), settings)
 
 
-def test_math_backend_is_pinned_inside_the_unet(models, monkeypatch):
+def test_math_backend_is_pinned_inside_the_unet(tiny_models, monkeypatch):
     import torch.nn.attention as A
     seen = []
     real = A.sdpa_kernel
@@ -30,27 +25,27 @@ def test_math_backend_is_pinned_inside_the_unet(models, monkeypatch):
         seen.append(list(backends))
         return real(backends, *a, **k)
     monkeypatch.setattr(A, "sdpa_kernel", spy)
-    _run(models, sdpa_backend="math")
+    _run(tiny_models, sdpa_backend="math")
     assert seen and all(b == [A.SDPBackend.MATH] for b in seen)
     seen.clear()
-    _run(models)  # auto: nothing pinned
+    _run(tiny_models)  # auto: nothing pinned
     assert seen == []
     with pytest.raises(HPError, match="attention backend"):
         P.Settings(sdpa_backend="fastest").validate()
 
 
 def test_compile_flag_calls_torch_compile(monkeypatch):
-    models = P.random_models("tiny", seed=0)
+    tiny_models = P.random_models("tiny", seed=0)
     compiled = []
 
     def fake_compile(fn, *a, **k):
         compiled.append(fn)
         return fn
     monkeypatch.setattr(torch, "compile", fake_compile)
-    _run(models)
+    _run(tiny_models)
     assert compiled == []
-    _run(models, compile_unet=True)
-    _run(models, compile_unet=True)  # compiled once, kept
+    _run(tiny_models, compile_unet=True)
+    _run(tiny_models, compile_unet=True)  # compiled once, kept
     assert len(compiled) == 1
 
 

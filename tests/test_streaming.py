@@ -11,8 +11,8 @@ from hp_core.models.fp8 import stored_bytes
 from hp_core.models.streaming import BlockStreamer, EagerCopies, plan_stream, unet_blocks
 
 
-def test_the_plan_keeps_blocks_in_running_order_until_the_budget_is_spent():
-    unet = P.random_models("tiny", seed=0).unet
+def test_the_plan_keeps_blocks_in_running_order_until_the_budget_is_spent(tiny_models):
+    unet = tiny_models.unet
     blocks = unet_blocks(unet)
     everything = plan_stream(unet, stored_bytes(unet) + 1)
     assert everything.streamed == [] and everything.moves_per_call == 0
@@ -23,8 +23,8 @@ def test_the_plan_keeps_blocks_in_running_order_until_the_budget_is_spent():
     assert half.resident_bytes <= stored_bytes(unet) // 2 < half.resident_bytes + stored_bytes(half.streamed[0])
 
 
-def test_streaming_gives_the_same_latents_with_the_planned_copies():
-    models = P.random_models("tiny", seed=0)
+def test_streaming_gives_the_same_latents_with_the_planned_copies(tiny_models):
+    models = tiny_models
     settings = P.Settings(steps=1, height=64, width=64, window=4, overlap=1, pad=1)
     cond, ref = random_conditions(models, 5, settings)
     whole = P.sample_latents(models, cond, ref, settings)
@@ -44,10 +44,10 @@ def test_streaming_gives_the_same_latents_with_the_planned_copies():
         assert not block._forward_pre_hooks and not block._forward_hooks
 
 
-def test_each_copy_starts_while_the_block_before_it_runs():
+def test_each_copy_starts_while_the_block_before_it_runs(tiny_models):
     """Block i+1's copy is issued as block i starts (block 0's as the UNet call starts, while the resident
     blocks run), and block i's copy is waited for just before block i runs, never earlier."""
-    models = P.random_models("tiny", seed=0)
+    models = tiny_models
     unet = models.unet
     plan = plan_stream(unet, stored_bytes(unet) // 3)
     assert plan.resident and len(plan.streamed) >= 3
