@@ -38,6 +38,9 @@ SAFETY = 1.15
 GIB = 1024 ** 3
 
 
+MEMINFO = Path("/proc/meminfo")  # Linux: MemAvailable is what a process can still allocate
+
+
 def free_bytes(device: torch.device | str) -> int | None:
     """Bytes this process can still allocate on ``device`` (None where that cannot be known)."""
     device = torch.device(device)
@@ -48,7 +51,7 @@ def free_bytes(device: torch.device | str) -> int | None:
         return int(free + cached)
     if device.type == "cpu":
         try:
-            for line in Path("/proc/meminfo").read_text().splitlines():
+            for line in MEMINFO.read_text().splitlines():
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
         except OSError:

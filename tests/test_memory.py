@@ -88,9 +88,13 @@ def test_decode_chunk_refused_before_the_vae_runs(tiny_models, monkeypatch):
     assert seen == []
 
 
-def test_cpu_free_bytes_reads_meminfo():
-    free = memory.free_bytes("cpu")
-    assert free is None or free > 0
+def test_cpu_free_bytes_reads_meminfo(tmp_path, monkeypatch):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000 kB\nMemAvailable:    1234 kB\n")
+    monkeypatch.setattr(memory, "MEMINFO", meminfo)
+    assert memory.free_bytes("cpu") == 1234 * 1024  # MemAvailable, not MemFree
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "missing")
+    assert memory.free_bytes("cpu") is None  # not Linux: unknown, so nothing is refused on a guess
 
 
 # ------------------------------------------------------------------------------- fp8 and streaming
