@@ -7,7 +7,7 @@ ComfyUI's template browser (Workflow > Browse Templates, "Custom Nodes" group) l
 frontend (1.27) takes the card's title and description from the file name only. So the one-line description
 is written into the picture, under a crop of the graph.
 
-The crops come from the real frontend: tests/test_comfyui_frontend.py saves
+The crops come from the real frontend: tests/comfyui/test_comfyui_frontend.py saves
 ``hunyuan_portrait_<name>.png`` (1600x900) for every workflow when HP_SCREENSHOTS names a folder.
 """
 

@@ -10,7 +10,7 @@ Built on diffusers' ``UNetSpatioTemporalConditionModel`` and its blocks; the met
 
 Speed: the release copies the temporal context once per spatial position (H*W identical copies) before
 projecting it. Here the temporal processor projects the (B, N, C) context once per window and lets every
-position attend to it, which is the same arithmetic (see tests/test_models.py).
+position attend to it, which is the same arithmetic (see tests/models/test_networks.py).
 """
 
 from __future__ import annotations

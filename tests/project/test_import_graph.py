@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "hp_core"
 
 # Edges that close a circle on purpose, each with the reason and when it goes. Keep this empty.

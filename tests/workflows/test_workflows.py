@@ -18,7 +18,7 @@ from hp_core.sampling import get_sigmas
 from nodes import core
 from nodes_env import FakeDWPose, FakeKSampler, driving_video, source_image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "workflows"
 NAMES = sorted(p.stem for p in FOLDER.glob("*.json"))
 OURS = nodes.NODE_CLASS_MAPPINGS

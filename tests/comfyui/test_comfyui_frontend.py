@@ -27,7 +27,7 @@ import pytest
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or next(

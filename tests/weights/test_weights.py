@@ -22,7 +22,7 @@ from hp_core.weights import cache as cache_mod
 OFFICIAL_NAMES = ["unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider"]
 SVD_REPO = "stabilityai/stable-video-diffusion-img2vid-xt"
 ARC2FACE_COMMIT = "da2f1e9aa3954dad093213acfc9ae75a68da6ffd"
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 LISTINGS = json.loads((DATA / "hub_listings.json").read_text(encoding="utf-8"))["repos"]
 OFFICIAL_KEYS = json.loads((DATA / "official_checkpoint_keys.json").read_text(encoding="utf-8"))
 

@@ -15,7 +15,7 @@ import pytest
 
 from hp_core.weights import locations as L
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "workflows"
 UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
 
@@ -72,7 +72,7 @@ def test_comfyignore_leaves_out_development_files_only():
     lines = (ROOT / ".comfyignore").read_text(encoding="utf-8").splitlines()
     patterns = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     assert not any(set(p) & set("*?[!") for p in patterns), "_ignored only understands plain patterns"
-    for dev in ("tests/test_packaging.py", "benchmarks/bench_pipeline.py", ".ci/run", "docs/icon.png",
+    for dev in ("tests/project/test_packaging.py", "benchmarks/bench_pipeline.py", ".ci/run", "docs/icon.png",
                 "requirements-test.txt"):
         assert _ignored(patterns, dev), dev
     shipped = ["__init__.py", "pyproject.toml", "requirements.txt", "weights_manifest.json", "LICENSE",

@@ -22,7 +22,7 @@ from comfy_server import OTHER_PORTRAIT, TINY_INPUTS
 pytestmark = [pytest.mark.comfyui]
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 6
 USED_FRAMES = TINY_INPUTS["HunyuanPortraitFaceCropMotionEncoder"]["frame_limit"]
 

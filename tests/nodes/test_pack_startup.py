@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hp_core
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_entry_point(folder: Path, caplog) -> str:

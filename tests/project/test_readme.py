@@ -1,5 +1,5 @@
 """The README's node table is made from the nodes' own declarations (names in the UI, every input, every
-output), so it cannot drift: regenerate it with ``PYTHONPATH=. python tests/test_readme.py --write``."""
+output), so it cannot drift: regenerate it with ``PYTHONPATH=. python tests/project/test_readme.py --write``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 BEGIN, END = "<!-- nodes:begin -->", "<!-- nodes:end -->"
 
@@ -37,7 +37,7 @@ def readme_table(text: str) -> str:
 
 def test_the_readme_node_table_is_the_nodes_declarations():
     text = README.read_text(encoding="utf-8")
-    assert readme_table(text) == render_table(), "run: PYTHONPATH=. python tests/test_readme.py --write"
+    assert readme_table(text) == render_table(), "run: PYTHONPATH=. python tests/project/test_readme.py --write"
 
 
 def test_the_readme_is_short_and_names_nodes_as_the_ui_does():

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Distribution name -> the module it installs (written out by hand: the names differ for several).
 MODULE_OF = {"diffusers": "diffusers", "safetensors": "safetensors", "huggingface-hub": "huggingface_hub",
              "tqdm": "tqdm", "opencv-python": "cv2", "imageio-ffmpeg": "imageio_ffmpeg", "numpy": "numpy",

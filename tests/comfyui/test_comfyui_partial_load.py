@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.comfyui]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH is not set (path of a ComfyUI checkout)")

@@ -15,7 +15,7 @@ from hp_core import identify
 from hp_core.checkpoint import check_state_dict
 from hp_core.errors import HPError
 
-OFFICIAL = json.loads((Path(__file__).parent / "data" / "official_checkpoint_keys.json").read_text())
+OFFICIAL = json.loads((Path(__file__).resolve().parents[1] / "data" / "official_checkpoint_keys.json").read_text())
 VAE_DIFFUSERS = ["encoder.conv_in.weight", "decoder.conv_out.weight",
                  "decoder.mid_block.resnets.0.time_mixer.mix_factor"]
 VAE_SGM = ["encoder.conv_in.weight", "decoder.conv_out.weight", "decoder.mid.block_1.mix_factor"]

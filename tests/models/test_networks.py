@@ -15,7 +15,7 @@ from hp_core.models.motion_encoder import HeadPoseEncoder
 from hp_core.models.motion_refiner import AdaLN, motion_tokens
 from hp_core.models.unet import AdapterAttnProcessor
 
-KEYS = json.loads((Path(__file__).parent / "data" / "official_checkpoint_keys.json").read_text())
+KEYS = json.loads((Path(__file__).resolve().parents[1] / "data" / "official_checkpoint_keys.json").read_text())
 
 
 def _official(name):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nodes import bridge, comfy_sampler
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_only_the_bridge_imports_comfyui_or_edits_its_model_list():

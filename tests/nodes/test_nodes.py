@@ -30,7 +30,7 @@ from release_reference import release_decode
 
 M = nodes.NODE_CLASS_MAPPINGS
 WIDGETS = ("INT", "FLOAT", "STRING", "BOOLEAN")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RES = 64  # generated side: the tiny VAE gives 8x8 latents
 
 

@@ -17,7 +17,7 @@ import torch
 
 from nodes import bridge
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "comfyui_internals.md"
 DOC_HEAD = """# ComfyUI internals used by HunyuanPortrait
 
@@ -27,8 +27,8 @@ does where a ComfyUI release no longer has it (tested with ComfyUI {tested}). Ea
 function that no longer takes the pack's arguments, logs one warning per entry per process:
 `HunyuanPortrait: ComfyUI's X is not available (changed in a newer ComfyUI?); falling back to Y.`
 
-This table is `bridge.INTERNALS`; `tests/test_bridge_fallbacks.py` keeps the two equal (regenerate with
-`PYTHONPATH=. python tests/test_bridge_fallbacks.py --write-doc`) and removes each entry in turn.
+This table is `bridge.INTERNALS`; `tests/nodes/test_bridge_fallbacks.py` keeps the two equal (regenerate with
+`PYTHONPATH=. python tests/nodes/test_bridge_fallbacks.py --write-doc`) and removes each entry in turn.
 
 | Internal | Used for | Fallback |
 |---|---|---|
@@ -41,7 +41,7 @@ def render_doc() -> str:
 
 
 def test_doc_lists_the_same_internals():
-    assert DOC.read_text(encoding="utf-8") == render_doc(), "run: PYTHONPATH=. python tests/test_bridge_fallbacks.py --write-doc"
+    assert DOC.read_text(encoding="utf-8") == render_doc(), "run: PYTHONPATH=. python tests/nodes/test_bridge_fallbacks.py --write-doc"
     names = [i.name for i in bridge.INTERNALS]
     assert len(names) == len(set(names))
     assert all(any(n.startswith(m + ".") for m in bridge._MODULES) for n in names)
