@@ -42,16 +42,14 @@ def write_inputs(folder: Path, portrait_hw: tuple[int, int] = (240, 320), drivin
                  frames: int = 6, fps: float = 25.0) -> None:
     """The synthetic source portrait and driving clip TINY_INPUTS names, and OTHER_PORTRAIT, into ComfyUI's
     input folder."""
-    from fakes import driving_frames, portrait
+    from fakes import driving_frames, portrait, write_clip
     from PIL import Image
-
-    from helpers import write_video
 
     Image.fromarray(portrait(*portrait_hw)).save(folder / TINY_INPUTS["LoadImage"]["image"])
     h, w = portrait_hw
     other = portrait(h, w, (w // 2 - 70, h // 4, w // 2, h // 4 + 80))
     Image.fromarray(other).save(folder / OTHER_PORTRAIT)
-    write_video(folder / TINY_INPUTS["LoadVideo"]["file"], driving_frames(frames, *driving_hw), fps)
+    write_clip(folder / TINY_INPUTS["LoadVideo"]["file"], driving_frames(frames, *driving_hw), fps)
 
 
 def _free_port() -> int:

@@ -3,13 +3,16 @@
 - (from hp_core.weights.random_weights) a YOLOv5-face TorchScript file called ``model(img, grids)`` that "detects" the red square of the image
   and returns decoded rows [cx, cy, w, h, obj, 10 landmark coords, cls] in network-input pixels;
 - an ArcFace ONNX file with input ``data`` (1,3,112,112) and a 512-d output;
-- synthetic portraits (a red square face on grey) and driving frames where the face moves.
+- synthetic portraits (a red square face on grey) and driving frames where the face moves;
+- driving clips written by ffmpeg itself (not by the pack's writer), with or without a tone.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 
 from hp_core.weights.random_weights import write_stand_in_arcface, write_stand_in_yolo
@@ -81,3 +84,20 @@ def driving_frames(n: int = 6, h: int = 200, w: int = 200) -> np.ndarray:
             frame = portrait(h, w, (0, 0, 0, 0))
         frames.append(frame)
     return np.stack(frames)
+
+
+def write_clip(path: str | Path, frames: np.ndarray, fps: float = 10.0, *, tone_hz: int | None = None,
+               tone_seconds: float | None = None, crf: int = 4) -> Path:
+    """An H.264 mp4 of uint8 frames (F, H, W, 3) written by ffmpeg (imageio-ffmpeg's binary), with a sine tone
+    of ``tone_hz`` (AAC, as long as the clip unless ``tone_seconds``) or without audio."""
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    f, h, w = frames.shape[:3]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{w}x{h}", "-framerate", f"{fps:g}", "-i", "-"]
+    if tone_hz:
+        seconds = tone_seconds if tone_seconds is not None else f / fps
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency={tone_hz}:sample_rate=16000", "-map", "0:v", "-map", "1:a",
+                "-t", f"{seconds:.3f}", "-c:a", "aac"]
+    cmd += ["-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, input=frames.tobytes(), check=True)
+    return Path(path)

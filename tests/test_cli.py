@@ -229,7 +229,7 @@ def test_run_errors_are_one_message(inputs, tmp_path, monkeypatch, capsys):
 def test_animate_end_to_end_on_tiny_random_weights(tmp_path, capsys):
     from PIL import Image
 
-    from fakes import driving_frames, portrait, write_fake_arcface, write_fake_yolo
+    from fakes import driving_frames, portrait, write_clip, write_fake_arcface, write_fake_yolo
 
     models = tmp_path / "models"
     W.write_random_weights(models, "tiny", log=lambda s: None)
@@ -238,10 +238,7 @@ def test_animate_end_to_end_on_tiny_random_weights(tmp_path, capsys):
     Image.fromarray(portrait()).save(tmp_path / "face.png")
     frames = driving_frames(6)
     drive = tmp_path / "drive.mp4"
-    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "200x200",
-                    "-framerate", "10", "-i", "-", "-f", "lavfi", "-i", "sine=frequency=500:sample_rate=16000",
-                    "-t", "1.0", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-crf", "8", "-pix_fmt", "yuv420p",
-                    "-c:a", "aac", str(drive)], input=frames.tobytes(), check=True)
+    write_clip(drive, frames, tone_hz=500, tone_seconds=1.0, crf=8)
     out, full = tmp_path / "crop.mp4", tmp_path / "full.mp4"
     code = cli.main(["animate", "--image", str(tmp_path / "face.png"), "--video", str(drive), "--out", str(out),
                      "--paste-back", str(full), "--models-dir", str(models), "--preset", "tiny", "--size", "64",

@@ -8,7 +8,6 @@ import argparse
 import json
 import logging
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from hp_core.preprocess import onnx_session as OS
 from hp_core.weights import hub as H
 from hp_core.weights import random_weights as RW
 
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour of a machine without a GPU")
 
 
@@ -125,25 +122,17 @@ def test_once_the_hub_answered_connection_errors_get_huggingface_hubs_retries():
 
 # --------------------------------------------------------------------- 5. a random folder animates alone
 
-def _driving_clip(path: Path, frames: int = 6) -> Path:
-    from fakes import driving_frames
-    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "200x200",
-                    "-framerate", "10", "-i", "-", "-c:v", "libx264", "-crf", "8", "-pix_fmt", "yuv420p", str(path)],
-                   input=driving_frames(frames).tobytes(), check=True)
-    return path
-
-
 @pytest.fixture(scope="module")
 def random_folder(tmp_path_factory):
     """`make-random-weights --preset tiny` through the CLI, a synthetic portrait and a driving clip."""
     from PIL import Image
 
-    from fakes import portrait
+    from fakes import driving_frames, portrait, write_clip
 
     d = tmp_path_factory.mktemp("first_hour")
     assert cli.main(["make-random-weights", "--preset", "tiny", "--out", str(d / "models")]) == 0
     Image.fromarray(portrait()).save(d / "face.png")
-    _driving_clip(d / "drive.mp4")
+    write_clip(d / "drive.mp4", driving_frames(6), crf=8)
     return d
 
 

@@ -4,14 +4,13 @@ and existing outputs are never replaced without --overwrite."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from fakes import portrait
+from fakes import portrait, write_clip
 from hp_core import cli
 from hp_core import pipeline as P
 from hp_core import run as R
@@ -20,8 +19,6 @@ from hp_core.performance import load_performance
 from hp_core.preprocess.image import read_image_file
 from nodes_env import make_models_dir
 
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 FAST = ["--preset", "tiny", "--device", "cpu", "--size", "64", "--steps", "1", "--window", "8", "--overlap", "2"]
 
 
@@ -32,9 +29,7 @@ def env(tmp_path_factory):
     Image.fromarray(portrait()).save(d / "face.png")
     Image.fromarray(portrait(64, 64, (20, 10, 50, 44))).save(d / "other.png")
     frames = np.stack([portrait(64, 64, (12 + t % 5, 14, 40 + t % 5, 46)) for t in range(12)])
-    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x64",
-                    "-framerate", "10", "-i", "-", "-c:v", "libx264", "-crf", "4", "-pix_fmt", "yuv420p",
-                    str(d / "drive.mp4")], input=frames.tobytes(), check=True)
+    write_clip(d / "drive.mp4", frames)
     return d
 
 

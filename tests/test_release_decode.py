@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import nodes
-from fakes import driving_frames, portrait
-from helpers import write_video
+from fakes import driving_frames, portrait, write_clip
 from hp_core import pipeline as P
 from hp_core import video as V
 from nodes_env import as_image, source_image
@@ -51,7 +50,7 @@ def test_cli_and_library_path_decode_as_the_release(pad, frames, models_dir, tmp
     image = tmp_path / "face.png"
     from PIL import Image
     Image.fromarray(portrait()).save(image)
-    clip = write_video(tmp_path / "drive.mp4", driving_frames(frames), 10.0)
+    clip = write_clip(tmp_path / "drive.mp4", driving_frames(frames))
     spy = Spy(R.sample_latents)
     monkeypatch.setattr(R, "sample_latents", spy)
     written = []  # the uint8 frames handed to the output video's writer (before lossy encoding)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fakes import portrait
+from fakes import portrait, write_clip
 from helpers import read_video
 from inmemory import animate, conditions_from_prepared, prepare_inputs
 from hp_core import pipeline as P
@@ -30,10 +30,7 @@ def env(tmp_path_factory):
     make_models_dir(d / "models")
     Image.fromarray(portrait()).save(d / "face.png")
     frames = np.stack([portrait(64, 64, (12 + t % 9, 14, 40 + t % 9, 46)) for t in range(30)])
-    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x64",
-                    "-framerate", "10", "-i", "-", "-f", "lavfi", "-i", "sine=frequency=400:sample_rate=16000",
-                    "-map", "0:v", "-map", "1:a", "-t", "3", "-c:v", "libx264", "-crf", "4", "-pix_fmt", "yuv420p",
-                    "-c:a", "aac", str(d / "drive.mp4")], input=frames.tobytes(), check=True)
+    write_clip(d / "drive.mp4", frames, tone_hz=400)
     return d
 
 

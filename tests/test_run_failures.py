@@ -24,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fakes import portrait
+from fakes import portrait, write_clip
 from helpers import load_checkpoint
 from hp_core import cli
 from hp_core import weights as W
@@ -33,17 +33,11 @@ from hp_core.weights import cache as C
 from hp_core.weights import verification as V
 from nodes_env import make_models_dir
 
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_clip(path: Path, frames: int = 4) -> Path:
-    data = np.stack([portrait(64, 64, (16 + t, 14, 44 + t, 46)) for t in range(frames)])
-    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x64",
-                    "-framerate", "10", "-i", "-", "-c:v", "libx264", "-crf", "4", "-pix_fmt", "yuv420p", str(path)],
-                   input=data.tobytes(), check=True)
-    return path
+    return write_clip(path, np.stack([portrait(64, 64, (16 + t, 14, 44 + t, 46)) for t in range(frames)]))
 
 
 @pytest.fixture(scope="module")

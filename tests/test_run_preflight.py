@@ -17,14 +17,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fakes import portrait, write_fake_arcface, write_fake_yolo
+from fakes import portrait, write_clip, write_fake_arcface, write_fake_yolo
 from hp_core import cli
 from inmemory import conditions_from_prepared, prepare_inputs
 from hp_core import preprocess as PP
 from nodes_env import make_models_dir
 
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def sha(path: Path) -> str:
@@ -34,14 +32,7 @@ def sha(path: Path) -> str:
 def make_clip(path: Path, frames: int = 4, audio: bool = True) -> Path:
     """A 64x64 clip whose red face drifts, with or without a sine tone."""
     data = np.stack([portrait(64, 64, (16 + t, 14, 44 + t, 46)) for t in range(frames)])
-    cmd = [FFMPEG, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x64",
-           "-framerate", "10", "-i", "-"]
-    if audio:
-        cmd += ["-f", "lavfi", "-i", "sine=frequency=400:sample_rate=16000", "-map", "0:v", "-map", "1:a",
-                "-c:a", "aac", "-t", f"{frames / 10:.2f}"]
-    cmd += ["-c:v", "libx264", "-crf", "4", "-pix_fmt", "yuv420p", str(path)]
-    subprocess.run(cmd, input=data.tobytes(), check=True)
-    return path
+    return write_clip(path, data, tone_hz=400 if audio else None)
 
 
 @pytest.fixture(scope="module")
