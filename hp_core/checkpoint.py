@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from .errors import HPError
 from .identify import network_of_keys
@@ -27,8 +29,6 @@ def read_state_dict(path: str | os.PathLike, *, component: str = "checkpoint") -
                f"({{err}}).")
     again = "Delete it and download it again (`python -m hp_core weights download`)."
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
         try:
             state = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:

@@ -10,16 +10,25 @@ Every error a user can cause ends as one `error: ...` message on stderr and a no
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
 
 from . import run as R
 from . import weights as W
 from .errors import HPError
+from .memory import check_host_memory
 from .models import PRESET_DIMS
 from .models.precision import PRECISIONS
+from .models.precision import precision_dtypes
 from .motion_edit import MotionEdit
 from .options import EDIT_OPTIONS, add_flags, edit_from_flags, flags_of, settings_from_flags
 from .pipeline import Settings
@@ -198,7 +207,6 @@ def edit_from_args(args) -> MotionEdit:
 # ------------------------------------------------------------------------------------------ weights
 
 def _print_status(rows, out=print) -> None:
-
     width = max(len(r.id) for r in rows)
     for r in rows:
         kind = "required" if r.required else "optional"
@@ -208,7 +216,6 @@ def _print_status(rows, out=print) -> None:
 
 
 def _cmd_weights(args, out=print) -> int:
-
     dirs = W.default_search_dirs(args.models_dir)
     if args.action == "status":
         rows = W.status(dirs, include_optional=not args.required_only)
@@ -249,7 +256,6 @@ def _cmd_weights(args, out=print) -> int:
 
 
 def _cmd_random(args, out=print) -> int:
-
     written = write_random_weights(args.out, args.preset, seed=args.seed, dtype=args.dtype, log=out)
     out(f"wrote {len(written)} files of random {args.preset} weights into {args.out}")
     out(f"animate --models-dir {args.out} uses them (preset {args.preset}, read from the folder); the face detector "
@@ -294,8 +300,6 @@ def _many(args) -> bool:
 
 
 def _check_device(name: str) -> None:
-    import torch
-
     if name == "auto":
         return
     try:
@@ -327,8 +331,6 @@ class _Progress:
         self.bar, self.stage = None, None
 
     def __call__(self, done: int, total: int | None = None, stage: str | None = None) -> None:
-        from tqdm.auto import tqdm
-
         if self.bar is None or (stage is not None and stage != self.stage):
             self.close()
             self.bar, self.stage = tqdm(total=total, desc=stage or "animate", unit="step"), stage
@@ -420,9 +422,6 @@ class _SigtermAsInterrupt:
     and ffmpeg children ended as for Ctrl-C. A second SIGTERM does not cut that cleanup short."""
 
     def __enter__(self):
-        import signal
-        import threading
-
         self.fired, self.installed, self.old = False, False, None
         if threading.current_thread() is threading.main_thread():
             try:
@@ -437,8 +436,6 @@ class _SigtermAsInterrupt:
             raise Terminated()
 
     def __exit__(self, *exc):
-        import signal
-
         if self.installed:
             signal.signal(signal.SIGTERM, self.old if self.old is not None else signal.SIG_DFL)
         return False
@@ -446,7 +443,6 @@ class _SigtermAsInterrupt:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
-    import errno
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -458,11 +454,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "animate" and all(isinstance(getattr(args, k, None), int) and getattr(args, k) > 0
                                                  for k in ("size", "window", "decode_chunk")):
-                import torch
-
-                from .memory import check_host_memory
-                from .models.precision import precision_dtypes
-
                 _check_device(args.device)
                 device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
                 dtypes = precision_dtypes(args.dtype, device)
@@ -513,8 +504,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "writable. Free some space, or choose a folder you can write to.\n")
                 return 1
             if "DefaultCPUAllocator" in text or "can't allocate memory" in text or "not enough memory" in text:
-                import re
-
                 asked = re.search(r"allocate (\d+) bytes", text)
                 what = f"{int(asked.group(1)) / 1024 ** 3:.1f} GiB more" if asked else "more memory"
                 sys.stderr.write(f"error: the computer ran out of memory (it could not give {what}). Try a smaller "

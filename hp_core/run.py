@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
@@ -236,7 +237,6 @@ UNET_FLOP_PER_FRAME_512 = 1.14e12
 
 def _cpu_flops(seconds: float = 0.1) -> float:
     """This CPU's float32 matrix-multiply speed in FLOP/s, measured for about ``seconds``."""
-    import time
 
     a = torch.randn(512, 512)
     a @ a

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from .checkpoint import read_state_dict
 from .errors import HPError
@@ -133,7 +134,6 @@ def convert_sgm_vae_to_diffusers(state: Mapping[str, torch.Tensor]) -> dict[str,
 
 def _read_vae_keys_only(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file that can belong to a VAE (skips a checkpoint's UNet and encoders)."""
-    from safetensors import SafetensorError, safe_open
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             keys = list(f.keys())

@@ -24,7 +24,7 @@ from .errors import HPError
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
     try:
-        import imageio_ffmpeg
+        import imageio_ffmpeg  # guarded: a missing package gets a message that says what to install
     except ImportError as err:
         raise HPError("Video input/output needs the imageio-ffmpeg package.",
                       hint="Install it with `pip install imageio-ffmpeg` (it ships its own ffmpeg).") from err
@@ -99,7 +99,7 @@ def iter_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> It
 
     Memory stays at one frame whatever the clip's length; call it again to read the clip again.
     """
-    import imageio_ffmpeg
+    import imageio_ffmpeg  # probe_video below has checked it is there (ffmpeg_exe)
 
     path = Path(path)
     probe_video(path)

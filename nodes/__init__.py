@@ -22,7 +22,7 @@ for _cls in NODE_CLASS_MAPPINGS.values():
 def _check_onnxruntime() -> None:
     """Say at start-up (not in the middle of a run) when onnxruntime is missing or silently on the CPU."""
     try:
-        from hp_core.preprocess import onnx_providers
+        from hp_core.preprocess import onnx_providers  # guarded: a start-up hint must never stop the pack loading
         _, warning = onnx_providers()
     except Exception as err:  # noqa: BLE001 - a start-up hint must never stop ComfyUI from loading the pack
         warning = f"{err} The YOLO face detector works without it."

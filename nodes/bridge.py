@@ -12,13 +12,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+from torch.nn.utils import parametrize
 
 from hp_core.errors import HPError
 from hp_core.identify import network_of_file, network_of_name
 from hp_core.performance import SUFFIX as PERFORMANCE_SUFFIX
+from hp_core.sampling.samplers import Cancelled
 from hp_core.weights import CACHE_SUBDIR, FOLDER_NAME, default_search_dirs
 
 PERFORMANCE_SUBDIR = "performances"
@@ -551,7 +554,6 @@ def streamable(module: torch.nn.Module) -> bool:
     ops = comfy("comfy.ops.disable_weight_init")
     if ops is MISSING:
         return False
-    from torch.nn.utils import parametrize
 
     for layer in module.modules():
         kind = next((k for k in CAST_LAYERS if type(layer) is getattr(torch.nn, k)), None)
@@ -681,7 +683,6 @@ class ComfyInternals:
         """SVD's noise parametrisation (continuous EDM sigmas, v-prediction) as a ComfyUI model_sampling
         object, for ComfyUI samplers that look it up; None outside ComfyUI or when the classes are gone
         (the caller then uses its plain stand-in)."""
-        from types import SimpleNamespace
 
         def find(name: str):
             if COMFY:
@@ -786,7 +787,6 @@ def interrupted() -> bool:
 
 def _cancel_if_interrupted() -> None:
     if interrupted():
-        from hp_core.sampling.samplers import Cancelled
         raise Cancelled(0, 1)
 
 
@@ -824,8 +824,6 @@ class readable_errors:
         return self
 
     def __exit__(self, kind, err, tb) -> bool:
-        from hp_core.sampling.samplers import Cancelled
-
         if err is None:
             return False
         if isinstance(err, Cancelled):

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from hp_core.errors import HPError
+from hp_core.sampling import REGISTRY, sample
 
 from . import bridge
 
@@ -114,7 +115,6 @@ def sampler_function(sampler):
 def builtin_fallback(function, model, x: torch.Tensor, sigmas: torch.Tensor, extra_args=None, callback=None):
     """The pack's own sampler named like the SAMPLER's function (``sample_dpmpp_2m`` -> dpmpp_2m), else
     euler, seeded as the sampler node seeds its built-in samplers."""
-    from hp_core.sampling import REGISTRY, sample
 
     name = getattr(function, "__name__", "").removeprefix("sample_")
     name = name if name in REGISTRY else "euler"

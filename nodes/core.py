@@ -13,7 +13,11 @@ from typing import Any, Callable
 import torch
 
 from hp_core import weights as W
+from hp_core.checkpoint import read_state_dict
 from hp_core.errors import HPError
+from hp_core.models import load_component
+from hp_core.preprocess import find_scrfd, load_arcface, load_dwpose, load_scrfd, load_yolo_face
+from hp_core.weights import vae as weights_vae
 
 from . import bridge
 
@@ -119,8 +123,6 @@ def load_network(name: str, path: Path, preset: str, dtype: torch.dtype, fp8: bo
     """One network built for ``preset`` with the file's weights, strictly, on the CPU in ``dtype`` (``fp8``:
     Linear/conv weights stored as fp8, computed in ``dtype``). The manifest's file is read through hp_core's
     verified cache and pinned only after the strict load."""
-    from hp_core.checkpoint import read_state_dict
-    from hp_core.models import load_component
 
     dirs = bridge.search_dirs()
     ckpt = None
@@ -154,9 +156,8 @@ def _models_root(path: Path) -> Path:
 
 def load_vae(path: Path, dtype: torch.dtype) -> torch.nn.Module:
     """The SVD temporal VAE from a diffusers folder/file or a single-file SVD checkpoint, on the CPU."""
-    from hp_core.weights.vae import load_vae as _load
 
-    return _load([], path, device="cpu", dtype=dtype)
+    return weights_vae.load_vae([], path, device="cpu", dtype=dtype)
 
 
 # -------------------------------------------------------------------------------------- preprocessing
@@ -174,9 +175,7 @@ def face_detector(kind: str):
 
     def make():
         if kind == "yolo":
-            from hp_core.preprocess import load_yolo_face
             return load_yolo_face(path, device)
-        from hp_core.preprocess import load_scrfd
         return load_scrfd(path, _onnx_providers(device))
 
     return _PREPROCESS_CACHE.get(("detector", kind, str(device)) + file_key(path), make)
@@ -184,7 +183,6 @@ def face_detector(kind: str):
 
 def _scrfd_path() -> Path:
     """SCRFD from the pack's folder, else from ComfyUI's models/insightface (buffalo_l or antelopev2)."""
-    from hp_core.preprocess import find_scrfd
 
     if W.resolve("scrfd", bridge.search_dirs()) is None:
         found = find_scrfd(bridge.insightface_dirs())
@@ -200,7 +198,6 @@ def arcface():
     device = bridge.torch_device()
 
     def make():
-        from hp_core.preprocess import load_arcface
         return load_arcface(path, _onnx_providers(device))
 
     return _PREPROCESS_CACHE.get(("arcface", str(device)) + file_key(path), make)
@@ -213,7 +210,6 @@ def dwpose():
     device = bridge.torch_device()
 
     def make():
-        from hp_core.preprocess import load_dwpose
         return load_dwpose(det, pose, _onnx_providers(device))
 
     return _PREPROCESS_CACHE.get(("dwpose", str(device)) + file_key(det) + file_key(pose), make)

@@ -51,7 +51,7 @@ CORE = {
 def _pack_nodes():
     sys.path.insert(0, str(ROOT))
     try:
-        import nodes
+        import nodes  # the pack itself, found through the path set just above
     finally:
         sys.path.remove(str(ROOT))
     return nodes.NODE_CLASS_MAPPINGS, nodes.NODE_DISPLAY_NAME_MAPPINGS

@@ -17,6 +17,10 @@ import os
 import sys
 from pathlib import Path
 
+from PIL import Image, ImageDraw
+
+from PIL import ImageFont
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ICON = ROOT / "docs" / "icon.png"
@@ -42,14 +46,11 @@ DESCRIPTIONS = {
 
 
 def _font(size: int):
-    from PIL import ImageFont
-
     return ImageFont.load_default(size=size)
 
 
 def thumbnail(screenshot: Path, title: str, line: str):
     """A SIZE x SIZE RGB picture: the crop of the graph above a caption band (title, one line)."""
-    from PIL import Image, ImageDraw
 
     shot = Image.open(screenshot).convert("RGB")
     if shot.size != (1600, 900):
@@ -67,7 +68,6 @@ def thumbnail(screenshot: Path, title: str, line: str):
 
 def icon(size: int = 400):
     """The Registry icon (square, at most 400 px): a portrait's outline between motion arcs, on a dark tile."""
-    from PIL import Image, ImageDraw
 
     scale = 4  # drawn large, then reduced: smooth edges
     s = size * scale

@@ -18,7 +18,7 @@ def sdpa_backends(name: str | None) -> list | None:
     """Backend name -> the torch.nn.attention.SDPBackend list to pin (None or "auto": no pinning)."""
     if name in (None, "auto"):
         return None
-    from torch.nn.attention import SDPBackend
+    from torch.nn.attention import SDPBackend  # only when a backend is pinned: torch.nn.attention is torch >= 2.3
 
     table = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
              "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION}
@@ -31,6 +31,6 @@ def sdpa_context(backends: list | None):
     """A context manager that pins SDPA to ``backends`` for the block (no-op for None)."""
     if backends is None:
         return contextlib.nullcontext()
-    from torch.nn.attention import sdpa_kernel
+    from torch.nn.attention import sdpa_kernel  # as above
 
     return sdpa_kernel(backends)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import HPError
+
 CROP_SIZE = 512
 POSE_SIZE = 256
 MOTION_SIZE = 256
@@ -66,7 +68,6 @@ def portrait_crop_box(face_box: Sequence[float], height: int, width: int, edge_m
     instead. A smaller cut keeps the release's framing, so ordinary close-ups match the release.
     """
     if edge_mode not in EDGE_MODES:
-        from ..errors import HPError
         raise HPError(f"edge_mode must be one of {', '.join(EDGE_MODES)}, not {edge_mode!r}.")
     if edge_mode == "pad":
         return square_crop_box(face_box, height, width, clip=False)

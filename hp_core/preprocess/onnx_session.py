@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from importlib import metadata
 from typing import Sequence
 
@@ -22,7 +23,7 @@ def _installed(dist: str) -> bool:
 
 def _cuda_present() -> bool:
     try:
-        import torch
+        import torch  # guarded: a start-up hint must not fail on a broken torch
         return bool(torch.cuda.is_available())
     except Exception:  # torch missing or broken: we cannot tell, so do not warn
         return False
@@ -46,7 +47,7 @@ def onnx_providers(*, available: Sequence[str] | None = None, cuda_present: bool
     probed = available is None
     if probed:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional: the YOLO detector and the networks run without it
         except ImportError as err:
             raise HPError("onnxruntime is not installed; face detection (SCRFD), ArcFace and DWPose need it.",
                           hint="Install onnxruntime-gpu (CUDA) or onnxruntime (CPU) with pip.") from err
@@ -74,7 +75,7 @@ def onnx_providers(*, available: Sequence[str] | None = None, cuda_present: bool
 
 def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None, *, what: str = "ONNX model"):
     """An onnxruntime InferenceSession for a file, or an HPError that names the file and what to do."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional (see onnx_providers); only ONNX models need it
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -83,7 +84,6 @@ def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None
     if providers is None:
         providers, warning = onnx_providers()
         if warning:
-            import warnings
             warnings.warn(warning, stacklevel=2)
     elif CUDA in providers and not _cuda_present():  # asked for by name on a machine without a GPU
         providers = [p for p in providers if p != CUDA] or [CPU]

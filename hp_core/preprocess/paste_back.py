@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ..errors import HPError
+from .crop import crop_zero_padded
 
 BORDER_RATIO = 0.1
 
@@ -48,7 +49,6 @@ def _box_mask(mask: np.ndarray | None, box: Sequence[int], image_hw: tuple[int, 
     if mask.ndim == 3:
         mask = mask[..., 0] if mask.shape[-1] in (1, 3, 4) else mask[0]
     if mask.shape == tuple(image_hw):  # a mask over the whole source image: take the box from it
-        from .crop import crop_zero_padded
         return crop_zero_padded(mask, (x1, y1, x2, y2))
     # otherwise it is a mask in crop space (e.g. 512x512): stretch it over the box
     return cv2.resize(mask, (tw, th), interpolation=cv2.INTER_LINEAR)

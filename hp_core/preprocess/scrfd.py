@@ -15,6 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..errors import HPError
 from .faces import Face, nms
 from .onnx_session import open_session
 
@@ -106,7 +107,6 @@ class ScrfdDetector:
             self.input_wh = DEFAULT_INPUT
         self.output_names = [o.name for o in session.get_outputs()]
         if len(self.output_names) != 9:
-            from ..errors import HPError
             raise HPError(f"This SCRFD model has {len(self.output_names)} outputs; 9 (with landmarks) are needed.",
                           hint="Use det_10g.onnx from insightface's buffalo_l pack.")
         self.score_threshold = score_threshold

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from ..checkpoint import read_state_dict
 from ..errors import HPError
 from . import manifest as M
@@ -49,7 +51,6 @@ def cache_path(res: V.VerifyResult, cache_root: Path) -> Path:
 
 
 def _save_safetensors(state: dict, path: Path, metadata: dict) -> None:
-    from safetensors.torch import save_file
     storages, out = set(), {}
     for k, v in state.items():
         ptr = v.untyped_storage().data_ptr() if v.numel() else None

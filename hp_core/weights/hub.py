@@ -33,7 +33,7 @@ def offline_requested() -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return True
     try:
-        from huggingface_hub import constants
+        from huggingface_hub import constants  # guarded: a missing huggingface_hub means not offline, not a crash
         return bool(getattr(constants, "HF_HUB_OFFLINE", False))
     except ImportError:
         return False
@@ -242,6 +242,7 @@ def _fetch_all(todo: list[M.WeightEntry], dirs: list[Path], dest: Path, stage: P
 
 
 def _fetch_each(todo, dirs, dest, stage, token, log, guard: _FailFast) -> list[Path]:
+    # download() has checked that huggingface_hub is there
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
     written: list[Path] = []

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..errors import HPError
 from . import lock as K
 from . import locations as L
@@ -28,7 +30,6 @@ def sha256_file(path: str | os.PathLike, *, progress: bool = True) -> str:
     digest = hashlib.sha256()
     bar = None
     if progress and size > (256 << 20):
-        from tqdm.auto import tqdm
         bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", leave=False)
     with path.open("rb") as f:
         while chunk := f.read(_HASH_CHUNK):

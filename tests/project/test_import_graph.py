@@ -129,3 +129,33 @@ def test_format_modules_import_no_weights_code_and_image_video_stay_apart():
     assert not {t for t in graph["hp_core.svd_vae"] if t.startswith("hp_core.weights")}
     assert "hp_core.video" not in graph["hp_core.preprocess.image"]
     assert not {t for t in graph["hp_core.video"] if t.startswith("hp_core.preprocess")}
+
+
+def function_imports_without_a_reason(paths, root: Path = ROOT) -> list[str]:
+    """Imports inside functions with no comment on their line or the line above (the reason they are late)."""
+    found = []
+    for path in paths:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                        line, above = lines[inner.lineno - 1], lines[inner.lineno - 2].strip()
+                        if "#" not in line and not above.startswith("#"):
+                            found.append(f"{path.relative_to(root)}:{inner.lineno}: {line.strip()}")
+    return sorted(set(found))
+
+
+def test_imports_sit_at_the_top_unless_a_comment_says_why_not():
+    """A late import hides a dependency; the pack keeps one only to guard an optional or broken package or
+    to reach code through a path set at run time, and says so beside it."""
+    paths = [*sorted((ROOT / "hp_core").rglob("*.py")), *sorted((ROOT / "nodes").glob("*.py")),
+             *sorted((ROOT / "workflows").glob("*.py")), ROOT / "__init__.py"]
+    assert function_imports_without_a_reason(paths) == []
+
+
+def test_a_late_import_without_a_reason_would_be_found(tmp_path):
+    probe = tmp_path / "late.py"
+    probe.write_text("def f():\n    import json\n\n    import os  # a reason\n    # a reason\n    import re\n"
+                     "    return json, os, re\n")
+    assert function_imports_without_a_reason([probe], tmp_path) == ["late.py:2: import json"]
