@@ -22,8 +22,8 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import run as R
-from . import weights as W
+from . import run
+from . import weights
 from .errors import HPError
 from .memory import check_host_memory
 from .models import PRESET_DIMS
@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
                                 help="weights, make-random-weights, animate or motion")
 
-    weights = sub.add_parser("weights", help="list, download and verify the model files")
-    wsub = weights.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION",
+    weights_cmd = sub.add_parser("weights", help="list, download and verify the model files")
+    wsub = weights_cmd.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION",
                                   help="status, download or verify")
     st = wsub.add_parser("status", help="which files are present, verified, missing or damaged")
     _add_models_dir(st)
@@ -216,9 +216,9 @@ def _print_status(rows, out=print) -> None:
 
 
 def _cmd_weights(args, out=print) -> int:
-    dirs = W.default_search_dirs(args.models_dir)
+    dirs = weights.default_search_dirs(args.models_dir)
     if args.action == "status":
-        rows = W.status(dirs, include_optional=not args.required_only)
+        rows = weights.status(dirs, include_optional=not args.required_only)
         out("models folders: " + ", ".join(str(d) for d in dirs))
         _print_status(rows, out)
         missing = [r.id for r in rows if r.required and r.state in ("missing", "bad")]
@@ -228,21 +228,21 @@ def _cmd_weights(args, out=print) -> int:
     if args.action == "download":
         skip = []
         if args.vae:
-            why = W.check_explicit_vae(args.vae)  # an SVD VAE (read cheaply) before the gated download is skipped
+            why = weights.check_explicit_vae(args.vae)  # an SVD VAE (read cheaply) before the gated download is skipped
             if why:
                 raise HPError(f"--vae {Path(args.vae).expanduser().resolve()}: {why}.",
                               hint="Pass an SVD VAE folder, VAE file or single-file SVD checkpoint.")
             skip = ["svd_vae"]
             out(f"using the SVD VAE at {args.vae}")
-        written = W.download(dirs, ids=args.only, include_optional=args.optional, token=args.token, skip=skip, log=out)
+        written = weights.download(dirs, ids=args.only, include_optional=args.optional, token=args.token, skip=skip, log=out)
         out(f"downloaded {len(written)} file(s) into {dirs[0]}" if written
             else "nothing to download: all files present")
         return 0
-    ids = args.only or [e.id for e in W.load_manifest()]
+    ids = args.only or [e.id for e in weights.load_manifest()]
     bad = 0
     for entry_id in ids:
-        entry = W.get_entry(entry_id)
-        res = W.verify(entry_id, dirs, full=args.full, repin=args.repin, preset=args.preset)
+        entry = weights.get_entry(entry_id)
+        res = weights.verify(entry_id, dirs, full=args.full, repin=args.repin, preset=args.preset)
         if res.state == "missing":
             if entry.required:
                 bad += 1
@@ -365,11 +365,11 @@ def _cmd_animate(args, out=print) -> int:
     progress = _Progress()
     try:
         if _many(args):
-            batch = R.run_many(animate_request(args), [Path(i) for i in args.image], Path(args.out), progress,
+            batch = run.run_many(animate_request(args), [Path(i) for i in args.image], Path(args.out), progress,
                                log=out)
             results = batch.written
         else:
-            batch, results = None, [R.run(animate_request(args), progress)]
+            batch, results = None, [run.run(animate_request(args), progress)]
     finally:
         progress.close()
     for note in dict.fromkeys(n for r in results for n in r.warnings):
@@ -394,7 +394,7 @@ def _cmd_motion(args, out=print) -> int:
             raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
         progress = _Progress()
         try:
-            done = R.extract_to_file(Path(args.video), Path(args.out), models_dirs=args.models_dir, preset=args.preset,
+            done = run.extract_to_file(Path(args.video), Path(args.out), models_dirs=args.models_dir, preset=args.preset,
                                      device=device, precision=args.dtype, max_frames=args.max_frames,
                                      overwrite=args.overwrite, progress=progress)
         finally:
@@ -404,7 +404,7 @@ def _cmd_motion(args, out=print) -> int:
         perf = done.performance
         out(f"wrote {args.out}: {perf.frames} frames at {perf.fps:g} fps, preset {perf.preset}")
         return 0
-    edited = R.edit_to_file(Path(args.motion), Path(args.out), edit_from_args(args),
+    edited = run.edit_to_file(Path(args.motion), Path(args.out), edit_from_args(args),
                             image=Path(args.image) if args.image else None, models_dirs=args.models_dir,
                             device=device, precision=args.dtype, overwrite=args.overwrite)
     out(f"wrote {args.out}: {edited.frames} frames")

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import weights as W
+from . import weights
 from .errors import HPError
 from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
 from .memory import check_decoding, plan_sampling
@@ -231,13 +231,13 @@ def load_models_from_dirs(search_dirs, *, preset: str = "official", device="cuda
     """Load the manifest's files from the model folders, verified (size/hash/structure) and via the safetensors
     cache. Every missing or unusable file is reported in one HPError first; files are pinned after loading.
     ``components`` / ``with_vae``: only these (e.g. MOTION_NETWORKS to extract a performance)."""
-    W.preflight([*components] + (["svd_vae"] if with_vae else []), search_dirs, vae=vae, preset=preset)
-    ckpts = {n: W.read_checkpoint(n, search_dirs, preset=preset) for n in components}
+    weights.preflight([*components] + (["svd_vae"] if with_vae else []), search_dirs, vae=vae, preset=preset)
+    ckpts = {n: weights.read_checkpoint(n, search_dirs, preset=preset) for n in components}
     models = load_models({n: c.state for n, c in ckpts.items()}, vae, preset=preset, device=device, dtypes=dtypes,
                          offload=offload, search_dirs=search_dirs, components=components, with_vae=with_vae, fp8=fp8,
                          stream_budget=stream_budget)
     for ckpt in ckpts.values():
-        W.confirm_checkpoint(ckpt)  # pinned (and cached) only once every network loaded strictly
+        weights.confirm_checkpoint(ckpt)  # pinned (and cached) only once every network loaded strictly
     return models
 
 

@@ -23,20 +23,20 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from . import preprocess as PP
-from . import video as V
-from . import weights as W
+from . import preprocess
+from . import weights
 from .errors import HPError
 from .memory import check_device_memory
 from .models import PRESET_DIMS, fp8_networks, precision_dtypes
 from .models.streaming import budget_bytes
 from .motion_edit import MotionEdit, PortraitMotion, edit_performance
 from .performance import SUFFIX as PERFORMANCE_SUFFIX
-from .sampling.denoiser import GuidanceSettings, planned_evaluations
 from .performance import Performance, load_performance, save_performance
 from .performance import concat as concat_performances
 from .pipeline import (MOTION_NETWORKS, Settings, StageProgress, build_conditions, encode_motion, encode_portrait,
                        encode_portrait_motion, iter_decoded, load_models_from_dirs, sample_latents, stage_progress)
+from .sampling.denoiser import GuidanceSettings, planned_evaluations
+from .video import VideoInfo, VideoWriter, clear_stale_partials, iter_frames, probe_video
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Plan:
     device and dtypes."""
 
     source: np.ndarray | None
-    info: V.VideoInfo | None
+    info: VideoInfo | None
     weights: dict[str, Path]
     search_dirs: list[Path]
     device: torch.device
@@ -132,7 +132,7 @@ def check_output_paths(request: RunRequest) -> None:
             raise HPError(f"The output {flag} {path} already exists; it was left as it is.",
                           hint="Choose another name, or pass --overwrite to replace it.")
         check_writable_folder(path.expanduser().resolve().parent, flag)
-        V.clear_stale_partials(path.expanduser().resolve().parent)  # left by a killed run
+        clear_stale_partials(path.expanduser().resolve().parent)  # left by a killed run
 
 
 def check_writable_folder(folder: Path, flag: str) -> None:
@@ -150,8 +150,8 @@ def check_writable_folder(folder: Path, flag: str) -> None:
 def weight_files(request: RunRequest, search_dirs: list[Path]) -> dict[str, Path]:
     """Every weight file the run needs (the networks, the VAE or ``request.vae``, ArcFace when used, the face
     detector), present and structurally right, else ONE HPError listing every problem."""
-    needed = W.needed_ids(use_arcface=request.use_arcface, vae=request.vae is None)
-    paths = W.preflight(needed, search_dirs, vae=request.vae, preset=request.preset)
+    needed = weights.needed_ids(use_arcface=request.use_arcface, vae=request.vae is None)
+    paths = weights.preflight(needed, search_dirs, vae=request.vae, preset=request.preset)
     if request.vae is not None:
         paths["vae"] = Path(request.vae).expanduser()
     return paths
@@ -161,8 +161,8 @@ def with_folder_preset(request: RunRequest) -> RunRequest:
     """``request`` with preset None replaced by its models folder's (a random-weights marker, else official)."""
     if request.preset is not None:
         return request
-    dirs = list(request.models_dirs) or W.default_search_dirs(None)
-    return replace(request, preset=W.locations.folder_preset(dirs))
+    dirs = list(request.models_dirs) or weights.default_search_dirs(None)
+    return replace(request, preset=weights.locations.folder_preset(dirs))
 
 
 def stream_budget(request: RunRequest) -> int | None:
@@ -202,11 +202,11 @@ def preflight(request: RunRequest) -> Plan:
     weight files present and whole. Raises HPError at the first problem; the face detector has not run."""
     check_request(request)
     check_output_paths(request)
-    source = PP.read_image_file(request.image)
+    source = preprocess.read_image_file(request.image)
     performance = read_motion(request)
     if performance is not None:
         request.edit.validate(performance.frames)
-    info = V.probe_video(request.video) if request.video is not None else None
+    info = probe_video(request.video) if request.video is not None else None
     frames = performance.frames if performance is not None else info.frames_estimate if info is not None else None
     if performance is None and frames is not None:  # start/length against the clip (its count may be estimated)
         exact = request.max_frames is not None and request.max_frames <= frames
@@ -215,8 +215,8 @@ def preflight(request: RunRequest) -> Plan:
         raise HPError(f"The audio file {request.audio_file} does not exist.", hint="Check the --audio path.")
     device = _device(request.device)
     dtypes = precision_dtypes(request.precision, device)
-    search_dirs = list(request.models_dirs) or W.default_search_dirs(None)
-    weights = weight_files(request, search_dirs)
+    search_dirs = list(request.models_dirs) or weights.default_search_dirs(None)
+    files = weight_files(request, search_dirs)
     s = request.settings
     edited = request.edit.length or max((frames or s.window) - request.edit.start, 1)
     check_device_memory(request.preset, device, dtype=dtypes["unet"], window=min(s.window, edited + 2 * s.pad),
@@ -226,7 +226,7 @@ def preflight(request: RunRequest) -> Plan:
                          info.frames_estimate if info is not None else None)
     if note:
         log.warning(note)
-    return Plan(source, info, weights, search_dirs, device, dtypes, performance)
+    return Plan(source, info, files, search_dirs, device, dtypes, performance)
 
 
 log = logging.getLogger(__name__)
@@ -289,13 +289,13 @@ def cpu_time_note(request: RunRequest, device: torch.device, frames: int | None,
 
 # ------------------------------------------------------------------------------------------ streaming
 
-def motion_chunks(video: Path, track: PP.DrivingTrack, chunk: int,
+def motion_chunks(video: Path, track: preprocess.DrivingTrack, chunk: int,
                   max_frames: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Read the video again and yield (expression crops, head-pose crops), uint8 (n, 256, 256, 3), ``chunk``
     frames at a time; only one chunk of crops and one decoded frame are held."""
     motion, pose = [], []
     count = 0
-    for t, frame in enumerate(V.iter_frames(video, max_frames=max_frames)):
+    for t, frame in enumerate(iter_frames(video, max_frames=max_frames)):
         if t >= track.num_frames:
             break
         _, pose_t, motion_t = track.crops(t, frame)
@@ -328,10 +328,10 @@ def extract_performance(video: Path, models, detector, *, chunk: int, fps: float
     chunk at a time (``chunk`` frames per intensity id pair)."""
     faces = stage_progress(progress, "faces")
     total = frames_estimate if max_frames is None or frames_estimate is None else min(frames_estimate, max_frames)
-    track = PP.track_driving(V.iter_frames(video, max_frames=max_frames), detector,
+    track = preprocess.track_driving(iter_frames(video, max_frames=max_frames), detector,
                              progress=(lambda i: faces(i, max(total or 0, i))) if faces else None)
-    ids = PP.intensity_ids(track.landmarks, chunk)
-    digest = W.sha256_file(video, progress=False)
+    ids = preprocess.intensity_ids(track.landmarks, chunk)
+    digest = weights.sha256_file(video, progress=False)
     parts = []
     for k, (motion, pose) in enumerate(motion_chunks(video, track, chunk, max_frames)):
         parts.append(encode_motion(models, motion, pose, [ids[k]], chunk=chunk, fps=fps, source_sha256=digest))
@@ -340,7 +340,7 @@ def extract_performance(video: Path, models, detector, *, chunk: int, fps: float
     return Extracted(concat_performances(parts), len(track.missing), track.warnings)
 
 
-def portrait_motion(models, source: PP.SourceFace) -> PortraitMotion:
+def portrait_motion(models, source: preprocess.SourceFace) -> PortraitMotion:
     """The portrait's own head rotation and expression tokens (for relative and still edits)."""
     return encode_portrait_motion(models, source.pose_crop, source.motion_crop)
 
@@ -371,8 +371,8 @@ class Session:
 
     def __init__(self, request: RunRequest, plan: Plan):
         self.request, self.plan = request, plan
-        self.detector = PP.load_yolo_face(plan.weights["yoloface"], device=plan.device)
-        self.arcface = PP.load_arcface(plan.weights["arcface"]) if request.use_arcface else None
+        self.detector = preprocess.load_yolo_face(plan.weights["yoloface"], device=plan.device)
+        self.arcface = preprocess.load_arcface(plan.weights["arcface"]) if request.use_arcface else None
 
     @functools.cached_property
     def models(self):
@@ -383,9 +383,9 @@ class Session:
                                      stream_budget=stream_budget(self.request),
                                      offload=self.request.vram_budget is not None)
 
-    def prepare(self, source_rgb: np.ndarray) -> PP.SourceFace:
+    def prepare(self, source_rgb: np.ndarray) -> preprocess.SourceFace:
         """The portrait side's preprocessing (face, crop, identity); raises HPError when it has no face."""
-        return PP.prepare_source(source_rgb, self.detector, arcface=self.arcface)
+        return preprocess.prepare_source(source_rgb, self.detector, arcface=self.arcface)
 
     def performance(self, progress: StageProgress | None = None) -> Extracted:
         """The request's performance: the saved one, or extracted from the clip."""
@@ -397,7 +397,7 @@ class Session:
                                    frames_estimate=self.plan.info.frames_estimate, progress=progress)
 
     @torch.no_grad()
-    def animate(self, source: PP.SourceFace, source_rgb: np.ndarray, extracted: Extracted, out: Path,
+    def animate(self, source: preprocess.SourceFace, source_rgb: np.ndarray, extracted: Extracted, out: Path,
                 paste_back: Path | None = None, progress: StageProgress | None = None) -> RunResult:
         """One prepared portrait (``source_rgb`` the image it came from, for paste-back) driven by
         ``extracted``: motion edit, conditions, sampling, outputs."""
@@ -483,7 +483,7 @@ def run_many(request: RunRequest, images: list[Path], out_dir: Path,
     for k, image in enumerate(images):
         log(f"[{k + 1}/{len(images)}] {image} -> {outs[image]}")
         try:
-            source_rgb = PP.read_image_file(image)
+            source_rgb = preprocess.read_image_file(image)
             written.append(session.animate(session.prepare(source_rgb), source_rgb, extracted, outs[image],
                                            None, progress))
         except HPError as err:
@@ -502,19 +502,19 @@ def check_new_output(path: Path, flag: str, overwrite: bool, inputs: list[tuple[
         raise HPError(f"{flag} {path} already exists; it was left as it is.",
                       hint="Choose another name, or pass --overwrite to replace it.")
     check_writable_folder(path.resolve().parent, flag)
-    V.clear_stale_partials(path.resolve().parent)  # left by a killed run
+    clear_stale_partials(path.resolve().parent)  # left by a killed run
 
 
 def motion_networks(models_dirs, preset: str, device: str | None, precision: str):
     """(the three motion networks, the face detector), verified and loaded: what making or editing a
     performance needs, without the UNet, DINO or VAE."""
     dev = _device(device)
-    search_dirs = list(models_dirs or []) or W.default_search_dirs(None)
-    weights = W.preflight(W.needed_ids(use_arcface=False, vae=False, networks=MOTION_NETWORKS), search_dirs,
+    search_dirs = list(models_dirs or []) or weights.default_search_dirs(None)
+    files = weights.preflight(weights.needed_ids(use_arcface=False, vae=False, networks=MOTION_NETWORKS), search_dirs,
                           preset=preset)
     models = load_models_from_dirs(search_dirs, preset=preset, device=dev, dtypes=precision_dtypes(precision, dev),
                                    components=MOTION_NETWORKS, with_vae=False)
-    return models, PP.load_yolo_face(weights["yoloface"], device=dev)
+    return models, preprocess.load_yolo_face(files["yoloface"], device=dev)
 
 
 @torch.no_grad()
@@ -528,10 +528,10 @@ def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = 
         raise HPError(f"--out must name a {PERFORMANCE_SUFFIX} file, got {out.name}.")
     check_new_output(out, "--out", overwrite, [("--video", video)])
     if preset is None:  # the models folder's own (a random-weights marker), else official
-        preset = W.locations.folder_preset(list(models_dirs or []) or W.default_search_dirs(None))
+        preset = weights.locations.folder_preset(list(models_dirs or []) or weights.default_search_dirs(None))
     if preset not in PRESET_DIMS:
         raise HPError(f"Unknown preset {preset!r}.", hint=f"Use one of {', '.join(PRESET_DIMS)}.")
-    info = V.probe_video(video)
+    info = probe_video(video)
     models, detector = motion_networks(models_dirs, preset, device, precision)
     extracted = extract_performance(Path(video), models, detector, chunk=chunk, fps=info.fps, max_frames=max_frames,
                                     frames_estimate=info.frames_estimate, progress=progress)
@@ -558,9 +558,9 @@ def edit_to_file(motion: Path, out: Path, edit: MotionEdit, *, image: Path | Non
         if image is None:
             raise HPError(f"pose mode {edit.pose_mode} / expression mode {edit.expression_mode} starts from the "
                           "portrait's own pose.", hint="Pass the portrait with --image.")
-        source_rgb = PP.read_image_file(image)
+        source_rgb = preprocess.read_image_file(image)
         models, detector = motion_networks(models_dirs, perf.preset, device, precision)
-        portrait = portrait_motion(models, PP.prepare_source(source_rgb, detector))
+        portrait = portrait_motion(models, preprocess.prepare_source(source_rgb, detector))
     edited = edit_performance(perf, edit, portrait)
     save_performance(edited, out, overwrite=overwrite)
     return edited
@@ -585,16 +585,16 @@ def write_outputs(request: RunRequest, models, padded: torch.Tensor, crop_bbox, 
     complete."""
     pad = request.settings.pad
     n = int(padded.shape[0]) - 2 * pad
-    writers = [V.VideoWriter(out, fps, audio=audio, frames=n, audio_offset=audio_offset)]
+    writers = [VideoWriter(out, fps, audio=audio, frames=n, audio_offset=audio_offset)]
     if paste_back:
-        writers.append(V.VideoWriter(paste_back, fps, audio=audio, frames=n, audio_offset=audio_offset))
+        writers.append(VideoWriter(paste_back, fps, audio=audio, frames=n, audio_offset=audio_offset))
     try:
         done = 0
         for part in iter_decoded(models, padded, request.settings.decode_chunk, pad=pad):
             frames = (part.numpy() * 255).astype(np.uint8)  # truncation, as the release writes frames
             writers[0].write(frames)
             if paste_back:
-                writers[1].write(np.stack(list(PP.iter_paste_back(source_rgb, frames, crop_bbox))))
+                writers[1].write(np.stack(list(preprocess.iter_paste_back(source_rgb, frames, crop_bbox))))
             if progress:
                 done += frames.shape[0]
                 progress(done, n, "decode")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from hp_core import weights as W
+from hp_core import weights
 from hp_core.checkpoint import read_state_dict
 from hp_core.errors import HPError
 from hp_core.models import load_component
@@ -59,9 +59,9 @@ def require_entry(entry_id: str, what: str) -> Path:
     """The manifest file ``entry_id`` from the pack's model folders, checked, or one HPError saying how to get
     it (missing) or what is wrong with it (damaged or not the right file)."""
     dirs = bridge.search_dirs()
-    found = W.check_files([entry_id], dirs, preset=None)
+    found = weights.check_files([entry_id], dirs, preset=None)
     if not found.ok:
-        raise HPError(f"The {what} file cannot be used.\n" + W.problems_message(found.missing, found.bad, dirs))
+        raise HPError(f"The {what} file cannot be used.\n" + weights.problems_message(found.missing, found.bad, dirs))
     return found.paths[entry_id]
 
 
@@ -69,7 +69,7 @@ def require_entry(entry_id: str, what: str) -> Path:
 
 def manifest_path(name: str) -> str:
     """The manifest's local path of a network or file id (the loader's default choice)."""
-    return W.get_entry(name).local_path
+    return weights.get_entry(name).local_path
 
 
 # Files every graph of the release also needs (the appearance and motion nodes open them); their problems
@@ -86,18 +86,18 @@ def resolve_choices(choices: dict[str, str], *, preset: str | None = None, vae: 
     release's pretrained_weights/ layout); any other name must be a file in one of the pack's model
     folders. ``vae``: a VAE from ComfyUI's models/vae, checked instead of 'svd_vae'."""
     dirs = bridge.search_dirs()
-    default_ids = [i for i, c in choices.items() if c in (W.get_entry(i).local_path, *W.get_entry(i).alt_local_paths)]
-    found = W.check_files(default_ids + (["svd_vae"] if vae is not None else []), dirs, vae=vae, preset=preset)
+    default_ids = [i for i, c in choices.items() if c in (weights.get_entry(i).local_path, *weights.get_entry(i).alt_local_paths)]
+    found = weights.check_files(default_ids + (["svd_vae"] if vae is not None else []), dirs, vae=vae, preset=preset)
     unknown = []
     for entry_id, choice in choices.items():
         if entry_id in default_ids:
             continue
-        entry = W.get_entry(entry_id)
+        entry = weights.get_entry(entry_id)
         path = bridge.model_file_path(choice)
         if path is None:
             unknown.append(f"{choice!r} (chosen for {entry_id}; the official file is {entry.local_path})")
             continue
-        why = W.check_explicit_vae(path) if entry_id == "svd_vae" else W.check_component(entry, path,
+        why = weights.check_explicit_vae(path) if entry_id == "svd_vae" else weights.check_component(entry, path,
                                                                                           preset or "official")
         if why:
             found.bad.append((entry, path.resolve(), why))
@@ -105,15 +105,15 @@ def resolve_choices(choices: dict[str, str], *, preset: str | None = None, vae: 
             found.paths[entry_id] = path
     if found.ok and not unknown:
         return found.paths
-    extra = W.check_files(ALSO_NEEDED, dirs, preset=preset)
-    lines = [W.problems_message(found.missing + extra.missing, found.bad + extra.bad, dirs)] \
+    extra = weights.check_files(ALSO_NEEDED, dirs, preset=preset)
+    lines = [weights.problems_message(found.missing + extra.missing, found.bad + extra.bad, dirs)] \
         if found.missing or found.bad else []
-    presets = {str(m.get("preset")) for m in map(W.is_random_dir, dirs) if m} - {str(preset)}
+    presets = {str(m.get("preset")) for m in map(weights.is_random_dir, dirs) if m} - {str(preset)}
     if found.bad and presets:
         lines.append(f"The model folder holds random '{sorted(presets)[0]}' weights: set the loader's preset to "
                      f"'{sorted(presets)[0]}'.")
     if unknown:
-        lines.append(f"Not in any {W.FOLDER_NAME} model folder ({', '.join(str(d.resolve()) for d in dirs)}): "
+        lines.append(f"Not in any {weights.FOLDER_NAME} model folder ({', '.join(str(d.resolve()) for d in dirs)}): "
                      + "; ".join(unknown) + ". Pick files the dropdowns list, or get the official ones with "
                      "`python -m hp_core weights download` (see the README, Weights).")
     raise HPError("\n".join(lines))
@@ -126,21 +126,21 @@ def load_network(name: str, path: Path, preset: str, dtype: torch.dtype, fp8: bo
 
     dirs = bridge.search_dirs()
     ckpt = None
-    if W.resolve(name, dirs) == path and path.suffix in (".pth", ".safetensors"):
-        ckpt = W.read_checkpoint(name, dirs, preset=preset)
+    if weights.resolve(name, dirs) == path and path.suffix in (".pth", ".safetensors"):
+        ckpt = weights.read_checkpoint(name, dirs, preset=preset)
         state = ckpt.state
     else:
         state = read_state_dict(path, component=name)
     try:
         module = load_component(name, state, preset=preset, dtype=dtype, device="cpu", source=str(path), fp8=fp8)
     except HPError as err:
-        marker = W.is_random_dir(_models_root(path))
+        marker = weights.is_random_dir(_models_root(path))
         if marker and marker.get("preset") not in (None, preset):
             raise HPError(f"{err} The folder holds random '{marker.get('preset')}' weights.",
                           hint=f"Set the loader's preset to '{marker.get('preset')}'.") from err
         raise
     if ckpt is not None:
-        W.confirm_checkpoint(ckpt)
+        weights.confirm_checkpoint(ckpt)
     return module
 
 
@@ -184,7 +184,7 @@ def face_detector(kind: str):
 def _scrfd_path() -> Path:
     """SCRFD from the pack's folder, else from ComfyUI's models/insightface (buffalo_l or antelopev2)."""
 
-    if W.resolve("scrfd", bridge.search_dirs()) is None:
+    if weights.resolve("scrfd", bridge.search_dirs()) is None:
         found = find_scrfd(bridge.insightface_dirs())
         if found is not None:
             return found

@@ -112,7 +112,7 @@ def test_decoded_frames_stream_to_the_writer_unchanged(monkeypatch, tmp_path, ti
     req = R.RunRequest(image=tmp_path / "i.png", video=tmp_path / "v.mp4", out=tmp_path / "o.mp4",
                        paste_back=tmp_path / "p.mp4", settings=P.Settings(pad=2))
     Recorder.made = []
-    monkeypatch.setattr(V, "VideoWriter", Recorder)
+    monkeypatch.setattr(R, "VideoWriter", Recorder)
     R.write_outputs(req, models, padded, (5, 2, 37, 34), source, plan.fps, req.out, req.paste_back)
     crop, full = Recorder.made
     whole = (P.decode_latents(models, padded, 8, pad=2).numpy() * 255).astype(np.uint8)

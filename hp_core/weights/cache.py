@@ -23,8 +23,8 @@ from safetensors.torch import save_file
 
 from ..checkpoint import read_state_dict
 from ..errors import HPError
-from . import manifest as M
-from . import verification as V
+from . import manifest
+from . import verification
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ def _cache_dirs(base: Path, cache_dir) -> list[Path]:
     return [base / CACHE_SUBDIR, Path(user)]
 
 
-def _cache_stem(res: V.VerifyResult) -> str:
+def _cache_stem(res: verification.VerifyResult) -> str:
     return res.path.relative_to(res.base).as_posix().replace("/", "__")
 
 
-def cache_path(res: V.VerifyResult, cache_root: Path) -> Path:
+def cache_path(res: verification.VerifyResult, cache_root: Path) -> Path:
     """Where the safetensors copy of a verified .pth goes: keyed by the file's size, mtime and sha256."""
     st = res.path.stat()
     key = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:{res.sha256}".encode()).hexdigest()[:16]
@@ -71,7 +71,7 @@ class Checkpoint:
     """A verified file's state dict, not yet confirmed (pinned and cached) by a successful load."""
 
     state: dict
-    result: V.VerifyResult
+    result: verification.VerifyResult
     from_cache: bool
     cache_dir: str | os.PathLike | None = None
 
@@ -83,10 +83,10 @@ def read_checkpoint(entry_id: str, search_dirs, *, cache_dir: str | os.PathLike 
     A damaged or wrong file raises HPError and is never unpickled. Call ``confirm_checkpoint`` after the
     strict load succeeded: only then is the file pinned and its cache written.
     """
-    entry = M.get_entry(entry_id)
+    entry = manifest.get_entry(entry_id)
     if entry.format not in ("pth", "safetensors"):
         raise HPError(f"{entry.local_path} is a {entry.format} file, not a checkpoint of tensors.")
-    res = V.verify(entry_id, search_dirs, preset=preset, pin=False)
+    res = verification.verify(entry_id, search_dirs, preset=preset, pin=False)
     if not res.ok:
         raise HPError(res.message)
     if entry.format == "safetensors" or res.path.suffix == ".safetensors":
@@ -99,13 +99,13 @@ def read_checkpoint(entry_id: str, search_dirs, *, cache_dir: str | os.PathLike 
             except HPError:
                 cached.unlink(missing_ok=True)  # a damaged cache is rebuilt from the verified .pth
     if not res.hashed:  # the pin was trusted: the bytes about to be loaded must be the pinned ones
-        V.check_content(res, V.sha256_file(res.path))
+        verification.check_content(res, verification.sha256_file(res.path))
     return Checkpoint(read_state_dict(res.path, component=entry.component), res, False, cache_dir)
 
 
 def confirm_checkpoint(ckpt: Checkpoint) -> None:
     """The checkpoint loaded strictly: pin its file and, for a .pth, keep the safetensors copy."""
-    V.confirm(ckpt.result)
+    verification.confirm(ckpt.result)
     if ckpt.from_cache:
         return
     res = ckpt.result

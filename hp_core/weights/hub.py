@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..errors import HPError
-from . import lock as K
-from . import locations as L
-from . import manifest as M
-from . import verification as V
+from . import lock
+from . import locations
+from . import manifest
+from . import verification
 from .messages import gated_message, missing_message
 
 
@@ -122,7 +122,7 @@ def _hub_etag(local_dir: Path, filename: str) -> str | None:
 STAGING = ".downloading"
 
 
-def _local_dir(entry: M.WeightEntry, stage: Path) -> Path:
+def _local_dir(entry: manifest.WeightEntry, stage: Path) -> Path:
     return stage / entry.local_dir_prefix if entry.local_dir_prefix else stage
 
 
@@ -138,7 +138,7 @@ def set_aside(path: Path) -> Path:
                   hint="Remove the old *.replaced-* files there.")
 
 
-def _install(entry: M.WeightEntry, staged: Path, local_dir: Path, dest: Path, log: Callable[[str], None]) -> Path:
+def _install(entry: manifest.WeightEntry, staged: Path, local_dir: Path, dest: Path, log: Callable[[str], None]) -> Path:
     """Put a verified download at its place in ``dest``; an existing file there is moved aside first."""
     target = dest / entry.local_path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -188,22 +188,22 @@ def download(search_dirs, *, ids: Sequence[str] | None = None, include_optional:
     ``skip``: ids not to fetch (e.g. 'svd_vae' when the user has a VAE). Raises HPError for gated
     repositories without access, offline mode and connection failures.
     """
-    dirs = L.as_dirs(search_dirs)
+    dirs = locations.as_dirs(search_dirs)
     if not dirs:
         raise HPError("No models folder to download into.", hint="Pass --models-dir or set HP_MODELS_DIR.")
     dest = dirs[0]
     skip = set(skip)
     if ids is not None:
-        entries = [M.get_entry(i) for i in ids]
+        entries = [manifest.get_entry(i) for i in ids]
     else:
-        entries = [e for e in M.load_manifest() if (e.required or include_optional) and not e.bundled]
+        entries = [e for e in manifest.load_manifest() if (e.required or include_optional) and not e.bundled]
     todo = []
     for entry in entries:
         if entry.id in skip:
             continue
-        found = L.locate(entry, dirs)
+        found = locations.locate(entry, dirs)
         if found is not None:
-            res = V.verify(entry.id, dirs)
+            res = verification.verify(entry.id, dirs)
             if res.ok:
                 continue
             # Kept until a verified replacement is in place (then moved aside, never deleted); a copy in
@@ -234,7 +234,7 @@ def download(search_dirs, *, ids: Sequence[str] | None = None, include_optional:
                     break
 
 
-def _fetch_all(todo: list[M.WeightEntry], dirs: list[Path], dest: Path, stage: Path, token: str | None,
+def _fetch_all(todo: list[manifest.WeightEntry], dirs: list[Path], dest: Path, stage: Path, token: str | None,
                log: Callable[[str], None]) -> list[Path]:
     """Download, verify and install each of ``todo``; raise one HPError naming everything that failed."""
     with _fail_fast() as guard:
@@ -246,7 +246,7 @@ def _fetch_each(todo, dirs, dest, stage, token, log, guard: _FailFast) -> list[P
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
     written: list[Path] = []
-    gated: list[M.WeightEntry] = []
+    gated: list[manifest.WeightEntry] = []
     failed: list[str] = []
     for i, entry in enumerate(todo):
         log(f"[{i + 1}/{len(todo)}] {entry.repo}@{entry.revision[:12]} {entry.filename} -> {dest / entry.local_path}")
@@ -277,15 +277,15 @@ def _fetch_each(todo, dirs, dest, stage, token, log, guard: _FailFast) -> list[P
             guard.active = False  # the Hub answered (an error of its own): it can be reached
             continue
         guard.active = False
-        res = V.verify(entry.id, [stage], etag=_hub_etag(local_dir, entry.filename),
+        res = verification.verify(entry.id, [stage], etag=_hub_etag(local_dir, entry.filename),
                        origin=f"{entry.repo}@{entry.revision}", preset="official", pin=False)
         if not res.ok:
             path.unlink(missing_ok=True)  # our own staged copy; the file in dest, if any, is untouched
             failed.append(f"{entry.local_path}: the download failed verification ({res.reason})")
             continue
         target = _install(entry, path, local_dir, dest, log)
-        K.unpin(dest, entry.local_path)
-        V.confirm(V.VerifyResult(entry.id, "ok", target, dest, res.sha256, res.message, preset=res.preset,
+        lock.unpin(dest, entry.local_path)
+        verification.confirm(verification.VerifyResult(entry.id, "ok", target, dest, res.sha256, res.message, preset=res.preset,
                                  origin=res.origin))
         written.append(target)
     problems = []

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import manifest as M
+from . import manifest
 
 ENV_MODELS_DIR = "HP_MODELS_DIR"
 _PACKAGE_DIR = Path(os.path.abspath(__file__)).parent.parent  # hp_core; abspath keeps a custom_nodes link
@@ -34,7 +34,7 @@ def comfyui_models_dir(package_dir: str | os.PathLike = _PACKAGE_DIR) -> Path | 
     """
     for pack in (Path(os.path.abspath(package_dir)).parent, Path(os.path.realpath(package_dir)).parent):
         if pack.parent.name == "custom_nodes":
-            return pack.parent.parent / "models" / M.FOLDER_NAME
+            return pack.parent.parent / "models" / manifest.FOLDER_NAME
     return None
 
 
@@ -50,7 +50,7 @@ def user_models_dir() -> Path:
     else:
         xdg = os.environ.get("XDG_DATA_HOME", "")
         base = Path(xdg) if os.path.isabs(xdg) else home / ".local" / "share"
-    return base / M.FOLDER_NAME / "models"
+    return base / manifest.FOLDER_NAME / "models"
 
 
 def default_models_dir() -> Path:
@@ -84,7 +84,7 @@ def as_dirs(search_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> lis
     return [Path(d).expanduser() for d in search_dirs]
 
 
-def candidates(entry: M.WeightEntry) -> list[tuple[str, bool]]:
+def candidates(entry: manifest.WeightEntry) -> list[tuple[str, bool]]:
     """(relative path, is the published file itself) in search order, for one models folder.
 
     The published file's size and hash apply to the first kind only; alt_local_paths name other files.
@@ -96,7 +96,7 @@ def candidates(entry: M.WeightEntry) -> list[tuple[str, bool]]:
     return own + [(f"{RELEASE_DIR}/{p}", same) for p, same in own]
 
 
-def locate(entry: M.WeightEntry, search_dirs) -> tuple[Path, Path, bool] | None:
+def locate(entry: manifest.WeightEntry, search_dirs) -> tuple[Path, Path, bool] | None:
     """(models folder, file, is the published file) of the first copy found, in search order."""
     for base in as_dirs(search_dirs):
         for rel, same in candidates(entry):
@@ -108,12 +108,12 @@ def locate(entry: M.WeightEntry, search_dirs) -> tuple[Path, Path, bool] | None:
 
 def resolve(entry_id: str, search_dirs) -> Path | None:
     """Path of the file ``entry_id`` in the first search folder that has it (or the pack's bundled copy)."""
-    entry = M.get_entry(entry_id)
+    entry = manifest.get_entry(entry_id)
     found = locate(entry, search_dirs)
     if found:
         return found[1]
-    if entry.bundled and (M.CONFIG_DIR / entry.bundled).is_file():
-        return M.CONFIG_DIR / entry.bundled
+    if entry.bundled and (manifest.CONFIG_DIR / entry.bundled).is_file():
+        return manifest.CONFIG_DIR / entry.bundled
     return None
 
 
@@ -152,7 +152,7 @@ def is_stand_in(path: str | os.PathLike) -> bool:
 def marked_preset(search_dirs) -> str | None:
     """The preset recorded by the random-weights marker of the folder that holds the networks (the first
     UNet found), or None for released weights (or none found)."""
-    found = locate(M.get_entry("unet"), search_dirs)
+    found = locate(manifest.get_entry("unet"), search_dirs)
     if found is None:
         return None
     base, path, _ = found

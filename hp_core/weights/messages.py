@@ -8,15 +8,15 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from . import locations as L
+from . import locations
 from .manifest import WeightEntry
 
 DOWNLOAD_COMMAND = "python -m hp_core weights download"
 
 
 def _dest(search_dirs) -> Path:
-    dirs = L.as_dirs(search_dirs)
-    return (dirs[0] if dirs else L.DEFAULT_MODELS_DIR).resolve()
+    dirs = locations.as_dirs(search_dirs)
+    return (dirs[0] if dirs else locations.DEFAULT_MODELS_DIR).resolve()
 
 
 def vae_alternatives() -> str:
@@ -41,7 +41,7 @@ def missing_message(entries: Sequence[WeightEntry], search_dirs, reason: str | N
                     suggest_download: bool = True) -> str:
     """Which files are missing, the absolute folder they go to, where to fetch each, and the gated VAE's
     options. ``suggest_download=False`` where the download itself just failed (offline, no connection)."""
-    dirs = L.as_dirs(search_dirs)
+    dirs = locations.as_dirs(search_dirs)
     dest = _dest(dirs)
     lines = [f"{'Missing weights' if reason is None else reason}: " + ", ".join(e.local_path for e in entries) + "."]
     if suggest_download:
@@ -53,7 +53,7 @@ def missing_message(entries: Sequence[WeightEntry], search_dirs, reason: str | N
     for e in {e.repo: e for e in entries if e.gated}.values():
         lines.append(gated_message(e, dest))
     lines.append(f"Files you already have are found where the release's README puts them: point --models-dir "
-                 f"(or a hunyuan_portrait entry of extra_model_paths.yaml) at your {L.RELEASE_DIR}/ folder, or "
+                 f"(or a hunyuan_portrait entry of extra_model_paths.yaml) at your {locations.RELEASE_DIR}/ folder, or "
                  f"at the folder `huggingface-cli download tencent/HunyuanPortrait --local-dir` filled.")
     if len(dirs) > 1:
         lines.append("Searched: " + ", ".join(str(d.resolve()) for d in dirs) + ".")

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from ..models import COMPONENTS, DEFAULT_DTYPES, build_component, build_vae
-from . import locations as L
-from . import verification as V
+from . import locations
+from . import verification
 from .manifest import get_entry
 
 STAND_INS = {
@@ -136,7 +136,7 @@ def write_stand_in_arcface(path: str | os.PathLike, seed: int = 0) -> Path:
 def _write_stand_ins(out: Path, log: Callable[[str], None]) -> dict[str, str]:
     """The stand-ins at their manifest places, {local_path: what it is}; a file there that is not an
     earlier stand-in (e.g. a real detector) is kept and not listed."""
-    earlier = (L.is_random_dir(out) or {}).get("stand_ins") or {}
+    earlier = (locations.is_random_dir(out) or {}).get("stand_ins") or {}
     writers = {"yoloface": write_stand_in_yolo, "arcface": write_stand_in_arcface}
     written = {}
     for entry_id, note in STAND_INS.items():
@@ -186,7 +186,7 @@ def write_random_weights(out: str | os.PathLike, preset: str = "tiny", *, seed: 
     log(f"  {weights_file}")
     stand_ins = _write_stand_ins(out, log)
     written += [out / rel for rel in stand_ins]
-    (out / L.RANDOM_MARKER).write_text(json.dumps(
+    (out / locations.RANDOM_MARKER).write_text(json.dumps(
         {"preset": preset, "seed": seed, "dtype": dtype,
          "note": "random weights for tests and benchmarks; not the released HunyuanPortrait model",
          "stand_ins": stand_ins}, indent=1),
@@ -194,5 +194,5 @@ def write_random_weights(out: str | os.PathLike, preset: str = "tiny", *, seed: 
     stand_in_ids = [i for i in STAND_INS if get_entry(i).local_path in stand_ins]
     for entry_id in (*COMPONENTS, "svd_vae", "svd_vae_config", *stand_in_ids):
         # checked against the preset and pinned now, so status reads "ok"
-        V.ensure_verified(entry_id, [out], origin=f"random {preset} seed {seed}")
+        verification.ensure_verified(entry_id, [out], origin=f"random {preset} seed {seed}")
     return written

@@ -11,10 +11,10 @@ from ..errors import HPError
 from ..models import COMPONENTS
 from ..identify import vae_layout
 from ..svd_vae import find_weights_in_folder
-from . import locations as L
-from . import manifest as M
-from . import structure as S
-from . import verification as V
+from . import locations
+from . import manifest
+from . import structure
+from . import verification
 from .messages import problems_message
 
 
@@ -36,7 +36,7 @@ def check_explicit_vae(vae: str | os.PathLike) -> str | None:
         return "the folder holds no diffusion_pytorch_model(.fp16).safetensors"
     if weights.suffix == ".safetensors":
         try:
-            keys = S.checkpoint_index(weights).keys()
+            keys = structure.checkpoint_index(weights).keys()
         except (ValueError, OSError, KeyError) as err:
             return f"its header cannot be read ({err})"
         if vae_layout(keys) is None:
@@ -49,8 +49,8 @@ class Readiness:
     """Outcome of checking the files of a run: usable paths, missing entries, unusable (entry, path, why)."""
 
     paths: dict[str, Path] = field(default_factory=dict)
-    missing: list[M.WeightEntry] = field(default_factory=list)
-    bad: list[tuple[M.WeightEntry, Path, str]] = field(default_factory=list)
+    missing: list[manifest.WeightEntry] = field(default_factory=list)
+    bad: list[tuple[manifest.WeightEntry, Path, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -65,10 +65,10 @@ def check_files(ids: Iterable[str], search_dirs, *, vae: str | os.PathLike | Non
     ``vae`` (a folder or file the user gave) stands in for 'svd_vae' and is checked cheaply instead.
     ``preset=None`` checks each folder against its own random-weights marker (else 'official').
     """
-    dirs = L.as_dirs(search_dirs)
+    dirs = locations.as_dirs(search_dirs)
     out = Readiness()
     for entry_id in dict.fromkeys(ids):
-        entry = M.get_entry(entry_id)
+        entry = manifest.get_entry(entry_id)
         if entry_id == "svd_vae" and vae is not None:
             given = Path(vae).expanduser()
             why = check_explicit_vae(given)
@@ -77,7 +77,7 @@ def check_files(ids: Iterable[str], search_dirs, *, vae: str | os.PathLike | Non
             else:
                 out.paths[entry_id] = given
             continue
-        res = V.verify(entry_id, dirs, preset=preset, pin=False)
+        res = verification.verify(entry_id, dirs, preset=preset, pin=False)
         if res.state == "missing":
             out.missing.append(entry)
         elif not res.ok:

@@ -27,7 +27,7 @@ from ..errors import HPError
 from ..models import COMPONENTS, PRESETS, build_component, build_vae
 from ..identify import network_of_keys, safetensors_header, vae_layout
 from ..svd_vae import infer_vae_config, vae_config_for
-from . import manifest as M
+from . import manifest
 
 # ------------------------------------------------------------------------------------------ integrity
 
@@ -206,7 +206,7 @@ def check_vae(index: dict[str, TensorInfo], path: str | Path) -> str | None:
         return "it holds no Stable Video Diffusion temporal VAE in diffusers layout" + looks
     got = {k: v.shape for k, v in vae.items()}
     try:
-        config = infer_vae_config({k: torch.empty(s, device="meta") for k, s in got.items()}, vae_config_for(path, M.SHIPPED_VAE_CONFIG))
+        config = infer_vae_config({k: torch.empty(s, device="meta") for k, s in got.items()}, vae_config_for(path, manifest.SHIPPED_VAE_CONFIG))
         with torch.device("meta"):
             want = {k: tuple(v.shape) for k, v in AutoencoderKLTemporalDecoder(**config).state_dict().items()}
     except (KeyError, ValueError, TypeError) as err:

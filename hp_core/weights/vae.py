@@ -16,7 +16,7 @@ from ..checkpoint import load_strict
 from ..errors import HPError
 from ..models import cast
 from ..svd_vae import infer_vae_config, read_vae_state_dict, vae_config_for
-from . import manifest as M
+from . import manifest
 from .verification import VerifyResult, confirm, ensure_verified
 
 
@@ -41,7 +41,7 @@ def load_vae(search_dirs, vae: str | os.PathLike | None = None, *, device="cpu",
     source, verified = _locate(search_dirs, vae)
     state = read_vae_state_dict(source)
     try:
-        config = infer_vae_config(state, vae_config_for(source, M.SHIPPED_VAE_CONFIG))
+        config = infer_vae_config(state, vae_config_for(source, manifest.SHIPPED_VAE_CONFIG))
     except (KeyError, ValueError) as err:
         raise HPError(f"{source} is missing parts of the SVD VAE ({err}).",
                       hint="Use the complete SVD XT VAE.") from err

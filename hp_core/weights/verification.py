@@ -14,10 +14,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import HPError
-from . import lock as K
-from . import locations as L
-from . import manifest as M
-from . import structure as S
+from . import lock
+from . import locations
+from . import manifest
+from . import structure
 from .messages import missing_message
 
 _HASH_CHUNK = 8 << 20
@@ -68,7 +68,7 @@ def folder_preset(base: Path, preset: str | None) -> str:
     marker, else the release's ('official')."""
     if preset:
         return preset
-    marker = L.is_random_dir(base)
+    marker = locations.is_random_dir(base)
     return str(marker.get("preset")) if marker and marker.get("preset") not in (None, "unknown") else "official"
 
 
@@ -83,7 +83,7 @@ def _size_problem(path: Path, size: int | None) -> str | None:
     return f"it has the wrong size ({actual} bytes, expected {size})"
 
 
-def _bad(entry: M.WeightEntry, base: Path, path: Path, why: str, *, wrong_file: bool = False) -> VerifyResult:
+def _bad(entry: manifest.WeightEntry, base: Path, path: Path, why: str, *, wrong_file: bool = False) -> VerifyResult:
     what = "is not the right file" if wrong_file else "is damaged"
     msg = (f"The {entry.component} weights file {path} {what}: {why}. It was not loaded. "
            f"Replace it with {entry.url} at {(base / entry.local_path).resolve()} "
@@ -113,21 +113,21 @@ def verify(entry_id: str, search_dirs, *, full: bool = False, repin: bool = Fals
     not re-hashed. ``repin`` forgets the old pin (a file replaced on purpose). ``etag`` is the Hub's etag
     of a fresh download (the sha256 of LFS files).
     """
-    entry = M.get_entry(entry_id)
-    found = L.locate(entry, search_dirs)
+    entry = manifest.get_entry(entry_id)
+    found = locations.locate(entry, search_dirs)
     if found is None:
-        if entry.bundled and (M.CONFIG_DIR / entry.bundled).is_file():
-            return VerifyResult(entry.id, "bundled", M.CONFIG_DIR / entry.bundled, None, None,
+        if entry.bundled and (manifest.CONFIG_DIR / entry.bundled).is_file():
+            return VerifyResult(entry.id, "bundled", manifest.CONFIG_DIR / entry.bundled, None, None,
                                 "the copy shipped with the pack is used")
         return VerifyResult(entry.id, "missing", None, None, None, missing_message([entry], search_dirs), "missing")
     base, path, published = found
     rel = path.relative_to(base).as_posix()
     # a release folder inside a models folder carries its own random-weights marker, if any
-    home = base / L.RELEASE_DIR if rel.startswith(L.RELEASE_DIR + "/") else base
+    home = base / locations.RELEASE_DIR if rel.startswith(locations.RELEASE_DIR + "/") else base
     use_preset = folder_preset(home, preset)
-    random = L.is_random_dir(home) is not None
+    random = locations.is_random_dir(home) is not None
     m_size, m_sha = (entry.size, entry.sha256) if published and not random else (None, None)
-    old = None if repin else K.read_lock(base)["files"].get(rel)
+    old = None if repin else lock.read_lock(base)["files"].get(rel)
     size = m_size or (old or {}).get("size")
     sha = m_sha or (old or {}).get("sha256")
     problem = _size_problem(path, size)
@@ -149,12 +149,12 @@ def verify(entry_id: str, search_dirs, *, full: bool = False, repin: bool = Fals
         return _changed(entry, base, path, digest, m_sha, (old or {}).get("pinned_at"))
     if not m_sha:  # nothing published vouches for the content: it must at least be what its role needs
         if not (trusted or same_as_pin):
-            why = S.check_structure(path, entry.format)
+            why = structure.check_structure(path, entry.format)
             if why:
                 return _bad(entry, base, path, why)
         key = (str(path), st.st_size, st.st_mtime_ns, use_preset)
         if key not in _STRUCTURE_OK:
-            why = S.check_component(entry, path, use_preset)
+            why = structure.check_component(entry, path, use_preset)
             if why:
                 return _bad(entry, base, path, why, wrong_file=True)
             _STRUCTURE_OK.add(key)
@@ -169,7 +169,7 @@ def verify(entry_id: str, search_dirs, *, full: bool = False, repin: bool = Fals
     return res
 
 
-def _changed(entry: M.WeightEntry, base: Path, path: Path, digest: str, published: str | None,
+def _changed(entry: manifest.WeightEntry, base: Path, path: Path, digest: str, published: str | None,
              pinned_at: str | None) -> VerifyResult:
     if not published:
         return _bad(entry, base, path, f"its content changed since it was verified ({pinned_at or 'earlier'}); if "
@@ -186,16 +186,16 @@ def check_content(res: VerifyResult, digest: str) -> None:
             st = res.path.stat()
             _HASHED[str(res.path)] = (st.st_size, st.st_mtime_ns, digest)
         return
-    entry = M.get_entry(res.id)
+    entry = manifest.get_entry(res.id)
     _HASHED.pop(str(res.path), None)
-    published = entry.sha256 if L.is_random_dir(res.base) is None and entry.sha256 == res.sha256 else None
+    published = entry.sha256 if locations.is_random_dir(res.base) is None and entry.sha256 == res.sha256 else None
     raise HPError(_changed(entry, res.base, res.path, digest, published, res.pinned_at).message)
 
 
 def confirm(res: VerifyResult) -> None:
     """Pin a file that verify(pin=False) passed, once it has proved itself (e.g. a strict load)."""
     if res.state == "ok" and res.base is not None and res.path is not None and res.sha256:
-        K.pin(res.base, res.path.relative_to(res.base).as_posix(), res.path, res.sha256, res.origin, res.preset)
+        lock.pin(res.base, res.path.relative_to(res.base).as_posix(), res.path, res.sha256, res.origin, res.preset)
 
 
 def ensure_verified(entry_id: str, search_dirs, **kwargs) -> VerifyResult:
@@ -224,14 +224,14 @@ class WeightStatus:
 def status(search_dirs, *, include_optional: bool = True) -> list[WeightStatus]:
     """A cheap look at every manifest file (no hashing): present, pinned, plausibly whole."""
     rows = []
-    for entry in M.load_manifest():
+    for entry in manifest.load_manifest():
         if not entry.required and not include_optional:
             continue
-        found = L.locate(entry, search_dirs)
+        found = locations.locate(entry, search_dirs)
         if found is None:
-            if entry.bundled and (M.CONFIG_DIR / entry.bundled).is_file():
+            if entry.bundled and (manifest.CONFIG_DIR / entry.bundled).is_file():
                 rows.append(WeightStatus(entry.id, entry.component, entry.required, entry.gated, "bundled",
-                                         entry.local_path, M.CONFIG_DIR / entry.bundled, None,
+                                         entry.local_path, manifest.CONFIG_DIR / entry.bundled, None,
                                          "copy shipped with the pack"))
             else:
                 rows.append(WeightStatus(entry.id, entry.component, entry.required, entry.gated, "missing",
@@ -239,8 +239,8 @@ def status(search_dirs, *, include_optional: bool = True) -> list[WeightStatus]:
             continue
         base, path, published = found
         rel = path.relative_to(base).as_posix()
-        marker = L.is_random_dir(base)
-        pin = K.read_lock(base)["files"].get(rel)
+        marker = locations.is_random_dir(base)
+        pin = lock.read_lock(base)["files"].get(rel)
         size = (entry.size if published and not marker else None) or (pin or {}).get("size")
         st = path.stat()
         problem = _size_problem(path, size)

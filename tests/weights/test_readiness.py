@@ -143,10 +143,10 @@ def test_a_run_reports_every_weight_problem_before_any_work(tiny_dir, tmp_path, 
     (models / "arcface.onnx").unlink()
     (models / "yoloface_v5m.pt").unlink()
     shutil.copy(models / "hyportrait" / "headpose.pth", models / "hyportrait" / "expression.pth")
-    monkeypatch.setattr(R.PP, "read_image_file", lambda path: np.zeros((8, 8, 3), np.uint8))  # no real inputs:
-    monkeypatch.setattr(R.V, "probe_video", lambda path: None)  # only the weights are checked here
+    monkeypatch.setattr(R.preprocess, "read_image_file", lambda path: np.zeros((8, 8, 3), np.uint8))  # no real inputs:
+    monkeypatch.setattr(R, "probe_video", lambda path: None)  # only the weights are checked here
     detector_loads = []
-    monkeypatch.setattr(R.PP, "load_yolo_face", lambda *a, **k: detector_loads.append(a))
+    monkeypatch.setattr(R.preprocess, "load_yolo_face", lambda *a, **k: detector_loads.append(a))
     request = R.RunRequest(image=tmp_path / "face.png", video=tmp_path / "drive.mp4", out=tmp_path / "out.mp4",
                            models_dirs=[models], settings=Settings(), preset="tiny", device="cpu")
     with pytest.raises(HPError) as err:
