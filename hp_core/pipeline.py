@@ -182,6 +182,8 @@ class PortraitModels:
             if name == "unet" and self.stream_budget is not None:
                 plan = plan_stream(m, self.stream_budget)
                 streamer = self.last_stream = BlockStreamer(plan, self.device).attach(m)
+                log.info("UNet weights: %.0f MiB kept on %s, %.0f MiB in %d blocks copied in as they run",
+                         plan.resident_bytes / 2**20, self.device, plan.streamed_bytes / 2**20, len(plan.streamed))
             else:
                 m.to(self.device)
         try:

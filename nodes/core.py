@@ -215,10 +215,5 @@ def dwpose():
     return _PREPROCESS_CACHE.get(("dwpose", str(device)) + file_key(det) + file_key(pose), make)
 
 
-def clear_caches() -> None:
-    """Forget opened detectors and recognisers (tests; a user never needs it)."""
-    _PREPROCESS_CACHE.clear()
-
-
-__all__ = ["DETECTORS", "arcface", "clear_caches", "dwpose", "face_detector", "file_key", "load_network",
+__all__ = ["DETECTORS", "arcface", "dwpose", "face_detector", "file_key", "load_network",
            "load_vae", "manifest_path", "require_entry", "resolve_choices"]

@@ -120,7 +120,6 @@ def test_weight_estimate_follows_fp8_and_the_streaming_plan():
     assert len(sizes) >= 3  # so the pair in flight is not simply all of them
     in_flight = max(sizes[i] + sizes[i + 1] for i in range(len(sizes) - 1))  # one block running, the next copying
     assert unet_weight_bytes("tiny", torch.float16, stream_budget=budget) == plan.resident_bytes + in_flight
-    assert plan.peak_bytes == plan.resident_bytes + in_flight
 
 
 def test_a_setting_refused_in_fp16_fits_with_fp8_or_a_vram_budget():

@@ -39,16 +39,6 @@ class StreamPlan:
     resident_bytes: int
     streamed_bytes: int
 
-    @property
-    def moves_per_call(self) -> int:
-        """Copies one UNet call makes: each streamed block once, to the device."""
-        return len(self.streamed)
-
-    @property
-    def peak_bytes(self) -> int:
-        """Weight bytes on the device at most: the resident part and the streamed blocks in flight."""
-        return self.resident_bytes + in_flight_bytes([stored_bytes(b) for b in self.streamed])
-
 
 def in_flight_bytes(streamed: Sequence[int]) -> int:
     """The most bytes of streamed blocks (sizes in running order) on the device at once: a block running and

@@ -15,9 +15,9 @@ def test_the_plan_keeps_blocks_in_running_order_until_the_budget_is_spent(tiny_m
     unet = tiny_models.unet
     blocks = unet_blocks(unet)
     everything = plan_stream(unet, stored_bytes(unet) + 1)
-    assert everything.streamed == [] and everything.moves_per_call == 0
+    assert everything.streamed == []
     nothing = plan_stream(unet, 0)
-    assert nothing.streamed == blocks and nothing.moves_per_call == len(blocks)
+    assert nothing.streamed == blocks
     half = plan_stream(unet, stored_bytes(unet) // 2)
     assert half.resident + half.streamed == blocks and half.resident and half.streamed
     assert half.resident_bytes <= stored_bytes(unet) // 2 < half.resident_bytes + stored_bytes(half.streamed[0])
@@ -39,7 +39,7 @@ def test_streaming_gives_the_same_latents_with_the_planned_copies(tiny_models):
     torch.testing.assert_close(out, whole, rtol=0, atol=0)
     plan = plan_stream(models.unet, budget)
     assert len(plan.streamed) >= 2
-    assert streamed.last_stream.moves == len(calls) * plan.moves_per_call  # every call copied each streamed block
+    assert streamed.last_stream.moves == len(calls) * len(plan.streamed)  # every call copied each streamed block once
     for block in plan.streamed:  # the hooks are gone after the stage
         assert not block._forward_pre_hooks and not block._forward_hooks
 
