@@ -111,22 +111,43 @@ class AdapterAttnProcessor(nn.Module):
         if rows % groups:
             raise ValueError(f"query batch {rows} is not a multiple of context batch {groups}")
         mask = _key_mask(attention_mask, groups, tokens)
-        split = tokens - self.num_motion_tokens
-        app_rows, mot_rows = self._row_flags(groups)
-        need = sorted(set(app_rows) | set(mot_rows))
         # Fold the positions that share a context row into the query sequence: (B*P, Nq, C) -> (B, P*Nq, C).
         folded = hidden_states.reshape(groups, (rows // groups) * nq, -1)
+        app_rows, mot_rows = self._row_flags(groups)
+        if len(app_rows) == len(mot_rows) == groups:  # every row has both kinds of tokens: the release's sum
+            y = self._both_terms(attn, folded, encoder_hidden_states, mask)
+        else:
+            y = self._present_terms(attn, folded, encoder_hidden_states, mask, app_rows, mot_rows)
+        return y.reshape(rows, nq, -1) / attn.rescale_output_factor
+
+    def _both_terms(self, attn, folded, context, mask) -> torch.Tensor:
+        """to_out(attention to the appearance tokens + motion_scale * attention to the motion tokens)."""
+        split = context.shape[1] - self.num_motion_tokens
+        app, mot = context[:, :split], context[:, split:]
+        app_mask, mot_mask = (mask[..., :split], mask[..., split:]) if mask is not None else (None, None)
+        q = attn.to_q(folded)
+        y = _attend(q, attn.to_k(app), attn.to_v(app), attn.heads, app_mask)
+        y = y + self.motion_scale * _attend(q, self.to_k_ip[0](mot), self.to_v_ip[0](mot), attn.heads, mot_mask)
+        return attn.to_out[1](attn.to_out[0](y))
+
+    def _present_terms(self, attn, folded, context, mask, app_rows: list[int], mot_rows: list[int]) -> torch.Tensor:
+        """The same sum with the terms of zero tokens not computed (see the class docstring): an absent
+        appearance term is the constant to_v bias, an absent motion term 0, and a row with neither is
+        to_out(to_v bias) without a query."""
+        groups, tokens = context.shape[:2]
+        split = tokens - self.num_motion_tokens
+        need = sorted(set(app_rows) | set(mot_rows))
         v_bias = attn.to_v.bias  # read directly: it may wait in system memory while the layer is streamed
-        const = (v_bias.to(hidden_states) if v_bias is not None
-                 else hidden_states.new_zeros(attn.to_v.out_features))  # appearance term of zero tokens
+        const = (v_bias.to(folded) if v_bias is not None
+                 else folded.new_zeros(attn.to_v.out_features))  # appearance term of zero tokens
         out_const = attn.to_out[1](attn.to_out[0](const))
         if not need:
-            return (out_const / attn.rescale_output_factor).expand(rows, nq, -1)
+            return out_const.expand(groups, folded.shape[1], -1)
         q = attn.to_q(_take(folded, need))
         where = {row: i for i, row in enumerate(need)}
 
         def term(sel: list[int], to_k, to_v, part: slice) -> torch.Tensor:
-            ctx = _take(encoder_hidden_states, sel)[:, part]
+            ctx = _take(context, sel)[:, part]
             m = _take(mask, sel)[..., part] if mask is not None else None
             return _attend(_take(q, [where[r] for r in sel]), to_k(ctx), to_v(ctx), attn.heads, m)
 
@@ -147,7 +168,7 @@ class AdapterAttnProcessor(nn.Module):
             full = out_const.expand(groups, *y.shape[1:]).clone()
             full[need] = y
             y = full
-        return y.reshape(rows, nq, -1) / attn.rescale_output_factor
+        return y
 
 
 class _PortraitSpatioTemporalTransformer(TransformerSpatioTemporalModel):
