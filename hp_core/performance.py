@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .errors import HPError
-from .models.motion_refiner import motion_tokens
+from .models.motion_refiner import CHUNK, motion_tokens
 
 FORMAT = "hunyuanportrait.performance"
 VERSION = 1
@@ -43,7 +43,7 @@ class Performance:
     translation: torch.Tensor       # (F, 3) float32 head translation (the release multiplies it by zero)
     intensity_ids: torch.Tensor     # (chunks, 2) int32 (head id, expression id) the refiner used per chunk
     fps: float = 25.0
-    chunk: int = 25
+    chunk: int = CHUNK
     preset: str = "official"
     source_sha256: str = ""         # sha256 of the driving clip, when it came from a file
     notes: tuple[str, ...] = field(default=(), compare=False)

@@ -19,20 +19,21 @@ import torch
 
 from . import weights
 from .errors import HPError
-from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
 from .memory import check_decoding, plan_sampling
+from .models import COMPONENTS, DTYPES, PRESET_DIMS, build_component, build_vae, cast, load_component
 from .models.fp8 import compute_dtype
+from .models.motion_refiner import CHUNK
+from .models.sdpa import sdpa_backends
 from .models.streaming import BlockStreamer, plan_stream
 from .motion_edit import PortraitMotion
 from .performance import Performance
 from .performance import from_parts as performance_from_parts
 from .preprocess import appearance_input, to_unit_tensor
-from .models.sdpa import sdpa_backends
 from .sampling.denoiser import (BRANCH_MODES, Conditions, GuidanceSettings, PortraitDenoiser, guided,
                                planned_evaluations)
 from .sampling.guidance import pad_frames, pad_motion, unpad
 from .sampling.samplers import SAMPLERS, sample, step_reporter
-from .sampling.schedules import SCHEDULES, custom_sigmas, get_sigmas
+from .sampling.schedules import SCHEDULES, SIGMA_MAX, SIGMA_MIN, custom_sigmas, get_sigmas
 from .sampling.windows import validate_windows
 from .weights.vae import load_vae
 
@@ -50,8 +51,8 @@ class Settings:
     sampler: str = "euler"
     schedule: str = "karras"
     sigmas: list[float] | None = None        # overrides schedule/steps when given
-    sigma_min: float = 0.002
-    sigma_max: float = 700.0
+    sigma_min: float = SIGMA_MIN
+    sigma_max: float = SIGMA_MAX
     appearance_cfg: tuple[float, float] = (2.0, 2.0)
     motion_cfg: tuple[float, float] = (2.0, 2.0)
     denoise: float = 1.0                     # the release's i2i strength
@@ -65,7 +66,7 @@ class Settings:
     noise_aug: float = 0.0
     motion_scale: float = 1.0
     decode_chunk: int = 8
-    motion_chunk: int = 25
+    motion_chunk: int = CHUNK
     height: int = 512
     width: int = 512
     branch_mode: str = "auto"                          # auto / batched / sequential (memory.plan_sampling)
@@ -268,7 +269,7 @@ def _unit_frames(frames, sl: slice) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_motion(models: PortraitModels, motion_crops, pose_images, ids: list[tuple[int, int]],
-                  chunk: int = 25, batch: int = 25, *, fps: float = 25.0, source_sha256: str = "") -> Performance:
+                  chunk: int = CHUNK, batch: int = 25, *, fps: float = 25.0, source_sha256: str = "") -> Performance:
     """Face crops and head-pose images -> a Performance, with one (head, exp) id pair per ``chunk`` frames.
 
     Images are float (F,3,256,256) tensors in [0,1] or uint8 (F,256,256,3) arrays; uint8 input is converted

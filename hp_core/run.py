@@ -28,6 +28,7 @@ from . import weights
 from .errors import HPError
 from .memory import check_device_memory
 from .models import PRESET_DIMS, fp8_networks, precision_dtypes
+from .models.motion_refiner import CHUNK
 from .models.streaming import budget_bytes
 from .motion_edit import MotionEdit, PortraitMotion, edit_performance
 from .performance import SUFFIX as PERFORMANCE_SUFFIX
@@ -520,7 +521,7 @@ def motion_networks(models_dirs, preset: str, device: str | None, precision: str
 @torch.no_grad()
 def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = None, preset: str | None = "official",
                     device: str | None = None, precision: str = "auto", max_frames: int | None = None,
-                    chunk: int = 25, overwrite: bool = False, progress: StageProgress | None = None) -> Extracted:
+                    chunk: int = CHUNK, overwrite: bool = False, progress: StageProgress | None = None) -> Extracted:
     """`motion extract`: the clip's performance, written to ``out`` (.safetensors). Loads only the face
     detector and the three motion networks."""
     out, video = Path(out).expanduser(), Path(video).expanduser()

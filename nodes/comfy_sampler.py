@@ -17,12 +17,9 @@ import torch
 
 from hp_core.errors import HPError
 from hp_core.sampling import REGISTRY, sample
+from hp_core.sampling.schedules import SIGMA_MAX, SIGMA_MIN
 
 from . import bridge
-
-SIGMA_MIN = 0.002
-SIGMA_MAX = 700.0
-
 
 class _PlainEDMSampling:
     """Stand-in for ComfyUI's model_sampling object when ComfyUI is not importable (tests, scripts)."""

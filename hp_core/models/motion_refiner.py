@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+CHUNK = 25  # driving frames per (head, expression) intensity id pair, as the release encodes motion
+
 
 class AdaLN(nn.Module):
     """LayerNorm without affine, then ``* (1 + scale) + shift`` predicted from the intensity vector."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.motion_refiner import CHUNK
 from .faces import NOSE_INDEX
 
-CHUNK = 25
 MAX_ID = 127
 EXPRESSION_GAIN = 1024
 HEAD_GAIN = 256

@@ -17,6 +17,8 @@ from ..errors import HPError
 SCHEDULES: tuple[str, ...] = ("karras", "exponential", "ays_svd")
 
 # Align Your Steps noise levels published by NVIDIA for Stable Video Diffusion (10 steps, 11 levels).
+SIGMA_MIN, SIGMA_MAX = 0.002, 700.0  # SVD's noise range: the release's schedule runs from 700 down to 0.002
+
 # The last level (sigma_min) is replaced by 0 so that the final step lands on the clean sample, which is
 # how ComfyUI's AlignYourStepsScheduler uses the same table.
 AYS_SVD_LEVELS: tuple[float, ...] = (
@@ -27,8 +29,8 @@ AYS_SVD_LEVELS: tuple[float, ...] = (
 def get_sigmas(
     name: str | Sequence[float] | torch.Tensor,
     steps: int | None,
-    sigma_min: float = 0.002,
-    sigma_max: float = 700.0,
+    sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX,
     rho: float = 7.0,
 ) -> torch.Tensor:
     """Sigmas (float32, shape [steps + 1], descending, last 0) for a named schedule or a user list."""
