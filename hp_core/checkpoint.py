@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from .errors import HPError
 from .identify import network_of_keys
 
+
 def read_state_dict(path: str | os.PathLike, *, component: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Read a .pth/.pt/.bin (weights only) or .safetensors file into a CPU state dict."""
     path = Path(path)

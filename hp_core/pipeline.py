@@ -508,7 +508,7 @@ def decode_latents(models: PortraitModels, latents: torch.Tensor, chunk: int = 8
     return torch.cat(frames)
 
 
-# ---------------------------------------------------------------------------------------------- whole run
+# ---------------------------------------------------------------------------------- inputs at the run's sizes
 
 StageProgress = Callable[..., None]  # progress(done, total, stage)
 

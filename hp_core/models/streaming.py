@@ -100,14 +100,14 @@ class SideStreamCopies(EagerCopies):
 @dataclass
 class BlockStreamer:
     """Hooks that bring a streamed block's weights to the device before it runs (its copy started while
-    the block before it ran) and drop them after; ``moves`` counts the block copies, ``events`` records
-    ("copy", i) and ("ran", i) for streamed block i, in order."""
+    the block before it ran) and drop them after; ``moves`` counts the block copies, and ``events``, when
+    given a list, records ("copy", i) and ("ran", i) for streamed block i in order."""
 
     plan: StreamPlan
     device: torch.device
     copier: EagerCopies | None = None
     moves: int = 0
-    events: list = field(default_factory=list)
+    events: list | None = None
     _host: dict = field(default_factory=dict)      # tensor -> its host copy (pinned on CUDA)
     _pending: dict = field(default_factory=dict)   # streamed block index -> (device copies, ready)
     _handles: list = field(default_factory=list)
@@ -146,7 +146,8 @@ class BlockStreamer:
             block = self.plan.streamed[i]
             self._pending[i] = self.copier.issue([self._host[t] for t in self._tensors(block)])
             self.moves += 1
-            self.events.append(("copy", i))
+            if self.events is not None:
+                self.events.append(("copy", i))
 
     def _bring_in(self, i: int, block: nn.Module, args) -> None:
         self._prefetch(i)  # a block run outside a whole UNet call was not prefetched
@@ -159,7 +160,8 @@ class BlockStreamer:
     def _send_out(self, i: int, block: nn.Module, args, output) -> None:
         for t in self._tensors(block):
             t.data = self._host[t]
-        self.events.append(("ran", i))
+        if self.events is not None:
+            self.events.append(("ran", i))
 
     def detach(self) -> None:
         """Remove the hooks and drop copies not used; streamed blocks stay on the host."""

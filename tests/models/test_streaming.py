@@ -63,7 +63,7 @@ def test_each_copy_starts_while_the_block_before_it_runs(tiny_models):
         def wait(self, copies, ready):
             log.append(("wait", ready))
 
-    streamer = BlockStreamer(plan, torch.device("cpu"), Recorded(torch.device("cpu"))).attach(unet)
+    streamer = BlockStreamer(plan, torch.device("cpu"), Recorded(torch.device("cpu")), events=[]).attach(unet)
     resident_ran = []
     hook = plan.resident[-1].register_forward_hook(lambda *a: resident_ran.append(len(streamer.events)))
     try:
