@@ -3,12 +3,13 @@ exactly the planned number of block copies, and the plan follows the budget."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from helpers import random_conditions
 from hp_core import pipeline as P
 from hp_core.models.fp8 import stored_bytes
-from hp_core.models.streaming import BlockStreamer, EagerCopies, plan_stream, unet_blocks
+from hp_core.models.streaming import BlockStreamer, EagerCopies, SideStreamCopies, plan_stream, unet_blocks
 
 
 def test_the_plan_keeps_blocks_in_running_order_until_the_budget_is_spent(tiny_models):
@@ -84,3 +85,16 @@ def test_each_copy_starts_while_the_block_before_it_runs(tiny_models):
     order = [(kind, issued.index(r)) for kind, r in log]
     assert order == [("issue", 0)] + [e for i in range(n) for e in [("wait", i)] + ([("issue", i + 1)] if i + 1 < n else [])]
     assert streamer.moves == n and not streamer._pending
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the side stream exists only on a CUDA GPU")
+def test_side_stream_copies_give_the_resident_result_on_cuda():
+    """On a GPU the copies run on a side stream: the same latents as the UNet held whole on the GPU."""
+    models = P.random_models("tiny", seed=0, device="cuda")
+    settings = P.Settings(steps=2, height=64, width=64, window=4, overlap=1, pad=1)
+    cond, ref = random_conditions(models, 9, settings)
+    whole = P.sample_latents(models, cond, ref, settings)
+    streamed = P.replace(models, stream_budget=stored_bytes(models.unet) // 3)
+    out = P.sample_latents(streamed, cond, ref, settings)
+    assert isinstance(streamed.last_stream.copier, SideStreamCopies)
+    torch.testing.assert_close(out, whole, rtol=1e-3, atol=1e-3)  # cuDNN may pick other kernels between runs
