@@ -26,7 +26,7 @@ from . import run
 from . import weights
 from .errors import HPError
 from .memory import check_host_memory
-from .models import PRESET_DIMS
+from .models import PRESET_DIMS, PRESETS
 from .models.precision import PRECISIONS
 from .models.precision import precision_dtypes
 from .motion_edit import MotionEdit
@@ -35,6 +35,7 @@ from .pipeline import Settings
 from .run import RunRequest
 from .weights import default_search_dirs, write_random_weights
 from .weights.locations import folder_preset, is_stand_in
+from .weights.random_weights import RANDOM_DTYPES
 
 
 
@@ -116,18 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--full", action="store_true", help="re-hash files even when size and date match their pin")
     vf.add_argument("--repin", action="store_true", help="accept files replaced on purpose and pin them afresh")
     vf.add_argument("--only", nargs="+", metavar="ID", help="only these manifest ids")
-    vf.add_argument("--preset", choices=("official", "tiny"),
+    vf.add_argument("--preset", choices=PRESETS,
                     help="network sizes the files must have (default: a random-weights folder's own, else official)")
 
     rw = sub.add_parser("make-random-weights",
                         help="developer: random weights of a preset in the official file layout")
-    rw.add_argument("--preset", choices=("tiny", "official"), required=True,
+    rw.add_argument("--preset", choices=PRESETS, required=True,
                     help="network sizes: tiny (small and fast, for tests) or official (the release's sizes)")
     rw.add_argument("--out", required=True, metavar="DIR",
                     help="folder to write (the release's layout, plus stand-in yoloface_v5m.pt and arcface.onnx "
                          "and random_weights.json recording the preset); animate --models-dir DIR then runs")
     rw.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
-    rw.add_argument("--dtype", choices=("auto", "fp32", "fp16"), default="auto",
+    rw.add_argument("--dtype", choices=tuple(RANDOM_DTYPES), default="auto",
                     help="auto: the release's precisions for official, fp32 for tiny")
 
     an = sub.add_parser("animate", help="animate a portrait (or several) with a driving video or a saved performance",

@@ -31,6 +31,9 @@ from . import locations
 from . import verification
 from .manifest import get_entry
 
+# make-random-weights --dtype: auto (the release's precisions for official, fp32 for tiny) or one for all.
+RANDOM_DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16}
+
 STAND_INS = {
     "yoloface": "stand-in face detector: finds a pure red square only (the tests' synthetic portraits)",
     "arcface": "stand-in ArcFace: channel means times a fixed random matrix (not a face recogniser)",
@@ -167,8 +170,7 @@ def write_random_weights(out: str | os.PathLike, preset: str = "tiny", *, seed: 
     written = []
     for name in COMPONENTS:
         module = build_component(name, preset)
-        want = {"fp32": torch.float32, "fp16": torch.float16}.get(
-            dtype, DEFAULT_DTYPES[name] if preset == "official" else torch.float32)
+        want = RANDOM_DTYPES.get(dtype) or (DEFAULT_DTYPES[name] if preset == "official" else torch.float32)
         state = {k: (v.to(want) if v.is_floating_point() else v).contiguous() for k, v in module.state_dict().items()}
         del module
         path = out / "hyportrait" / f"{name}.pth"
