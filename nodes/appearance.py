@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 from hp_core.errors import HPError
-from hp_core.pipeline import encode_portrait, encode_portrait_motion
+from hp_core.pipeline import Settings, encode_portrait, encode_portrait_motion
 from hp_core.preprocess import prepare_source
 from hp_core.preprocess.crop import EDGE_MODES
 
@@ -14,6 +14,10 @@ from .motion import LOG, uint8_to_image
 from .sockets import APPEARANCE, MODELS, PortraitAppearance
 
 CATEGORY = "HunyuanPortrait"
+
+
+# The generated video's side: the release's 512 by default; multiples of 64 keep the latent windows whole.
+RESOLUTION = {"default": Settings().height, "min": 64, "max": 1024, "step": 64}
 
 
 class HunyuanPortraitAppearanceExtractor:
@@ -29,7 +33,7 @@ class HunyuanPortraitAppearanceExtractor:
                 "use_arcface": ("BOOLEAN", {"default": True, "tooltip":
                                 "Feed the ArcFace identity vector to the IMAdapters (the release does; needs "
                                 "arcface.onnx). Off: a zero identity vector."}),
-                "resolution": ("INT", {"default": 512, "min": 64, "max": 1024, "step": 64, "tooltip":
+                "resolution": ("INT", {**RESOLUTION, "tooltip":
                                "Side of the generated square video. 512 is what the weights were trained at; "
                                "256 gives a quick, rough draft."}),
                 "detector": (list(core.DETECTORS), {"default": "yolo", "tooltip":
@@ -58,8 +62,9 @@ class HunyuanPortraitAppearanceExtractor:
                    "expression with the motion encoders (used by Motion Edit's relative and still modes).")
 
     def extract(self, models, source_image, use_arcface, resolution, detector, face_index=None, edge_mode=None):
-        if resolution % 64 or not 64 <= resolution <= 1024:
-            raise HPError(f"resolution must be a multiple of 64 between 64 and 1024, got {resolution}.")
+        low, high, step = RESOLUTION["min"], RESOLUTION["max"], RESOLUTION["step"]
+        if resolution % step or not low <= resolution <= high:
+            raise HPError(f"resolution must be a multiple of {step} between {low} and {high}, got {resolution}.")
         source = prepare_source(source_image[0], core.face_detector(detector),
                                 None if face_index is None or int(face_index) < 0 else int(face_index),
                                 core.arcface() if use_arcface else None, edge_mode or "auto")
