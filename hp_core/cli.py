@@ -38,7 +38,6 @@ from .weights.locations import folder_preset, is_stand_in
 from .weights.random_weights import RANDOM_DTYPES
 
 
-
 class _Parser(argparse.ArgumentParser):
     """argparse that reports bad arguments on one line (plus the usage) and exits with 2, and that gives
     animate / motion extract the preset of their models folder when --preset is not given."""

@@ -21,6 +21,7 @@ from hp_core.sampling.schedules import SIGMA_MAX, SIGMA_MIN
 
 from . import bridge
 
+
 class _PlainEDMSampling:
     """Stand-in for ComfyUI's model_sampling object when ComfyUI is not importable (tests, scripts)."""
 

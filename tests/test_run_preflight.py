@@ -24,7 +24,6 @@ from hp_core import preprocess as PP
 from nodes_env import make_models_dir
 
 
-
 def sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

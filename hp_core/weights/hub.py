@@ -296,4 +296,3 @@ def _fetch_each(todo, dirs, dest, stage, token, log, guard: _FailFast) -> list[P
     if problems:
         raise HPError(f"Some weights could not be downloaded into {dest.resolve()}:\n" + "\n".join(problems))
     return written
-
