@@ -75,14 +75,16 @@ def network_of_name(name: str) -> str | None:
 
 def safetensors_header(path: str | Path) -> tuple[dict, int]:
     """A .safetensors file's header (name -> dtype, shape, offsets; plus ``__metadata__``) and its length in
-    bytes. Raises ValueError when the file is too short for the header it announces."""
+    bytes. Raises ValueError when the file is too short for the header it announces, or the header too large."""
     path = Path(path)
     with path.open("rb") as f:
         head = f.read(8)
         if len(head) < 8:
             raise ValueError("the header is cut short")
         (n,) = struct.unpack("<Q", head)
-        if n > min(path.stat().st_size - 8, HEADER_LIMIT):
+        if n > HEADER_LIMIT:
+            raise ValueError(f"it announces a header of {n} bytes, more than safetensors allows")
+        if n > path.stat().st_size - 8:
             raise ValueError("the header is cut short")
         return json.loads(f.read(n)), n
 

@@ -168,23 +168,24 @@ def test_denoise_strength_cuts_schedule_and_starts_near_reference(tiny_models, m
     assert (start - ref.unsqueeze(1)).abs().max() < 0.2 < (noise * float(full[0])).abs().max()
 
 
-def test_motion_scale_reaches_the_unet(tiny_models):
+def test_motion_scale_reaches_the_unet():
+    models = P.random_models("tiny", seed=0)  # its own: the test leaves motion scales on the layers
     settings = P.Settings(steps=1, height=64, width=64, window=6, overlap=2, pad=1)
-    cond, ref = _conditions(tiny_models, 3, settings)
+    cond, ref = _conditions(models, 3, settings)
     # 0 = no motion term: the same as zero motion tokens (to_v_ip has no bias, so zero tokens add nothing)
-    no_motion = P.sample_latents(tiny_models, cond, ref, P.replace(settings, motion_scale=0.0))
-    zeros = P.sample_latents(tiny_models, P.replace(cond, motion=torch.zeros_like(cond.motion)), ref, settings)
+    no_motion = P.sample_latents(models, cond, ref, P.replace(settings, motion_scale=0.0))
+    zeros = P.sample_latents(models, P.replace(cond, motion=torch.zeros_like(cond.motion)), ref, settings)
     torch.testing.assert_close(no_motion, zeros, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(no_motion, P.sample_latents(tiny_models, cond, ref, settings), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(no_motion, P.sample_latents(models, cond, ref, settings), rtol=1e-4, atol=1e-4)
     # at an adapter attention's output: out(s) = to_out(app + s * motion), so 2 - 1 = 1 - 0, and not 0
-    attn = next(m for n, m in tiny_models.unet.named_modules() if n.endswith("attn2"))
+    attn = next(m for n, m in models.unet.named_modules() if n.endswith("attn2"))
     first = {}
     handle = attn.register_forward_hook(lambda m, a, out: first.setdefault("out", out.detach().clone()))
     try:
         outs = []
         for scale in (0.0, 1.0, 2.0):
             first.clear()
-            P.sample_latents(tiny_models, cond, ref, P.replace(settings, motion_scale=scale))
+            P.sample_latents(models, cond, ref, P.replace(settings, motion_scale=scale))
             outs.append(first["out"])
     finally:
         handle.remove()

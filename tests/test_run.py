@@ -54,7 +54,10 @@ def test_streamed_run_equals_the_in_memory_stages(env, tmp_path, monkeypatch):
         return real_sample(models, conditions, *a, **k)
     monkeypatch.setattr(R, "write_outputs", capture)
     monkeypatch.setattr(R, "sample_latents", capture_conditions)
-    result = R.run(req)
+    stages = []
+    result = R.run(req, progress=lambda done, total, stage: stages.append(stage))
+    order = list(dict.fromkeys(stages))
+    assert order == ["faces", "motion", "conditions", "denoise", "decode"], order  # what the bar shows, in turn
 
     models = P.load_models_from_dirs([env / "models"], preset="tiny", device="cpu",
                                      dtypes={n: torch.float32 for n in (*P.COMPONENTS, "vae")})

@@ -14,18 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from diffusers import AutoencoderKLTemporalDecoder
 from torch import nn
 
 from ..checkpoint import load_strict, read_state_dict
 from ..errors import HPError
-from .appearance import DinoWithIMAdapters, TokenProjector
 from .fp8 import store_fp8
-from .motion_encoder import ExpressionEncoder, HeadPoseEncoder
-from .motion_refiner import MotionRefiner
-from .pose_guider import PoseGuider
 from .precision import DTYPES, FP8_NETWORKS, PRECISIONS, RELEASE_DTYPES, fp8_networks, precision_dtypes
-from .unet import PortraitUNet
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 COMPONENTS = ("unet", "dino", "image_proj", "motion_proj", "expression", "headpose", "pose_guider")
@@ -83,6 +77,13 @@ def appearance_token_count(image_size: int) -> int:
 
 
 def _builders(preset: str) -> dict[str, Callable[[], nn.Module]]:
+    # Late: the networks pull in diffusers (seconds), which a ComfyUI start-up must not pay for.
+    from .appearance import DinoWithIMAdapters, TokenProjector
+    from .motion_encoder import ExpressionEncoder, HeadPoseEncoder
+    from .motion_refiner import MotionRefiner
+    from .pose_guider import PoseGuider
+    from .unet import PortraitUNet
+
     d = PRESET_DIMS[preset]
     tokens = appearance_token_count(d.appearance_size)
     if preset == "official":
@@ -123,6 +124,7 @@ def build_component(name: str, preset: str = "official", device=None) -> nn.Modu
 
 def build_vae(preset: str = "official", device=None) -> nn.Module:
     """The SVD temporal VAE (diffusers AutoencoderKLTemporalDecoder) from the shipped config."""
+    from diffusers import AutoencoderKLTemporalDecoder  # heavy: only when a VAE is built
 
     with torch.device(device) if device is not None else contextlib.nullcontext():
         vae = AutoencoderKLTemporalDecoder(**vae_config(preset))

@@ -79,22 +79,28 @@ class EagerCopies:
 
 
 class SideStreamCopies(EagerCopies):
-    """Copies on a CUDA side stream, from pinned memory, so they overlap the compute stream's work."""
+    """Copies on a CUDA side stream, from pinned memory, so they overlap the compute stream's work.
+
+    The device memory is taken in the compute stream's order (as if the compute stream made the copy), so
+    the memory of a block that has run is reused by the next copy at once and no more than two streamed
+    blocks are held, however far the CPU runs ahead; the side stream first waits until the compute stream
+    has finished what it queued before (that memory may have held the block before)."""
 
     def __init__(self, device: torch.device):
         super().__init__(device)
         self.stream = torch.cuda.Stream(device)
 
     def issue(self, hosts):
+        copies = [torch.empty_like(h, device=self.device) for h in hosts]  # on the compute stream
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self.stream):
-            copies = [h.to(self.device, non_blocking=True) for h in hosts]
+            for copy, host in zip(copies, hosts):
+                copy.copy_(host, non_blocking=True)
             return copies, self.stream.record_event()
 
     def wait(self, copies, ready):
-        compute = torch.cuda.current_stream(self.device)
-        compute.wait_event(ready)
-        for t in copies:  # made on the side stream, freed after the compute stream is done with them
-            t.record_stream(compute)
+        # Every later use of this memory is on the compute stream, after this wait: the copy is done by then.
+        torch.cuda.current_stream(self.device).wait_event(ready)
 
 
 @dataclass
@@ -131,7 +137,8 @@ class BlockStreamer:
                 t.data = host.pin_memory() if cuda else host
                 self._host[t] = t.data
             self._handles.append(block.register_forward_pre_hook(functools.partial(self._bring_in, i)))
-            self._handles.append(block.register_forward_hook(functools.partial(self._send_out, i)))
+            self._handles.append(block.register_forward_hook(functools.partial(self._send_out, i),
+                                                             always_call=True))  # also when it raises
         if self.plan.streamed:
             self._handles.append(unet.register_forward_pre_hook(lambda module, args: self._prefetch(0)))
         return self
@@ -164,11 +171,14 @@ class BlockStreamer:
             self.events.append(("ran", i))
 
     def detach(self) -> None:
-        """Remove the hooks and drop copies not used; streamed blocks stay on the host."""
+        """Remove the hooks and drop every device copy (a call cut short may have left some): the streamed
+        blocks' tensors point at their host copies again."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._pending.clear()
+        for t, host in self._host.items():
+            t.data = host
 
 
 def budget_bytes(gib: float) -> int:

@@ -16,9 +16,9 @@ from ..errors import HPError
 
 SCHEDULES: tuple[str, ...] = ("karras", "exponential", "ays_svd")
 
-# Align Your Steps noise levels published by NVIDIA for Stable Video Diffusion (10 steps, 11 levels).
 SIGMA_MIN, SIGMA_MAX = 0.002, 700.0  # SVD's noise range: the release's schedule runs from 700 down to 0.002
 
+# Align Your Steps noise levels published by NVIDIA for Stable Video Diffusion (10 steps, 11 levels).
 # The last level (sigma_min) is replaced by 0 so that the final step lands on the clean sample, which is
 # how ComfyUI's AlignYourStepsScheduler uses the same table.
 AYS_SVD_LEVELS: tuple[float, ...] = (

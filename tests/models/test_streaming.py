@@ -98,3 +98,34 @@ def test_side_stream_copies_give_the_resident_result_on_cuda():
     out = P.sample_latents(streamed, cond, ref, settings)
     assert isinstance(streamed.last_stream.copier, SideStreamCopies)
     torch.testing.assert_close(out, whole, rtol=1e-3, atol=1e-3)  # cuDNN may pick other kernels between runs
+
+
+def test_a_block_that_raises_gives_its_copy_back():
+    """A call cut short inside a streamed block (out of memory, say) leaves no device copy behind: the
+    block's tensors point at their host copies again at once (torch calls the hook for an Exception), and
+    after detach every block's do (also after a KeyboardInterrupt, which skips the hook)."""
+    unet = P.random_models("tiny", seed=0).unet
+    plan = plan_stream(unet, 0)
+
+    class Clones(EagerCopies):  # distinct "device" tensors, so the test can tell copy from host
+        def issue(self, hosts):
+            return [h.clone() for h in hosts], None
+
+    streamer = BlockStreamer(plan, torch.device("cpu"), Clones(torch.device("cpu"))).attach(unet)
+    block = plan.streamed[0]
+    hosts = [streamer._host[t].data_ptr() for t in BlockStreamer._tensors(block)]
+
+    def fail(module, args):
+        raise torch.OutOfMemoryError("stand-in")
+
+    handle = block.register_forward_pre_hook(fail)
+    try:
+        with torch.no_grad(), pytest.raises(torch.OutOfMemoryError):
+            unet(torch.randn(1, 3, 8, 8, 8), 0.4, torch.randn(1, 16, unet.config.cross_attention_dim),
+                 torch.tensor([[12.5, 0, 0]]))
+        assert [t.data_ptr() for t in BlockStreamer._tensors(block)] == hosts  # given back when it raised
+    finally:
+        handle.remove()
+        streamer.detach()
+    for b in plan.streamed:  # the prefetched next block too, after detach
+        assert all(t.data_ptr() == streamer._host[t].data_ptr() for t in BlockStreamer._tensors(b))

@@ -1,8 +1,7 @@
 """Every ComfyUI internal the bridge uses (bridge.INTERNALS) can go missing: with each removed in turn from a
 minimal fake ComfyUI, the pack still registers its folders, fills its dropdowns, loads, samples (through a
 SAMPLER input too), places networks, previews and cancels, and says exactly once which internal it fell
-back from. docs/comfyui_internals.md lists the same table. tests/test_bridge_fallbacks_comfyui.py runs
-``exercise`` against a real ComfyUI."""
+back from. docs/comfyui_internals.md lists the same table."""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """Start-up of the pack's entry point: a second copy of the pack in custom_nodes is reported once, naming
-both folders; the copy that registered hp_core first is not warned about itself."""
+both folders; the copy that registered hp_core first is not warned about itself; loading the nodes leaves
+the heavy libraries (diffusers, transformers) for the first run."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,3 +39,10 @@ def test_a_second_copy_is_named_with_the_first(tmp_path, caplog):
 
 def test_the_first_copy_says_nothing(caplog):
     assert "installed twice" not in _run_entry_point(ROOT, caplog)
+
+
+def test_loading_the_nodes_leaves_diffusers_for_the_first_run():
+    """ComfyUI imports every pack at start-up: ours must not add seconds by importing diffusers there."""
+    probe = "import sys, nodes; print(sorted(m for m in ('diffusers', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
