@@ -216,7 +216,7 @@ def _print_status(rows, out=print) -> None:
 
 
 def _cmd_weights(args, out=print) -> int:
-    dirs = weights.default_search_dirs(args.models_dir)
+    dirs = default_search_dirs(args.models_dir)
     if args.action == "status":
         rows = weights.status(dirs, include_optional=not args.required_only)
         out("models folders: " + ", ".join(str(d) for d in dirs))
