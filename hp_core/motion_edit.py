@@ -89,10 +89,6 @@ class MotionEdit:
             vals = getattr(self, name)
             if len(vals) != 3 or not all(math.isfinite(float(v)) for v in vals):
                 out.append(((name,), HPError(f"{name} needs three finite numbers (angle 1, 2, 3), got {vals}.")))
-        if not math.isfinite(float(self.expression_strength)):
-            out.append((("expression_strength",), HPError(
-                f"expression_strength must be a finite number, got {self.expression_strength}.",
-                hint="1 = the driving clip's expressions, 0 = frozen.")))
         for name in ("pose_smoothing", "expression_smoothing"):
             v = float(getattr(self, name))
             if not 0.0 <= v <= MAX_SMOOTHING:  # also refuses nan
@@ -119,12 +115,17 @@ class MotionEdit:
 
 # ------------------------------------------------------------------------------------------- smoothing
 
+def _gaussian(sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, unnormalised Gaussian weights) of the smoothing kernel, 3 sigma on each side."""
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    offsets = np.arange(-radius, radius + 1)
+    return offsets, np.exp(-0.5 * (offsets / sigma) ** 2)
+
+
 def smoothing_weights(frames: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """(offsets (K,), coefficients (F, K)): smoothed[t] = sum_k coef[t, k] * x[t + offsets[k]] (taps that fall
     outside the clip have coefficient 0). A Gaussian inside; a local linear fit with its weights at the ends."""
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    offsets = np.arange(-radius, radius + 1)
-    gauss = np.exp(-0.5 * (offsets / sigma) ** 2)
+    offsets, gauss = _gaussian(sigma)
     t = np.arange(frames)[:, None]
     inside = ((t + offsets) >= 0) & ((t + offsets) < frames)
     w = gauss[None, :] * inside
@@ -155,9 +156,8 @@ def smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def noise_variance_factor(sigma: float) -> float:
     """The fraction of white noise's variance that smoothing of strength sigma keeps, away from the ends."""
-    offsets = np.arange(-max(1, int(math.ceil(3 * sigma))), max(1, int(math.ceil(3 * sigma))) + 1)
-    w = np.exp(-0.5 * (offsets / sigma) ** 2)
-    w /= w.sum()
+    _, w = _gaussian(float(sigma))
+    w = w / w.sum()
     return float((w ** 2).sum())
 
 
