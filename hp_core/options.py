@@ -211,35 +211,31 @@ def widget_inputs(optional: bool = False, options: tuple[Option, ...] = OPTIONS)
     return out
 
 
-def settings_from_widgets(values: dict, **extra) -> Settings:
-    """Settings from the sampler node's widget values (missing optional ones take their defaults)."""
+def _from_widgets(options: tuple[Option, ...], values: dict) -> dict:
+    """Fields from a node's widget values; a missing optional widget leaves its field at the default."""
     out = {}
-    for o in OPTIONS:
+    for o in options:
         if not o.widgets:
             continue
         got = [values.get(name) for name in o.widgets]
-        if o.kind == "pair":
+        if o.kind in ("pair", "triple"):
             out[o.field] = tuple(float(v if v is not None else d) for v, d in zip(got, o.default))
         elif o.kind == "interval":
             low, high = (float(v or 0.0) for v in got)
             out[o.field] = (low, high) if high else None
-        elif got[0] is None:
-            continue
-        else:
+        elif got[0] is not None:
             out[o.field] = {"int": int, "float": float, "bool": bool}.get(o.kind, str)(got[0])
-    return Settings(**out, **extra)
+    return out
+
+
+def settings_from_widgets(values: dict, **extra) -> Settings:
+    """Settings from the sampler node's widget values (missing optional ones take their defaults)."""
+    return Settings(**_from_widgets(OPTIONS, values), **extra)
 
 
 def edit_from_widgets(values: dict) -> MotionEdit:
     """The MotionEdit of the Motion Edit node's widget values."""
-    out = {}
-    for o in EDIT_OPTIONS:
-        got = [values.get(name) for name in o.widgets]
-        if o.kind == "triple":
-            out[o.field] = tuple(float(v if v is not None else d) for v, d in zip(got, o.default))
-        elif got[0] is not None:
-            out[o.field] = {"int": int, "float": float}.get(o.kind, str)(got[0])
-    return MotionEdit(**out)
+    return MotionEdit(**_from_widgets(EDIT_OPTIONS, values))
 
 
 def widget_fields(options: tuple[Option, ...] = OPTIONS) -> dict[str, str]:
