@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     weights_cmd = sub.add_parser("weights", help="list, download and verify the model files")
     wsub = weights_cmd.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION",
-                                  help="status, download or verify")
+                                      help="status, download or verify")
     st = wsub.add_parser("status", help="which files are present, verified, missing or damaged")
     _add_models_dir(st)
     st.add_argument("--required-only", action="store_true", help="hide optional files (DWPose, SCRFD)")
@@ -234,7 +234,8 @@ def _cmd_weights(args, out=print) -> int:
                               hint="Pass an SVD VAE folder, VAE file or single-file SVD checkpoint.")
             skip = ["svd_vae"]
             out(f"using the SVD VAE at {args.vae}")
-        written = weights.download(dirs, ids=args.only, include_optional=args.optional, token=args.token, skip=skip, log=out)
+        written = weights.download(dirs, ids=args.only, include_optional=args.optional, token=args.token, skip=skip,
+                                   log=out)
         out(f"downloaded {len(written)} file(s) into {dirs[0]}" if written
             else "nothing to download: all files present")
         return 0
@@ -366,7 +367,7 @@ def _cmd_animate(args, out=print) -> int:
     try:
         if _many(args):
             batch = run.run_many(animate_request(args), [Path(i) for i in args.image], Path(args.out), progress,
-                               log=out)
+                                 log=out)
             results = batch.written
         else:
             batch, results = None, [run.run(animate_request(args), progress)]
@@ -394,9 +395,9 @@ def _cmd_motion(args, out=print) -> int:
             raise HPError(f"--max-frames must be at least 1 (got {args.max_frames}).")
         progress = _Progress()
         try:
-            done = run.extract_to_file(Path(args.video), Path(args.out), models_dirs=args.models_dir, preset=args.preset,
-                                     device=device, precision=args.dtype, max_frames=args.max_frames,
-                                     overwrite=args.overwrite, progress=progress)
+            done = run.extract_to_file(Path(args.video), Path(args.out), models_dirs=args.models_dir,
+                                       preset=args.preset, device=device, precision=args.dtype,
+                                       max_frames=args.max_frames, overwrite=args.overwrite, progress=progress)
         finally:
             progress.close()
         for note in done.warnings:
@@ -405,8 +406,8 @@ def _cmd_motion(args, out=print) -> int:
         out(f"wrote {args.out}: {perf.frames} frames at {perf.fps:g} fps, preset {perf.preset}")
         return 0
     edited = run.edit_to_file(Path(args.motion), Path(args.out), edit_from_args(args),
-                            image=Path(args.image) if args.image else None, models_dirs=args.models_dir,
-                            device=device, precision=args.dtype, overwrite=args.overwrite)
+                              image=Path(args.image) if args.image else None, models_dirs=args.models_dir,
+                              device=device, precision=args.dtype, overwrite=args.overwrite)
     out(f"wrote {args.out}: {edited.frames} frames")
     return 0
 

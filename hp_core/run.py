@@ -330,7 +330,7 @@ def extract_performance(video: Path, models, detector, *, chunk: int, fps: float
     faces = stage_progress(progress, "faces")
     total = frames_estimate if max_frames is None or frames_estimate is None else min(frames_estimate, max_frames)
     track = preprocess.track_driving(iter_frames(video, max_frames=max_frames), detector,
-                             progress=(lambda i: faces(i, max(total or 0, i))) if faces else None)
+                                     progress=(lambda i: faces(i, max(total or 0, i))) if faces else None)
     ids = preprocess.intensity_ids(track.landmarks, chunk)
     digest = weights.sha256_file(video, progress=False)
     parts = []
@@ -511,8 +511,8 @@ def motion_networks(models_dirs, preset: str, device: str | None, precision: str
     performance needs, without the UNet, DINO or VAE."""
     dev = _device(device)
     search_dirs = list(models_dirs or []) or weights.default_search_dirs(None)
-    files = weights.preflight(weights.needed_ids(use_arcface=False, vae=False, networks=MOTION_NETWORKS), search_dirs,
-                          preset=preset)
+    files = weights.preflight(weights.needed_ids(use_arcface=False, vae=False, networks=MOTION_NETWORKS),
+                              search_dirs, preset=preset)
     models = load_models_from_dirs(search_dirs, preset=preset, device=dev, dtypes=precision_dtypes(precision, dev),
                                    components=MOTION_NETWORKS, with_vae=False)
     return models, preprocess.load_yolo_face(files["yoloface"], device=dev)

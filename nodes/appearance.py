@@ -76,7 +76,8 @@ class HunyuanPortraitAppearanceExtractor:
             LOG.warning("HunyuanPortrait: %s", text)
         appearance = PortraitAppearance(tokens=encoded.tokens, identity=source.identity,
                                         ref_latents=encoded.ref_latents, cond_latents=encoded.cond_latents,
-                                        crop_box=box, source_hw=(int(source_image.shape[1]), int(source_image.shape[2])),
+                                        crop_box=box,
+                                        source_hw=(int(source_image.shape[1]), int(source_image.shape[2])),
                                         reference=encoded.reference.float().cpu(), source_crop=source.source_crop_512,
                                         motion=own)
         return (appearance, uint8_to_image(source.source_crop_512[None]))

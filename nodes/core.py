@@ -86,7 +86,8 @@ def resolve_choices(choices: dict[str, str], *, preset: str | None = None, vae: 
     release's pretrained_weights/ layout); any other name must be a file in one of the pack's model
     folders. ``vae``: a VAE from ComfyUI's models/vae, checked instead of 'svd_vae'."""
     dirs = bridge.search_dirs()
-    default_ids = [i for i, c in choices.items() if c in (weights.get_entry(i).local_path, *weights.get_entry(i).alt_local_paths)]
+    default_ids = [i for i, c in choices.items()
+                   if c in (weights.get_entry(i).local_path, *weights.get_entry(i).alt_local_paths)]
     found = weights.check_files(default_ids + (["svd_vae"] if vae is not None else []), dirs, vae=vae, preset=preset)
     unknown = []
     for entry_id, choice in choices.items():
@@ -97,8 +98,8 @@ def resolve_choices(choices: dict[str, str], *, preset: str | None = None, vae: 
         if path is None:
             unknown.append(f"{choice!r} (chosen for {entry_id}; the official file is {entry.local_path})")
             continue
-        why = weights.check_explicit_vae(path) if entry_id == "svd_vae" else weights.check_component(entry, path,
-                                                                                          preset or "official")
+        why = (weights.check_explicit_vae(path) if entry_id == "svd_vae"
+               else weights.check_component(entry, path, preset or "official"))
         if why:
             found.bad.append((entry, path.resolve(), why))
         else:

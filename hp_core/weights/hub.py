@@ -138,7 +138,8 @@ def set_aside(path: Path) -> Path:
                   hint="Remove the old *.replaced-* files there.")
 
 
-def _install(entry: manifest.WeightEntry, staged: Path, local_dir: Path, dest: Path, log: Callable[[str], None]) -> Path:
+def _install(entry: manifest.WeightEntry, staged: Path, local_dir: Path, dest: Path,
+             log: Callable[[str], None]) -> Path:
     """Put a verified download at its place in ``dest``; an existing file there is moved aside first."""
     target = dest / entry.local_path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -278,15 +279,15 @@ def _fetch_each(todo, dirs, dest, stage, token, log, guard: _FailFast) -> list[P
             continue
         guard.active = False
         res = verification.verify(entry.id, [stage], etag=_hub_etag(local_dir, entry.filename),
-                       origin=f"{entry.repo}@{entry.revision}", preset="official", pin=False)
+                                  origin=f"{entry.repo}@{entry.revision}", preset="official", pin=False)
         if not res.ok:
             path.unlink(missing_ok=True)  # our own staged copy; the file in dest, if any, is untouched
             failed.append(f"{entry.local_path}: the download failed verification ({res.reason})")
             continue
         target = _install(entry, path, local_dir, dest, log)
         lock.unpin(dest, entry.local_path)
-        verification.confirm(verification.VerifyResult(entry.id, "ok", target, dest, res.sha256, res.message, preset=res.preset,
-                                 origin=res.origin))
+        verification.confirm(verification.VerifyResult(entry.id, "ok", target, dest, res.sha256, res.message,
+                                                       preset=res.preset, origin=res.origin))
         written.append(target)
     problems = []
     if gated:
