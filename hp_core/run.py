@@ -36,6 +36,7 @@ from .performance import Performance, load_performance, save_performance
 from .performance import concat as concat_performances
 from .pipeline import (MOTION_NETWORKS, Settings, StageProgress, build_conditions, encode_motion, encode_portrait,
                        encode_portrait_motion, iter_decoded, load_models_from_dirs, sample_latents, stage_progress)
+from .preprocess.image import IMAGE_EXTENSIONS
 from .sampling.denoiser import GuidanceSettings, planned_evaluations
 from .video import VideoInfo, VideoWriter, clear_stale_partials, iter_frames, probe_video
 
@@ -430,9 +431,6 @@ class BatchResult:
     failed: list[tuple[Path, str]]
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-
-
 def portrait_list(paths: list[Path]) -> list[Path]:
     """Image files and the images inside folders (sorted, not recursive), each once, in the order given."""
     found: dict[Path, None] = {}
@@ -440,7 +438,7 @@ def portrait_list(paths: list[Path]) -> list[Path]:
         path = path.expanduser()
         if path.is_dir():
             for child in sorted(path.iterdir()):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                if child.is_file() and child.suffix.lower() in IMAGE_EXTENSIONS:
                     found.setdefault(child, None)
         elif path.is_file():
             found.setdefault(path, None)
@@ -448,7 +446,7 @@ def portrait_list(paths: list[Path]) -> list[Path]:
             raise HPError(f"The portrait {path} does not exist.", hint="Check the --image paths.")
     if not found:
         raise HPError("No portrait images found in " + ", ".join(map(str, paths)) + ".",
-                      hint=f"Give image files ({', '.join(IMAGE_SUFFIXES)}) or folders holding them.")
+                      hint=f"Give image files ({', '.join(IMAGE_EXTENSIONS)}) or folders holding them.")
     return list(found)
 
 
@@ -506,6 +504,14 @@ def check_new_output(path: Path, flag: str, overwrite: bool, inputs: list[tuple[
     clear_stale_partials(path.resolve().parent)  # left by a killed run
 
 
+def performance_out(out: Path) -> Path:
+    """``--out`` of `motion extract` / `motion edit`: a .safetensors path, checked before any work."""
+    out = Path(out).expanduser()
+    if out.suffix.lower() != PERFORMANCE_SUFFIX:
+        raise HPError(f"--out must name a {PERFORMANCE_SUFFIX} file, got {out.name}.")
+    return out
+
+
 def motion_networks(models_dirs, preset: str, device: str | None, precision: str):
     """(the three motion networks, the face detector), verified and loaded: what making or editing a
     performance needs, without the UNet, DINO or VAE."""
@@ -524,9 +530,7 @@ def extract_to_file(video: Path, out: Path, *, models_dirs: list[Path] | None = 
                     chunk: int = CHUNK, overwrite: bool = False, progress: StageProgress | None = None) -> Extracted:
     """`motion extract`: the clip's performance, written to ``out`` (.safetensors). Loads only the face
     detector and the three motion networks."""
-    out, video = Path(out).expanduser(), Path(video).expanduser()
-    if out.suffix.lower() != PERFORMANCE_SUFFIX:
-        raise HPError(f"--out must name a {PERFORMANCE_SUFFIX} file, got {out.name}.")
+    out, video = performance_out(out), Path(video).expanduser()
     check_new_output(out, "--out", overwrite, [("--video", video)])
     if preset is None:  # the models folder's own (a random-weights marker), else official
         preset = weights.locations.folder_preset(list(models_dirs or []) or weights.default_search_dirs(None))
@@ -547,9 +551,7 @@ def edit_to_file(motion: Path, out: Path, edit: MotionEdit, *, image: Path | Non
     """`motion edit`: a saved performance with ``edit`` baked in, written to ``out``. The portrait (``image``)
     is read only for the relative and still modes (its head pose through the motion networks)."""
     edit.validate()
-    out = Path(out).expanduser()
-    if out.suffix.lower() != PERFORMANCE_SUFFIX:
-        raise HPError(f"--out must name a {PERFORMANCE_SUFFIX} file, got {out.name}.")
+    out = performance_out(out)
     inputs = [("--motion", Path(motion))] + ([("--image", Path(image))] if image else [])
     check_new_output(out, "--out", overwrite, inputs)
     perf = load_performance(motion)
